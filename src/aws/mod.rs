@@ -1,0 +1,87 @@
+//! AWS client construction (profile, region, endpoint, retries) and error classification.
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::result::SdkError;
+
+use crate::settings::Common;
+
+/// Shared SDK config: `--profile`/`AWS_PROFILE`, `--region`/`AWS_REGION`, `--endpoint-url`/`AWS_ENDPOINT_URL`,
+/// adaptive retries for control-plane calls.
+pub async fn sdk_config(common: &Common) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::adaptive().with_max_attempts(6));
+    if let Some(p) = &common.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &common.region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    if let Some(e) = &common.endpoint_url {
+        loader = loader.endpoint_url(e);
+    }
+    loader.load().await
+}
+
+/// The same config for another region.
+pub fn in_region(cfg: &SdkConfig, region: &str) -> SdkConfig {
+    cfg.to_builder().region(Region::new(region.to_string())).build()
+}
+
+/// S3 client; path-style addressing when an endpoint override is set (emulators, S3-compatible stores).
+pub fn s3(cfg: &SdkConfig) -> aws_sdk_s3::Client {
+    let mut b = aws_sdk_s3::config::Builder::from(cfg);
+    if cfg.endpoint_url().is_some() {
+        b = b.force_path_style(true);
+    }
+    aws_sdk_s3::Client::from_conf(b.build())
+}
+
+/// The AWS error code of an SDK error, if the service sent one.
+pub fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<String> {
+    match e {
+        SdkError::ServiceError(s) => s.err().code().map(String::from),
+        _ => None,
+    }
+}
+
+/// Turn an SDK error into a message that says what failed, AWS's code and message, and what to do.
+pub fn explain<E, R>(e: SdkError<E, R>, what: &str, permission: &str) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let (code, msg) = match &e {
+        SdkError::ServiceError(s) => (
+            s.err().code().unwrap_or("Unknown").to_string(),
+            s.err().message().unwrap_or_default().to_string(),
+        ),
+        SdkError::DispatchFailure(d) => {
+            return anyhow::anyhow!(
+                "{what}: could not reach AWS ({d:?}); check the network, --region and --endpoint-url/AWS_ENDPOINT_URL"
+            )
+        }
+        SdkError::TimeoutError(_) => return anyhow::anyhow!("{what}: timed out talking to AWS; check the network and retry"),
+        other => return anyhow::anyhow!("{what}: {}", aws_smithy_types::error::display::DisplayErrorContext(other)),
+    };
+    let hint = hint_for(&code, permission);
+    anyhow::anyhow!("{what}: {code}: {msg}{hint}")
+}
+
+/// What to do about an AWS error code.
+pub fn hint_for(code: &str, permission: &str) -> String {
+    match code {
+        "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AuthorizationError" | "Forbidden" => {
+            format!("\n  → the caller needs the IAM permission {permission} (see README, \"IAM permissions\")")
+        }
+        "ExpiredToken" | "ExpiredTokenException" | "InvalidClientTokenId" | "UnrecognizedClientException" | "SignatureDoesNotMatch" => {
+            "\n  → the AWS credentials are invalid or expired; refresh them (aws sso login, or --profile)".into()
+        }
+        "NoSuchBucket" => "\n  → check --bucket (or run `trailsetup init` first so the state file names it)".into(),
+        "BucketAlreadyExists" => "\n  → that bucket name belongs to another account; pass another --bucket".into(),
+        "OptInRequired" | "InvalidRegion" | "UnrecognizedRegion" => {
+            "\n  → that region is not enabled for this account; drop it from --regions or enable it".into()
+        }
+        _ => String::new(),
+    }
+}

@@ -1,0 +1,296 @@
+//! Command-line interface: clap derive only, no logic. The interface is fixed in CONTRACT.md.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "trailsetup",
+    version,
+    about = "Set up AWS CloudTrail auditing into OpenSearch in one sitting, and load the history already there",
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    after_help = "Without a command, `init` runs. Exit codes: 0 success, 1 failure, 2 usage error or missing input, \
+                  3 finished but some records were quarantined."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// `init` options, so that `trailsetup --dry-run --regions us-east-1` works without naming `init`.
+    #[command(flatten)]
+    pub init: InitArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Wizard → plan → confirm → apply → offer backfill (the default command)
+    Init(InitArgs),
+    /// Load the CloudTrail log files already stored (S3 bucket or local directory) into OpenSearch
+    Backfill(BackfillArgs),
+    /// Follow the SQS queue and load each new log file as CloudTrail delivers it
+    Ingest(IngestArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct GlobalArgs {
+    /// Compute and print what would be done; make no change anywhere (read calls allowed)
+    #[arg(long, global = true, env = "TRAILSETUP_DRY_RUN", value_parser = clap::builder::FalseyValueParser::new())]
+    pub dry_run: bool,
+
+    /// With --dry-run: make no network call at all; discovered values come from flags/config or placeholders
+    #[arg(long, global = true, env = "TRAILSETUP_OFFLINE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub offline: bool,
+
+    /// Never prompt: take each default and confirm the plan
+    #[arg(short = 'y', long, global = true, env = "TRAILSETUP_YES", value_parser = clap::builder::FalseyValueParser::new())]
+    pub yes: bool,
+
+    /// Settings/answers file (TOML). Precedence: flags > TRAILSETUP_* env > file > defaults
+    #[arg(long, global = true, env = "TRAILSETUP_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Output format: `json` prints exactly one JSON document on stdout
+    #[arg(long, global = true, value_enum, env = "TRAILSETUP_OUTPUT")]
+    pub output: Option<OutputFormat>,
+
+    /// AWS profile (also AWS_PROFILE)
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+
+    /// Home region (also AWS_REGION)
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+
+    /// AWS endpoint override (also AWS_ENDPOINT_URL)
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// Where the state file, checkpoints and quarantine live
+    #[arg(long, global = true, env = "TRAILSETUP_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// More logging (repeat for more; also RUST_LOG)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Less logging
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrailMode {
+    MultiRegion,
+    PerRegion,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpenSearchAuth {
+    Sigv4,
+    Basic,
+    None,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct InitArgs {
+    /// Stack name: prefix of every resource name and value of the `trailsetup:stack` tag [default: trailsetup]
+    #[arg(long, env = "TRAILSETUP_NAME")]
+    pub name: Option<String>,
+
+    /// `all` (every region enabled for the account) or a comma list
+    #[arg(long, env = "TRAILSETUP_REGIONS", value_name = "all|R1,R2")]
+    pub regions: Option<String>,
+
+    /// One multi-region trail, or one trail per region [default: multi-region]
+    #[arg(long, value_enum, env = "TRAILSETUP_TRAIL_MODE")]
+    pub trail_mode: Option<TrailMode>,
+
+    /// S3 bucket for the logs [default: <name>-<account>-<home-region>]
+    #[arg(long, env = "TRAILSETUP_BUCKET")]
+    pub bucket: Option<String>,
+
+    /// KMS key id/ARN/alias for SSE-KMS [default: none, SSE-S3]
+    #[arg(long, env = "TRAILSETUP_KMS_KEY")]
+    pub kms_key: Option<String>,
+
+    /// Retention of the CloudWatch Logs copy, in days [default: 90]
+    #[arg(long, env = "TRAILSETUP_LOG_RETENTION_DAYS")]
+    pub log_retention_days: Option<i32>,
+
+    /// Amazon OpenSearch Service domain to create or adopt [default: <name>]
+    #[arg(long, env = "TRAILSETUP_OPENSEARCH_DOMAIN", conflicts_with = "opensearch_url")]
+    pub opensearch_domain: Option<String>,
+
+    /// An existing OpenSearch endpoint instead of a domain
+    #[arg(long, env = "TRAILSETUP_OPENSEARCH_URL")]
+    pub opensearch_url: Option<String>,
+
+    /// sigv4 for AWS domains, else basic (TRAILSETUP_OPENSEARCH_USER/_PASSWORD) or none
+    #[arg(long, value_enum, env = "TRAILSETUP_OPENSEARCH_AUTH")]
+    pub opensearch_auth: Option<OpenSearchAuth>,
+
+    /// Account id to plan for with --offline (otherwise discovered from STS)
+    #[arg(long, env = "TRAILSETUP_ACCOUNT")]
+    pub account: Option<String>,
+
+    /// Index prefix [default: cloudtrail]
+    #[arg(long, env = "TRAILSETUP_INDEX_PREFIX")]
+    pub index_prefix: Option<String>,
+
+    /// After apply, load the logs already in the bucket
+    #[arg(long, overrides_with = "no_backfill")]
+    pub backfill: bool,
+
+    /// After apply, do not load the logs already in the bucket
+    #[arg(long, overrides_with = "backfill")]
+    pub no_backfill: bool,
+}
+
+/// Options shared by `backfill` and `ingest`: where documents go and how.
+#[derive(Debug, Clone, Args, Default)]
+pub struct SinkArgs {
+    /// OpenSearch endpoint [default: from init's state]
+    #[arg(long, env = "TRAILSETUP_OPENSEARCH_URL")]
+    pub opensearch_url: Option<String>,
+
+    /// sigv4, basic (TRAILSETUP_OPENSEARCH_USER/_PASSWORD) or none [default: sigv4 for AWS hosts, else none]
+    #[arg(long, value_enum, env = "TRAILSETUP_OPENSEARCH_AUTH")]
+    pub opensearch_auth: Option<OpenSearchAuth>,
+
+    /// SigV4 service name: `es` for domains, `aoss` for serverless collections [default: from the host name]
+    #[arg(long, env = "TRAILSETUP_SIGV4_SERVICE", value_name = "es|aoss")]
+    pub sigv4_service: Option<String>,
+
+    /// PEM bundle of extra CA certificates to trust for the OpenSearch endpoint
+    #[arg(long, env = "TRAILSETUP_CA_BUNDLE", value_name = "FILE")]
+    pub ca_bundle: Option<PathBuf>,
+
+    /// Index prefix: documents go to <prefix>-YYYY.MM.DD, alias <prefix> [default: cloudtrail]
+    #[arg(long, env = "TRAILSETUP_INDEX_PREFIX")]
+    pub index_prefix: Option<String>,
+
+    /// Parallel files in flight [default: 4 per core, at least 8]
+    #[arg(long, env = "TRAILSETUP_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+
+    /// Parallel `_bulk` requests in flight [default: 4]
+    #[arg(long, env = "TRAILSETUP_BULK_CONCURRENCY")]
+    pub bulk_concurrency: Option<usize>,
+
+    /// Target size of one `_bulk` request body, in MiB before compression [default: 5]
+    #[arg(long, env = "TRAILSETUP_BULK_MIB")]
+    pub bulk_mib: Option<f64>,
+
+    /// Request compression: gzip, none, or auto (gzip unless the endpoint is on loopback) [default: auto]
+    #[arg(long, env = "TRAILSETUP_COMPRESSION", value_name = "auto|gzip|none")]
+    pub compression: Option<String>,
+
+    /// Keep `responseElements.credentials.sessionToken` as delivered instead of redacting it
+    #[arg(long)]
+    pub no_redact: bool,
+
+    /// Where rejected records are written, one JSON line each, with OpenSearch's reason
+    /// [default: <state-dir>/quarantine.jsonl]
+    #[arg(long, env = "TRAILSETUP_QUARANTINE", value_name = "FILE")]
+    pub quarantine: Option<PathBuf>,
+
+    /// First retry delay for `_bulk` (milliseconds; the delay doubles up to 30 s, with jitter)
+    #[arg(long, hide = true, env = "TRAILSETUP_RETRY_BASE_MS")]
+    pub retry_base_ms: Option<u64>,
+
+    /// Give up retrying a document after this many seconds and quarantine it [default: 900]
+    #[arg(long, env = "TRAILSETUP_RETRY_DEADLINE_SECS")]
+    pub retry_deadline_secs: Option<u64>,
+}
+
+/// Which log files to take.
+#[derive(Debug, Clone, Args, Default)]
+pub struct SelectArgs {
+    /// Inclusive start date (YYYY-MM-DD or RFC 3339), matched on the key's date path and on eventTime
+    #[arg(long, env = "TRAILSETUP_FROM")]
+    pub from: Option<String>,
+
+    /// Inclusive end date (YYYY-MM-DD or RFC 3339)
+    #[arg(long, env = "TRAILSETUP_TO")]
+    pub to: Option<String>,
+
+    /// Comma list of account ids to take
+    #[arg(long, env = "TRAILSETUP_ACCOUNTS")]
+    pub accounts: Option<String>,
+
+    /// Comma list of regions to take
+    #[arg(long, env = "TRAILSETUP_REGIONS")]
+    pub regions: Option<String>,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct BackfillArgs {
+    /// S3 bucket holding the logs [default: from init's state]
+    #[arg(long, env = "TRAILSETUP_BUCKET", conflicts_with = "source_dir")]
+    pub bucket: Option<String>,
+
+    /// Key prefix in the bucket [default: AWSLogs/]
+    #[arg(long, env = "TRAILSETUP_PREFIX")]
+    pub prefix: Option<String>,
+
+    /// Local directory source: any tree of CloudTrail .json.gz/.json files
+    #[arg(long, value_name = "DIR")]
+    pub source_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub select: SelectArgs,
+
+    #[command(flatten)]
+    pub sink: SinkArgs,
+
+    /// Resume state [default: in the state directory, one per source]
+    #[arg(long, env = "TRAILSETUP_CHECKPOINT", value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+
+    /// Ignore the checkpoint and start over
+    #[arg(long)]
+    pub restart: bool,
+
+    /// Instead of loading, send one message per log file to this SQS queue for `ingest` workers
+    #[arg(long, value_name = "QUEUE_URL")]
+    pub enqueue: Option<String>,
+
+    /// Reload the records of a quarantine file (after a template fix) instead of reading a source
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["bucket", "source_dir", "enqueue"])]
+    pub replay_quarantine: Option<PathBuf>,
+
+    /// Write the `_bulk` bodies to this directory instead of sending them (benchmark ceiling)
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub dump_bulk: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct IngestArgs {
+    /// The SQS queue CloudTrail notifications arrive on [default: from init's state]
+    #[arg(long, env = "TRAILSETUP_QUEUE_URL")]
+    pub queue_url: Option<String>,
+
+    /// Stop once the queue stays empty
+    #[arg(long)]
+    pub drain: bool,
+
+    #[command(flatten)]
+    pub select: SelectArgs,
+
+    #[command(flatten)]
+    pub sink: SinkArgs,
+}

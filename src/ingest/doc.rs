@@ -1,0 +1,398 @@
+//! One CloudTrail record → one OpenSearch document: index, `_id` and body.
+//!
+//! The rules (the same in the Python forwarder, held together by `tests/vectors/`):
+//! - time: `eventTime` parsed as `YYYY-MM-DD[T| ]HH:MM:SS[.fraction][Z|±HH:MM|±HHMM|±HH]` (no zone = UTC).
+//!   Index `<prefix>-YYYY.MM.DD` of that instant in UTC; `@timestamp` = `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+//!   A record whose `eventTime` is missing or does not parse goes to `<prefix>-undated` with no `@timestamp`.
+//! - a record that already has its own `@timestamp` keeps it; ours is not added.
+//! - `_id` = `eventID` when it is a non-empty string, else `sha256:` + hex SHA-256 of the canonical JSON of the
+//!   record as delivered (keys sorted by code point, no whitespace, numbers as parsed).
+//! - `responseElements.credentials.sessionToken` is replaced by `"REDACTED"` unless redaction is off.
+//! - everything else is the record as delivered.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+pub const REDACTED: &str = "REDACTED";
+pub const UNDATED: &str = "undated";
+
+/// The few fields a document needs, borrowed from the record text.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "eventID", default, borrow)]
+    event_id: Option<&'a RawValue>,
+    #[serde(rename = "eventTime", default, borrow)]
+    event_time: Option<&'a RawValue>,
+    #[serde(rename = "@timestamp", default, borrow)]
+    timestamp: Option<&'a RawValue>,
+}
+
+/// A UTC instant, to the millisecond, as found in `eventTime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Instant {
+    pub year: i32,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    pub milli: u32,
+}
+
+impl Instant {
+    pub fn index_suffix(&self) -> String {
+        format!("{:04}.{:02}.{:02}", self.year, self.month, self.day)
+    }
+    pub fn rfc3339(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second, self.milli
+        )
+    }
+    /// Days since 1970-01-01 (for date-range filters).
+    pub fn date(&self) -> chrono::NaiveDate {
+        chrono::NaiveDate::from_ymd_opt(self.year, self.month, self.day).unwrap_or_default()
+    }
+}
+
+fn digits(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    s.iter().try_fold(0u32, |acc, d| acc.checked_mul(10)?.checked_add(u32::from(d - b'0')))
+}
+
+/// Parse an eventTime; `None` when it is not a date-time we can place (see the module docs).
+pub fn parse_time(s: &str) -> Option<Instant> {
+    use chrono::{NaiveDate, TimeDelta, Timelike, Datelike};
+    let b = s.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let year = digits(&b[0..4])? as i32;
+    let (month, day) = (digits(&b[5..7])?, digits(&b[8..10])?);
+    let (hour, minute, second) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
+    let mut rest = &b[19..];
+    let mut milli = 0;
+    if let Some((&b'.', frac)) = rest.split_first() {
+        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return None;
+        }
+        let mut ms = 0;
+        for i in 0..3 {
+            ms = ms * 10 + frac.get(i).filter(|_| i < n).map_or(0, |d| u32::from(d - b'0'));
+        }
+        milli = ms;
+        rest = &frac[n..];
+    }
+    let offset_minutes: i64 = match rest {
+        [] | [b'Z'] | [b'z'] => 0,
+        [sign @ (b'+' | b'-'), tz @ ..] => {
+            let (h, m) = match tz {
+                [h1, h2] => (digits(&[*h1, *h2])?, 0),
+                [h1, h2, b':', m1, m2] | [h1, h2, m1, m2] => (digits(&[*h1, *h2])?, digits(&[*m1, *m2])?),
+                _ => return None,
+            };
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let v = i64::from(h * 60 + m);
+            if *sign == b'-' { -v } else { v }
+        }
+        _ => return None,
+    };
+    let local = NaiveDate::from_ymd_opt(year, month, day)?.and_hms_opt(hour, minute, second)?;
+    let utc = local.checked_sub_signed(TimeDelta::minutes(offset_minutes))?;
+    Some(Instant {
+        year: utc.year(),
+        month: utc.month(),
+        day: utc.day(),
+        hour: utc.hour(),
+        minute: utc.minute(),
+        second: utc.second(),
+        milli,
+    })
+}
+
+/// A record that is not a JSON object cannot become a document.
+#[derive(Debug, thiserror::Error)]
+pub enum DocError {
+    #[error("record is not a JSON object")]
+    NotObject,
+    #[error("record is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// What a record became.
+pub struct Doc {
+    pub index: String,
+    pub id: String,
+    /// Record time, when it has one (date-range filters use it).
+    pub time: Option<Instant>,
+}
+
+/// Options for building documents.
+#[derive(Debug, Clone)]
+pub struct DocRules {
+    pub prefix: String,
+    pub redact: bool,
+}
+
+/// Build the document for one record and append `{"create":{...}}\n<doc>\n` to `out`.
+/// `text` is one JSON value; parsing the head validates all of it.
+pub fn append_bulk(rules: &DocRules, text: &str, out: &mut Vec<u8>) -> Result<Doc, DocError> {
+    let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
+    if !text.starts_with('{') {
+        return Err(DocError::NotObject);
+    }
+    let head: Head = serde_json::from_str(text)?;
+    let time = head
+        .event_time
+        .and_then(|v| serde_json::from_str::<std::borrow::Cow<str>>(v.get()).ok())
+        .and_then(|s| parse_time(&s));
+    let index = match &time {
+        Some(t) => format!("{}-{}", rules.prefix, t.index_suffix()),
+        None => format!("{}-{}", rules.prefix, UNDATED),
+    };
+    let id = match head.event_id.and_then(|v| serde_json::from_str::<std::borrow::Cow<str>>(v.get()).ok()) {
+        Some(s) if !s.is_empty() => s.into_owned(),
+        _ => canonical_id(text)?,
+    };
+    out.extend_from_slice(b"{\"create\":{\"_index\":");
+    write_json_str(out, &index);
+    out.extend_from_slice(b",\"_id\":");
+    write_json_str(out, &id);
+    out.extend_from_slice(b"}}\n");
+
+    let needs_redaction = rules.redact && text.contains("\"sessionToken\"") && has_session_token(text)?;
+    let add_ts = match (&time, head.timestamp) {
+        (Some(t), None) => Some(t.rfc3339()),
+        _ => None,
+    };
+    if needs_redaction {
+        // Rare path: rebuild the record with the token redacted (key order kept).
+        let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)?;
+        if let Some(tok) = v
+            .get_mut("responseElements")
+            .and_then(|r| r.get_mut("credentials"))
+            .and_then(|c| c.get_mut("sessionToken"))
+        {
+            *tok = serde_json::Value::String(REDACTED.into());
+        }
+        let body = serde_json::to_vec(&v)?;
+        splice(out, &body, add_ts.as_deref());
+    } else {
+        splice(out, text.as_bytes(), add_ts.as_deref());
+    }
+    out.push(b'\n');
+    Ok(Doc { index, id, time })
+}
+
+/// Write `{"@timestamp":"..",<rest of record>` (or the record as is), on one line.
+fn splice(out: &mut Vec<u8>, obj: &[u8], ts: Option<&str>) {
+    let inner = &obj[1..];
+    match ts {
+        Some(ts) => {
+            out.extend_from_slice(b"{\"@timestamp\":\"");
+            out.extend_from_slice(ts.as_bytes());
+            out.push(b'"');
+            let empty = inner.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'}');
+            if !empty {
+                out.push(b',');
+            }
+        }
+        None => out.push(b'{'),
+    }
+    if inner.contains(&b'\n') || inner.contains(&b'\r') {
+        minify_into(out, inner);
+    } else {
+        out.extend_from_slice(inner);
+    }
+}
+
+/// Copy JSON text without the whitespace between tokens (bulk bodies are one document per line).
+fn minify_into(out: &mut Vec<u8>, s: &[u8]) {
+    let mut in_str = false;
+    let mut esc = false;
+    for &c in s {
+        if in_str {
+            out.push(c);
+            if esc {
+                esc = false;
+            } else if c == b'\\' {
+                esc = true;
+            } else if c == b'"' {
+                in_str = false;
+            }
+        } else if c == b'"' {
+            in_str = true;
+            out.push(c);
+        } else if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+            out.push(c);
+        }
+    }
+}
+
+fn has_session_token(text: &str) -> Result<bool, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct R<'a> {
+        #[serde(rename = "responseElements", borrow, default)]
+        re: Option<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    struct Re<'a> {
+        #[serde(borrow, default)]
+        credentials: Option<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    struct C<'a> {
+        #[serde(rename = "sessionToken", borrow, default)]
+        token: Option<&'a RawValue>,
+    }
+    let r: R = serde_json::from_str(text)?;
+    let Some(re) = r.re.filter(|v| v.get().starts_with('{')) else { return Ok(false) };
+    let re: Re = serde_json::from_str(re.get())?;
+    let Some(c) = re.credentials.filter(|v| v.get().starts_with('{')) else { return Ok(false) };
+    let c: C = serde_json::from_str(c.get())?;
+    Ok(c.token.is_some())
+}
+
+/// `sha256:<hex>` of the canonical JSON of a record: keys sorted by code point, no whitespace.
+pub fn canonical_id(text: &str) -> Result<String, serde_json::Error> {
+    let v: serde_json::Value = serde_json::from_str(text)?;
+    let mut canon = Vec::with_capacity(text.len());
+    write_canonical(&v, &mut canon);
+    Ok(format!("sha256:{}", hex::encode(Sha256::digest(&canon))))
+}
+
+/// Canonical JSON: object keys sorted (UTF-8 byte order = code point order) whatever the map type.
+pub fn write_canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json_str(out, k);
+                out.push(b':');
+                write_canonical(&m[k], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(a) => {
+            out.push(b'[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(x, out);
+            }
+            out.push(b']');
+        }
+        // Scalars: serde_json's own formatting (shortest round-trip floats).
+        other => {
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
+    }
+}
+
+pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // serde_json never fails writing a str into a Vec.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(rec: &str) -> (Doc, serde_json::Value, serde_json::Value) {
+        let rules = DocRules { prefix: "cloudtrail".into(), redact: true };
+        let mut out = Vec::new();
+        let d = append_bulk(&rules, rec, &mut out).unwrap();
+        let s = std::str::from_utf8(&out).unwrap();
+        let mut lines = s.lines();
+        let action = serde_json::from_str(lines.next().unwrap()).unwrap();
+        let body = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert!(lines.next().is_none());
+        (d, action, body)
+    }
+
+    #[test]
+    fn times() {
+        let t = parse_time("2022-08-18T17:10:00Z").unwrap();
+        assert_eq!(t.rfc3339(), "2022-08-18T17:10:00.000Z");
+        assert_eq!(parse_time("2026-01-11 22:54:56.000000000").unwrap().rfc3339(), "2026-01-11T22:54:56.000Z");
+        assert_eq!(parse_time("2020-11-20 06:19:05.123").unwrap().rfc3339(), "2020-11-20T06:19:05.123Z");
+        assert_eq!(parse_time("2020-11-20T06:19:05.1Z").unwrap().milli, 100);
+        assert_eq!(parse_time("2020-12-31T23:30:00-01:00").unwrap().rfc3339(), "2021-01-01T00:30:00.000Z");
+        assert_eq!(parse_time("2021-01-01T00:30:00+0100").unwrap().rfc3339(), "2020-12-31T23:30:00.000Z");
+        assert_eq!(parse_time("2021-01-01T00:30:00+01").unwrap().hour, 23);
+        for bad in ["...", "", "2021-13-01T00:00:00Z", "2021-02-30T00:00:00Z", "2021-01-01", "2021-01-01T00:00:00.Z", "2021-01-01T25:00:00Z", "2021-01-01T00:00:00Zjunk", "１２３４-01-01T00:00:00Z"] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn document_adds_timestamp_and_keeps_record() {
+        let rec = r#"{"eventVersion":"1.08","eventTime":"2022-08-18T17:10:00Z","eventID":"abc","requestParameters":"x"}"#;
+        let (d, action, body) = build(rec);
+        assert_eq!(d.index, "cloudtrail-2022.08.18");
+        assert_eq!(action, serde_json::json!({"create": {"_index": "cloudtrail-2022.08.18", "_id": "abc"}}));
+        let mut want: serde_json::Value = serde_json::from_str(rec).unwrap();
+        want["@timestamp"] = "2022-08-18T17:10:00.000Z".into();
+        assert_eq!(body, want);
+    }
+
+    #[test]
+    fn pretty_printed_record_becomes_one_line() {
+        let rec = "{\n  \"eventTime\": \"2022-08-18T17:10:00Z\",\n  \"eventID\": \"a b\\n\",\n  \"x\": {\"k\": \"v \\\" w\"}\n}";
+        let (d, _, body) = build(rec);
+        assert_eq!(d.id, "a b\n");
+        assert_eq!(body["x"]["k"], "v \" w");
+    }
+
+    #[test]
+    fn undated_and_hashed() {
+        let rec = r#"{"b":1,"a":{"z":[1,2.5,"x"],"y":null},"eventName":"Foo"}"#;
+        let (d, action, body) = build(rec);
+        assert_eq!(d.index, "cloudtrail-undated");
+        assert!(body.get("@timestamp").is_none());
+        let canon = r#"{"a":{"y":null,"z":[1,2.5,"x"]},"b":1,"eventName":"Foo"}"#;
+        let want = format!("sha256:{}", hex::encode(Sha256::digest(canon.as_bytes())));
+        assert_eq!(action["create"]["_id"], want.as_str());
+        // The same record with other whitespace and key order gets the same id.
+        let (d2, _, _) = build("{ \"eventName\" : \"Foo\", \"a\": {\"y\": null, \"z\": [1, 2.5, \"x\"]}, \"b\": 1 }");
+        assert_eq!(d2.id, d.id);
+    }
+
+    #[test]
+    fn own_timestamp_is_kept() {
+        let (_, _, body) = build(r#"{"eventTime":"2022-08-18T17:10:00Z","@timestamp":"whatever"}"#);
+        assert_eq!(body["@timestamp"], "whatever");
+    }
+
+    #[test]
+    fn session_token_redacted() {
+        let rec = r#"{"eventTime":"2022-08-18T17:10:00Z","eventID":"e","responseElements":{"credentials":{"accessKeyId":"ASIA","sessionToken":"secret"}}}"#;
+        let (_, _, body) = build(rec);
+        assert_eq!(body["responseElements"]["credentials"]["sessionToken"], REDACTED);
+        assert_eq!(body["responseElements"]["credentials"]["accessKeyId"], "ASIA");
+        // sessionToken elsewhere is left alone
+        let (_, _, body) = build(r#"{"eventID":"e","requestParameters":{"sessionToken":"keep"}}"#);
+        assert_eq!(body["requestParameters"]["sessionToken"], "keep");
+    }
+
+    #[test]
+    fn non_object_rejected() {
+        let rules = DocRules { prefix: "p".into(), redact: true };
+        assert!(matches!(append_bulk(&rules, "[1]", &mut Vec::new()), Err(DocError::NotObject)));
+        assert!(matches!(append_bulk(&rules, "{\"a\":1} x", &mut Vec::new()), Err(DocError::Json(_))));
+        assert!(matches!(append_bulk(&rules, "{\"a\":", &mut Vec::new()), Err(DocError::Json(_))));
+    }
+}

@@ -1,0 +1,263 @@
+//! `trailsetup ingest`: follow the SQS queue and load each notified log file through the backfill pipeline.
+//! A message is deleted only after every document of every file it names is settled; while a big file is in
+//! flight its visibility is extended; messages we cannot read are left for the queue's redrive policy.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::Message;
+use tokio::sync::Semaphore;
+
+use super::pipeline::{FileResult, Pipeline, TimeFilter};
+use super::sqs::{self, Notice};
+use super::{prepare, quarantine::Quarantine, select, sink, Report};
+use crate::cli::IngestArgs;
+use crate::error::{usage, Exit};
+use crate::output::Output;
+use crate::settings::Common;
+use crate::state::State;
+
+/// Visibility we ask for while a message is being worked on, and how often we renew it.
+const VISIBILITY: i32 = 120;
+const RENEW_EVERY: Duration = Duration::from_secs(45);
+
+pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Result<Exit> {
+    let started = Instant::now();
+    let state = State::load(&common.state_dir, None)?;
+    let queue_url = a
+        .queue_url
+        .clone()
+        .or_else(|| common.file.queue_url.clone())
+        .or_else(|| state.as_ref().and_then(|s| s.queue_url.clone()))
+        .ok_or_else(|| {
+            usage("no queue to follow: pass --queue-url (env TRAILSETUP_QUEUE_URL, config key queue_url), or run `trailsetup init` first")
+        })?;
+    let (_sel, filter) = select(common, &a.select)?;
+    let base = crate::aws::sdk_config(common).await;
+    let cfg = match sqs::queue_region(&queue_url) {
+        Some(r) => crate::aws::in_region(&base, &r),
+        None => base.clone(),
+    };
+    let sqs_client = aws_sdk_sqs::Client::new(&cfg);
+    let s3 = crate::aws::s3(&base);
+    let sink = sink(common, &a.sink, state.as_ref(), Some(&base)).await?;
+    if common.dry_run {
+        let attrs = sqs_client
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(|e| crate::aws::explain(e, &format!("reading {queue_url}"), "sqs:GetQueueAttributes"))?;
+        let n = attrs
+            .attributes()
+            .and_then(|m| m.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+            .cloned()
+            .unwrap_or_default();
+        out.line(format!("ingest --dry-run: {queue_url} holds about {n} messages; nothing was read"));
+        return Ok(Exit::Success);
+    }
+    prepare(&sink, out).await?;
+    let quarantine = Arc::new(Quarantine::new(sink.quarantine.clone()));
+    let pipeline = Arc::new(Pipeline::start(sink.client.clone(), sink.rules.clone(), filter, sink.opts.clone(), quarantine));
+    let stats = pipeline.stats.clone();
+
+    let stopping = Arc::new(AtomicBool::new(false));
+    {
+        let flag = stopping.clone();
+        tokio::spawn(async move {
+            crate::signals::wait().await;
+            flag.store(true, Relaxed);
+        });
+    }
+    let sem = Arc::new(Semaphore::new(sink.concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut report = Report::default();
+    let mut empty_polls = 0u32;
+    let mut garbage = 0u64;
+    let mut ignored = 0u64;
+    let mut messages = 0u64;
+    let (res_tx, mut res_rx) = tokio::sync::mpsc::unbounded_channel::<(String, FileResult)>();
+
+    while !stopping.load(Relaxed) && pipeline.fatal().is_none() {
+        // Only ask for as many messages as we have room for.
+        let room = sem.available_permits().clamp(1, 10) as i32;
+        let wait = if a.drain { 1 } else { 20 };
+        let recv = sqs_client
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(room)
+            .wait_time_seconds(wait)
+            .visibility_timeout(VISIBILITY)
+            .send();
+        let r = tokio::select! {
+            r = recv => r.map_err(|e| crate::aws::explain(e, &format!("receiving from {queue_url}"), "sqs:ReceiveMessage"))?,
+            _ = wait_flag(&stopping) => break,
+        };
+        while let Ok((key, res)) = res_rx.try_recv() {
+            note_file(&mut report, key, res);
+        }
+        let msgs = r.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            // --drain: stop once the queue stays empty (three empty polls in a row with nothing in flight).
+            if a.drain && tasks.is_empty() {
+                empty_polls += 1;
+                if empty_polls >= 3 {
+                    break;
+                }
+            }
+            while tasks.try_join_next().is_some() {}
+            continue;
+        }
+        empty_polls = 0;
+        for m in msgs {
+            messages += 1;
+            let body = m.body().unwrap_or_default();
+            match sqs::parse(body) {
+                Notice::Ignore(what) => {
+                    ignored += 1;
+                    tracing::info!("deleting {what}");
+                    delete(&sqs_client, &queue_url, &m).await?;
+                }
+                Notice::Garbage(shown) => {
+                    garbage += 1;
+                    tracing::warn!("message {} is not a CloudTrail or S3 notification; left for the dead-letter queue: {shown}", m.message_id().unwrap_or("?"));
+                }
+                Notice::Files(files) => {
+                    let permit = sem.clone().acquire_owned().await.expect("never closed");
+                    let (p, client, q, s3, tx) = (pipeline.clone(), sqs_client.clone(), queue_url.clone(), s3.clone(), res_tx.clone());
+                    tasks.spawn(async move {
+                        let ok = handle(&p, &client, &q, &s3, &m, files, &tx).await;
+                        drop(permit);
+                        ok
+                    });
+                }
+            }
+        }
+        while let Some(r) = tasks.try_join_next() {
+            if let Ok(Err(e)) = r {
+                tracing::warn!("{e:#}");
+            }
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(Err(e)) = r {
+            tracing::warn!("{e:#}");
+        }
+    }
+    drop(res_tx);
+    while let Some((key, res)) = res_rx.recv().await {
+        note_file(&mut report, key, res);
+    }
+    let fatal = pipeline.fatal();
+    let quarantine_path = sink.quarantine.clone();
+    if let Some(p) = Arc::into_inner(pipeline) {
+        p.finish().await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if out.json {
+        let g = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed);
+        let mut v = serde_json::json!({"ingest": {
+            "files": g(&stats.files), "skipped_files": g(&stats.skipped_files), "damaged_files": g(&stats.damaged_files),
+            "records": g(&stats.records), "indexed": g(&stats.indexed), "duplicates": g(&stats.duplicates),
+            "quarantined": g(&stats.quarantined), "seconds": (secs * 1000.0).round() / 1000.0,
+            "messages": messages, "ignored_messages": ignored, "dead_letter_messages": garbage,
+            "skipped_reasons": report.skipped,
+            "damaged": report.damaged.iter().map(|(f, r)| serde_json::json!({"file": f, "reason": r})).collect::<Vec<_>>(),
+        }});
+        if g(&stats.quarantined) > 0 {
+            v["ingest"]["quarantine_file"] = quarantine_path.display().to_string().into();
+        }
+        out.json_doc(&v);
+    } else {
+        super::summary("ingest", &stats, &report, secs, &quarantine_path, None, false, out);
+        out.line(format!("  messages {messages} · ignored {ignored} · left for the dead-letter queue {garbage}"));
+    }
+    if let Some(f) = fatal {
+        anyhow::bail!("{f}\nmessages whose files were not fully loaded were not deleted and will come back");
+    }
+    Ok(super::exit_for(&stats))
+}
+
+async fn wait_flag(flag: &AtomicBool) {
+    while !flag.load(Relaxed) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn note_file(report: &mut Report, key: String, res: FileResult) {
+    match res {
+        FileResult::Skipped(why) => *report.skipped.entry(why).or_default() += 1,
+        FileResult::Damaged { reason, .. } => report.damaged.push((key, reason)),
+        FileResult::Loaded { complete: false, .. } | FileResult::Interrupted { .. } => report.incomplete += 1,
+        FileResult::Loaded { .. } => {}
+    }
+}
+
+async fn delete(client: &aws_sdk_sqs::Client, queue: &str, m: &Message) -> anyhow::Result<()> {
+    if let Some(h) = m.receipt_handle() {
+        client
+            .delete_message()
+            .queue_url(queue)
+            .receipt_handle(h)
+            .send()
+            .await
+            .map_err(|e| crate::aws::explain(e, &format!("deleting a message from {queue}"), "sqs:DeleteMessage"))?;
+    }
+    Ok(())
+}
+
+/// Load every file a message names; delete the message only when all of them are settled.
+async fn handle(
+    p: &Pipeline,
+    client: &aws_sdk_sqs::Client,
+    queue: &str,
+    s3: &aws_sdk_s3::Client,
+    m: &Message,
+    files: Vec<(String, String)>,
+    tx: &tokio::sync::mpsc::UnboundedSender<(String, FileResult)>,
+) -> anyhow::Result<()> {
+    let handle = m.receipt_handle().unwrap_or_default().to_string();
+    // Keep the message invisible while its files are in flight.
+    let keeper = {
+        let (client, queue, handle) = (client.clone(), queue.to_string(), handle.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RENEW_EVERY).await;
+                let r = client.change_message_visibility().queue_url(&queue).receipt_handle(&handle).visibility_timeout(VISIBILITY).send().await;
+                if let Err(e) = r {
+                    tracing::warn!("extending visibility: {}", crate::aws::explain(e, "ChangeMessageVisibility", "sqs:ChangeMessageVisibility"));
+                }
+            }
+        })
+    };
+    let mut all_ok = true;
+    let mut by_bucket: HashMap<String, super::source::S3Source> = HashMap::new();
+    for (bucket, key) in files {
+        let src = by_bucket
+            .entry(bucket.clone())
+            .or_insert_with(|| super::source::S3Source { client: s3.clone(), bucket: bucket.clone(), prefix: String::new() });
+        let name = format!("s3://{bucket}/{key}");
+        let res = match src.get(&key).await {
+            Ok(bytes) => p.load(name.clone().into(), move || Ok(std::io::Cursor::new(bytes))).await,
+            Err(e) => {
+                all_ok = false;
+                tracing::warn!("{e:#}");
+                let _ = tx.send((name, FileResult::Interrupted { records: 0 }));
+                continue;
+            }
+        };
+        match &res {
+            FileResult::Loaded { complete: true, .. } | FileResult::Skipped(_) | FileResult::Damaged { .. } => {}
+            FileResult::Loaded { complete: false, .. } | FileResult::Interrupted { .. } => all_ok = false,
+        }
+        let _ = tx.send((name, res));
+    }
+    keeper.abort();
+    if all_ok {
+        delete(client, queue, m).await?;
+    }
+    Ok(())
+}

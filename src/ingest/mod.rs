@@ -1,0 +1,642 @@
+//! The ingest worker: source (S3, directory, SQS) → decode → document → `_bulk` sink, with checkpoint and
+//! quarantine. `backfill` and `ingest` both run on [`pipeline::Pipeline`].
+
+pub mod checkpoint;
+pub mod follow;
+pub mod decode;
+pub mod doc;
+pub mod opensearch;
+pub mod pipeline;
+pub mod quarantine;
+pub mod source;
+pub mod sqs;
+pub mod template;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::sync::mpsc;
+
+use crate::cli::{BackfillArgs, OpenSearchAuth, SelectArgs, SinkArgs};
+use crate::error::{usage, Exit};
+use crate::output::{self, Output};
+use crate::settings::{split_list, Common};
+use crate::state::State;
+use pipeline::{FileResult, Pipeline, SinkOptions, Stats, TimeFilter};
+use source::{FileRef, S3Source, Select};
+
+pub const DEFAULT_PREFIX: &str = "cloudtrail";
+
+/// Everything about where documents go.
+pub struct Sink {
+    pub client: opensearch::Client,
+    pub rules: doc::DocRules,
+    pub opts: SinkOptions,
+    pub concurrency: usize,
+    pub quarantine: PathBuf,
+    pub url: String,
+}
+
+/// Parse `YYYY-MM-DD` or RFC 3339 into a date.
+pub fn parse_date(flag: &str, s: &str) -> anyhow::Result<chrono::NaiveDate> {
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc).date_naive());
+    }
+    Err(usage(format!("{flag} {s:?}: expected a date (YYYY-MM-DD) or an RFC 3339 time")))
+}
+
+pub fn select(common: &Common, a: &SelectArgs) -> anyhow::Result<(Select, TimeFilter)> {
+    let from = a.from.as_deref().map(|s| parse_date("--from", s)).transpose()?;
+    let to = a.to.as_deref().map(|s| parse_date("--to", s)).transpose()?;
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            return Err(usage(format!("--from {f} is after --to {t}")));
+        }
+    }
+    let accounts = a
+        .accounts
+        .clone()
+        .or_else(|| common.file.accounts.as_ref().map(|l| l.joined()))
+        .map(|s| split_list(&s))
+        .unwrap_or_default();
+    if let Some(bad) = accounts.iter().find(|a| a.len() != 12 || !a.chars().all(|c| c.is_ascii_digit())) {
+        return Err(usage(format!("--accounts: {bad:?} is not a 12-digit AWS account id")));
+    }
+    let regions = a.regions.as_deref().map(split_list).unwrap_or_default();
+    Ok((Select { accounts, regions, from, to }, TimeFilter { from, to }))
+}
+
+/// Resolve the sink from flags > env > config > init's state.
+pub async fn sink(common: &Common, a: &SinkArgs, state: Option<&State>, aws: Option<&aws_config::SdkConfig>) -> anyhow::Result<Sink> {
+    let url = a
+        .opensearch_url
+        .clone()
+        .or_else(|| common.file.opensearch_url.clone())
+        .or_else(|| state.and_then(|s| s.opensearch_url.clone()))
+        .ok_or_else(|| {
+            usage(
+                "no OpenSearch endpoint: pass --opensearch-url (env TRAILSETUP_OPENSEARCH_URL, config key \
+                 opensearch_url), or run `trailsetup init` first so the state file names it",
+            )
+        })?;
+    let parsed = url::Url::parse(&url).map_err(|e| usage(format!("--opensearch-url {url:?}: {e}")))?;
+    let hint = parsed.host_str().and_then(opensearch::aws_host_hint);
+    let auth_kind = a
+        .opensearch_auth
+        .or(common.file.opensearch_auth)
+        .or_else(|| state.and_then(|s| s.opensearch_auth))
+        .unwrap_or(if hint.is_some() { OpenSearchAuth::Sigv4 } else { OpenSearchAuth::None });
+    let auth = match auth_kind {
+        OpenSearchAuth::None => opensearch::Auth::None,
+        OpenSearchAuth::Basic => {
+            let user = std::env::var("TRAILSETUP_OPENSEARCH_USER").map_err(|_| {
+                usage("--opensearch-auth basic needs TRAILSETUP_OPENSEARCH_USER and TRAILSETUP_OPENSEARCH_PASSWORD")
+            })?;
+            let password = std::env::var("TRAILSETUP_OPENSEARCH_PASSWORD")
+                .map_err(|_| usage("--opensearch-auth basic needs TRAILSETUP_OPENSEARCH_PASSWORD"))?;
+            opensearch::Auth::Basic { user, password }
+        }
+        OpenSearchAuth::Sigv4 => {
+            let service = a
+                .sigv4_service
+                .clone()
+                .or_else(|| common.file.sigv4_service.clone())
+                .or_else(|| hint.as_ref().map(|h| h.0.to_string()))
+                .unwrap_or_else(|| "es".into());
+            if service != "es" && service != "aoss" {
+                return Err(usage(format!("--sigv4-service {service:?}: expected es or aoss")));
+            }
+            let cfg = match aws {
+                Some(c) => c.clone(),
+                None => crate::aws::sdk_config(common).await,
+            };
+            let region = hint
+                .map(|h| h.1)
+                .or_else(|| cfg.region().map(|r| r.to_string()))
+                .ok_or_else(|| usage("SigV4 needs a region: pass --region or set AWS_REGION"))?;
+            let credentials = cfg
+                .credentials_provider()
+                .ok_or_else(|| usage("SigV4 needs AWS credentials: set AWS_PROFILE (or --profile) or AWS_ACCESS_KEY_ID"))?;
+            opensearch::Auth::SigV4 { service, region, credentials }
+        }
+    };
+    let ca = a.ca_bundle.clone().or_else(|| common.file.ca_bundle.clone());
+    let client = opensearch::Client::new(&url, auth, ca.as_deref(), Duration::from_secs(120))?;
+    let prefix = a
+        .index_prefix
+        .clone()
+        .or_else(|| common.file.index_prefix.clone())
+        .or_else(|| state.and_then(|s| s.index_prefix.clone()))
+        .unwrap_or_else(|| DEFAULT_PREFIX.into());
+    template::validate_prefix(&prefix)?;
+    let compression = a.compression.clone().or_else(|| common.file.compression.clone()).unwrap_or_else(|| "auto".into());
+    let gzip = match compression.as_str() {
+        "auto" => !client.is_loopback(),
+        "gzip" => true,
+        "none" => false,
+        other => return Err(usage(format!("--compression {other:?}: expected auto, gzip or none"))),
+    };
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let concurrency = a.concurrency.or(common.file.concurrency).unwrap_or((cores * 4).max(8));
+    if concurrency == 0 {
+        return Err(usage("--concurrency must be at least 1"));
+    }
+    let bulk_mib = a.bulk_mib.unwrap_or(5.0);
+    if !(0.01..=100.0).contains(&bulk_mib) {
+        return Err(usage("--bulk-mib must be between 0.01 and 100"));
+    }
+    let opts = SinkOptions {
+        bulk_bytes: (bulk_mib * 1024.0 * 1024.0) as usize,
+        bulk_concurrency: a.bulk_concurrency.or(common.file.bulk_concurrency).unwrap_or(4).max(1),
+        gzip,
+        retry_base: Duration::from_millis(a.retry_base_ms.unwrap_or(200)),
+        retry_cap: Duration::from_secs(30),
+        retry_deadline: Duration::from_secs(a.retry_deadline_secs.unwrap_or(900)),
+        dump_dir: None,
+    };
+    let quarantine = a
+        .quarantine
+        .clone()
+        .or_else(|| common.file.quarantine.clone())
+        .unwrap_or_else(|| common.state_dir.join("quarantine.jsonl"));
+    Ok(Sink {
+        client,
+        rules: doc::DocRules { prefix, redact: !a.no_redact },
+        opts,
+        concurrency,
+        quarantine,
+        url,
+    })
+}
+
+/// Ping, then install the template before the first document.
+pub async fn prepare(sink: &Sink, out: &Output) -> anyhow::Result<()> {
+    let version = sink.client.ping().await?;
+    tracing::info!("OpenSearch {version} at {}", sink.url);
+    template::install(&sink.client, &sink.rules.prefix).await?;
+    out.note(format!(
+        "OpenSearch {version} at {}: index template {} installed for {}-*",
+        sink.url,
+        template::name(&sink.rules.prefix),
+        sink.rules.prefix
+    ));
+    Ok(())
+}
+
+/// The source of a backfill.
+enum Source {
+    Dir(PathBuf),
+    S3(Arc<S3Source>),
+}
+
+impl Source {
+    fn id(&self) -> String {
+        match self {
+            Source::Dir(p) => format!("dir:{}", std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()).display()),
+            Source::S3(s) => format!("s3://{}/{}", s.bucket, s.prefix),
+        }
+    }
+}
+
+/// Per-file reasons, for the report.
+#[derive(Default)]
+struct Report {
+    skipped: BTreeMap<String, u64>,
+    damaged: Vec<(String, String)>,
+    incomplete: u64,
+    already_done: u64,
+}
+
+pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow::Result<Exit> {
+    let started = Instant::now();
+    let state = State::load(&common.state_dir, None)?;
+    let (sel, filter) = select(common, &a.select)?;
+
+    if let Some(q) = &a.replay_quarantine {
+        return replay(common, a, q, state.as_ref(), out).await;
+    }
+
+    let aws = if a.source_dir.is_none() || a.enqueue.is_some() { Some(crate::aws::sdk_config(common).await) } else { None };
+    let source = if let Some(d) = &a.source_dir {
+        Source::Dir(d.clone())
+    } else {
+        let bucket = a
+            .bucket
+            .clone()
+            .or_else(|| common.file.bucket.clone())
+            .or_else(|| state.as_ref().and_then(|s| s.bucket.clone()))
+            .ok_or_else(|| {
+                usage(
+                    "nothing to load from: pass --source-dir DIR, or --bucket B (env TRAILSETUP_BUCKET, config key \
+                     bucket), or run `trailsetup init` first so the state file names the bucket",
+                )
+            })?;
+        let prefix = a.prefix.clone().or_else(|| common.file.prefix.clone()).unwrap_or_else(|| "AWSLogs/".into());
+        let cfg = aws.as_ref().expect("loaded above for S3");
+        Source::S3(Arc::new(S3Source { client: crate::aws::s3(cfg), bucket, prefix }))
+    };
+
+    // Enumerate in the background so loading starts at once.
+    let (file_tx, mut file_rx) = mpsc::channel::<FileRef>(4096);
+    let lister = match &source {
+        Source::Dir(d) => {
+            let (d, sel) = (d.clone(), sel.clone());
+            tokio::task::spawn_blocking(move || source::walk_dir(&d, &sel, &file_tx))
+        }
+        Source::S3(s) => {
+            let (s, sel) = (s.clone(), sel.clone());
+            tokio::spawn(async move { s.list(&sel, &file_tx).await })
+        }
+    };
+
+    if let Some(queue) = &a.enqueue {
+        let Source::S3(s) = &source else {
+            return Err(usage("--enqueue needs an S3 source (--bucket): ingest workers read the files from S3"));
+        };
+        let cfg = aws.as_ref().expect("loaded above");
+        let n = sqs::enqueue(cfg, queue, &s.bucket, &mut file_rx, common.dry_run).await?;
+        lister.await.context("listing task")??;
+        let secs = started.elapsed().as_secs_f64();
+        if out.json {
+            out.json_doc(&serde_json::json!({"enqueue": {"files": n, "queue_url": queue, "dry_run": common.dry_run, "seconds": secs}}));
+        } else {
+            out.line(format!("{} {} file notifications to {queue} in {secs:.1}s", if common.dry_run { "would send" } else { "sent" }, n));
+        }
+        return Ok(Exit::Success);
+    }
+
+    if common.dry_run {
+        return dry_run(&source, &mut file_rx, lister, out, started).await;
+    }
+
+    let mut sink = sink(common, &a.sink, state.as_ref(), aws.as_ref()).await?;
+    if let Some(dir) = &a.dump_bulk {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        sink.opts.dump_dir = Some(dir.clone());
+    } else {
+        prepare(&sink, out).await?;
+    }
+
+    let source_id = format!("{} -> {} {}", source.id(), sink.url, sink.rules.prefix);
+    let cp_path = a.checkpoint.clone().unwrap_or_else(|| {
+        use sha2::Digest;
+        let h = hex::encode(sha2::Sha256::digest(source_id.as_bytes()));
+        common.state_dir.join("checkpoints").join(format!("{}.json", &h[..16]))
+    });
+    let use_checkpoint = a.dump_bulk.is_none();
+    let mut cp = checkpoint::Checkpoint::open(&cp_path, &source_id, a.restart || !use_checkpoint)?;
+    if !cp.is_empty() {
+        out.note(format!("resuming: {} files already loaded (checkpoint {}; --restart starts over)", cp.len(), cp_path.display()));
+    }
+
+    let quarantine = Arc::new(quarantine::Quarantine::new(sink.quarantine.clone()));
+    let pipeline = Arc::new(Pipeline::start(sink.client.clone(), sink.rules.clone(), filter, sink.opts.clone(), quarantine));
+    let stats = pipeline.stats.clone();
+    let pb = out.progress(0, "files");
+
+    // Stop reading on SIGINT/SIGTERM; what was read is still delivered and checkpointed.
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let (p, flag) = (pipeline.clone(), interrupted.clone());
+        tokio::spawn(async move {
+            crate::signals::wait().await;
+            flag.store(true, Relaxed);
+            p.request_stop();
+        });
+    }
+
+    let sem = Arc::new(tokio::sync::Semaphore::new(sink.concurrency));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, FileResult)>();
+    let mut report = Report::default();
+    let mut listed = 0u64;
+    let mut in_flight = 0u64;
+    let mut last_save = Instant::now();
+    let mut listing_done = false;
+
+    loop {
+        tokio::select! {
+            biased;
+            Some((key, res)) = done_rx.recv() => {
+                in_flight -= 1;
+                pb.inc(1);
+                settle_file(&mut cp, &mut report, key, res);
+                if last_save.elapsed() > Duration::from_secs(2) && use_checkpoint {
+                    cp.save()?;
+                    last_save = Instant::now();
+                }
+                pb.set_message(progress_msg(&stats, started));
+            }
+            f = file_rx.recv(), if !listing_done && !interrupted.load(Relaxed) => {
+                let Some(f) = f else { listing_done = true; continue };
+                listed += 1;
+                pb.set_length(listed);
+                if cp.is_done(&f.key) {
+                    report.already_done += 1;
+                    pb.inc(1);
+                    continue;
+                }
+                if source::is_digest(&f.key) {
+                    stats.skipped_files.fetch_add(1, Relaxed);
+                    *report.skipped.entry(decode::Skip::Digest.to_string()).or_default() += 1;
+                    pb.inc(1);
+                    continue;
+                }
+                if !source::looks_like_log(&f.key) {
+                    stats.skipped_files.fetch_add(1, Relaxed);
+                    *report.skipped.entry("not a .json or .json.gz file".into()).or_default() += 1;
+                    pb.inc(1);
+                    continue;
+                }
+                let permit = sem.clone().acquire_owned().await.expect("semaphore never closed");
+                in_flight += 1;
+                let (p, tx) = (pipeline.clone(), done_tx.clone());
+                match &source {
+                    Source::Dir(root) => {
+                        let path = root.join(&f.key);
+                        tokio::spawn(async move {
+                            let res = p.load(f.key.clone().into(), move || std::fs::File::open(path)).await;
+                            drop(permit);
+                            let _ = tx.send((f.key, res));
+                        });
+                    }
+                    Source::S3(s3) => {
+                        let s3 = s3.clone();
+                        tokio::spawn(async move {
+                            let res = match s3.get(&f.key).await {
+                                Ok(bytes) => p.load(f.key.clone().into(), move || Ok(std::io::Cursor::new(bytes))).await,
+                                Err(e) => FileResult::Damaged { records: 0, reason: format!("{e:#}") },
+                            };
+                            drop(permit);
+                            let _ = tx.send((f.key, res));
+                        });
+                    }
+                }
+            }
+            else => {
+                if in_flight == 0 { break; }
+            }
+        }
+        if (listing_done || interrupted.load(Relaxed)) && in_flight == 0 {
+            break;
+        }
+    }
+    if let Err(e) = lister.await.context("listing task")? {
+        // A listing failure after some files were loaded: keep what was done, then fail.
+        if use_checkpoint {
+            cp.save()?;
+        }
+        return Err(e);
+    }
+    drop(done_tx);
+    let pipeline = Arc::into_inner(pipeline);
+    let fatal = pipeline.as_ref().and_then(|p| p.fatal());
+    let quarantine_path = sink.quarantine.clone();
+    if let Some(p) = pipeline {
+        p.finish().await;
+    }
+    if use_checkpoint {
+        cp.save()?;
+    }
+    pb.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    summary("backfill", &stats, &report, secs, &quarantine_path, Some(cp.path()), a.dump_bulk.is_some(), out);
+    if let Some(f) = fatal {
+        anyhow::bail!("{f}\nfiles not fully loaded are not checkpointed: rerun the same command after the fix");
+    }
+    if interrupted.load(Relaxed) {
+        anyhow::bail!("interrupted: completed files are checkpointed; rerun the same command to resume");
+    }
+    Ok(exit_for(&stats))
+}
+
+fn exit_for(stats: &Stats) -> Exit {
+    if stats.quarantined.load(Relaxed) > 0 || stats.damaged_files.load(Relaxed) > 0 {
+        Exit::Quarantined
+    } else {
+        Exit::Success
+    }
+}
+
+fn settle_file(cp: &mut checkpoint::Checkpoint, report: &mut Report, key: String, res: FileResult) {
+    match res {
+        FileResult::Loaded { complete: true, .. } => cp.mark(&key),
+        FileResult::Loaded { complete: false, .. } | FileResult::Interrupted { .. } => report.incomplete += 1,
+        FileResult::Skipped(why) => {
+            *report.skipped.entry(why).or_default() += 1;
+            // Not a log file: nothing to retry.
+            cp.mark(&key);
+        }
+        FileResult::Damaged { records, reason } => {
+            tracing::warn!(file = %key, records, "{reason}");
+            report.damaged.push((key, reason));
+        }
+    }
+}
+
+fn progress_msg(stats: &Stats, started: Instant) -> String {
+    let r = stats.records.load(Relaxed);
+    let rate = r as f64 / started.elapsed().as_secs_f64().max(0.001);
+    format!("{} records · {:.0}/s", output::thousands(r), rate)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summary(kind: &str, stats: &Stats, report: &Report, secs: f64, quarantine: &std::path::Path, checkpoint: Option<&std::path::Path>, dumped: bool, out: &Output) {
+    let g = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed);
+    let records = g(&stats.records);
+    if out.json {
+        let mut v = serde_json::json!({
+            "files": g(&stats.files),
+            "skipped_files": g(&stats.skipped_files),
+            "damaged_files": g(&stats.damaged_files),
+            "records": records,
+            "indexed": g(&stats.indexed),
+            "duplicates": g(&stats.duplicates),
+            "quarantined": g(&stats.quarantined),
+            "seconds": (secs * 1000.0).round() / 1000.0,
+            "filtered": g(&stats.filtered),
+            "already_done_files": report.already_done,
+            "incomplete_files": report.incomplete,
+            "bulk_requests": g(&stats.bulk_requests),
+            "retries": g(&stats.retries),
+            "bytes": g(&stats.bytes_read),
+            "skipped_reasons": report.skipped,
+            "damaged": report.damaged.iter().map(|(f, r)| serde_json::json!({"file": f, "reason": r})).collect::<Vec<_>>(),
+        });
+        if g(&stats.quarantined) > 0 || !report.damaged.is_empty() {
+            v["quarantine_file"] = quarantine.display().to_string().into();
+        }
+        if let Some(c) = checkpoint {
+            v["checkpoint"] = c.display().to_string().into();
+        }
+        if dumped {
+            v["dumped_only"] = true.into();
+        }
+        out.json_doc(&serde_json::json!({ kind: v }));
+        return;
+    }
+    let rate = records as f64 / secs.max(0.001);
+    out.line(format!(
+        "{kind}: {} files ({} skipped, {} damaged, {} already done) · {} records in {secs:.1}s ({rate:.0}/s)",
+        output::thousands(g(&stats.files)),
+        g(&stats.skipped_files),
+        g(&stats.damaged_files),
+        report.already_done,
+        output::thousands(records),
+    ));
+    out.line(format!(
+        "  indexed {} · duplicates {} · quarantined {}{}",
+        output::thousands(g(&stats.indexed)),
+        output::thousands(g(&stats.duplicates)),
+        output::thousands(g(&stats.quarantined)),
+        if g(&stats.filtered) > 0 { format!(" · outside --from/--to {}", output::thousands(g(&stats.filtered))) } else { String::new() }
+    ));
+    for (why, n) in &report.skipped {
+        out.line(format!("  skipped {n} file(s): {why}"));
+    }
+    for (f, why) in &report.damaged {
+        out.line(format!("  damaged: {f}: {why}"));
+    }
+    if g(&stats.quarantined) > 0 || !report.damaged.is_empty() {
+        out.line(format!(
+            "  quarantine: {} — fix the cause, then `trailsetup backfill --replay-quarantine {}`",
+            quarantine.display(),
+            quarantine.display()
+        ));
+    }
+    if dumped {
+        out.line("  (bodies written with --dump-bulk; nothing was sent)");
+    }
+}
+
+async fn dry_run(
+    source: &Source,
+    rx: &mut mpsc::Receiver<FileRef>,
+    lister: tokio::task::JoinHandle<anyhow::Result<()>>,
+    out: &Output,
+    started: Instant,
+) -> anyhow::Result<Exit> {
+    let mut files = Vec::new();
+    while let Some(f) = rx.recv().await {
+        if source::looks_like_log(&f.key) && !source::is_digest(&f.key) {
+            files.push(f);
+        }
+    }
+    lister.await.context("listing task")??;
+    let bytes: u64 = files.iter().map(|f| f.size).sum();
+    let dates: Vec<chrono::NaiveDate> = files.iter().filter_map(|f| source::key_info(&f.key).and_then(|k| k.date)).collect();
+    let (first, last) = (dates.iter().min().copied(), dates.iter().max().copied());
+    // Estimate records from a sample of up to 8 files spread over the listing (read calls only).
+    let step = (files.len() / 8).max(1);
+    let (mut s_bytes, mut s_records) = (0u64, 0u64);
+    for f in files.iter().step_by(step).take(8) {
+        let data = match source {
+            Source::Dir(root) => std::fs::read(root.join(&f.key)).map(bytes::Bytes::from).map_err(anyhow::Error::from),
+            Source::S3(s) => s.get(&f.key).await,
+        };
+        if let Ok(d) = data {
+            let mut n = 0u64;
+            if let decode::Outcome::Log { .. } = decode::read_log(&d[..], |_| {
+                n += 1;
+                decode::Flow::Continue
+            }) {
+                s_bytes += d.len() as u64;
+                s_records += n;
+            }
+        }
+    }
+    let est = if s_bytes > 0 { (bytes as f64 * s_records as f64 / s_bytes as f64).round() as u64 } else { 0 };
+    let requests = match source {
+        Source::Dir(_) => 0,
+        Source::S3(_) => files.len() as u64 + (files.len() as u64).div_ceil(1000),
+    };
+    // Throughput assumed for the estimate: this tool's measured backfill rate (see README, Performance).
+    const RATE: f64 = 20_000.0;
+    let est_secs = est as f64 / RATE;
+    if out.json {
+        out.json_doc(&serde_json::json!({"backfill": {
+            "dry_run": true, "files": files.len(), "bytes": bytes,
+            "first_date": first.map(|d| d.to_string()), "last_date": last.map(|d| d.to_string()),
+            "estimated_records": est, "s3_requests": requests, "estimated_seconds": est_secs.round(),
+            "sampled_files": s_records.min(1).max(if s_bytes > 0 { 1 } else { 0 }),
+            "seconds": started.elapsed().as_secs_f64(),
+        }}));
+    } else {
+        out.line(format!("backfill --dry-run: nothing was loaded"));
+        out.line(format!("  files      {}", output::thousands(files.len() as u64)));
+        out.line(format!("  bytes      {}", output::bytes(bytes)));
+        out.line(format!(
+            "  dates      {} … {}",
+            first.map_or("?".into(), |d| d.to_string()),
+            last.map_or("?".into(), |d| d.to_string())
+        ));
+        out.line(format!("  records    ~{} (estimated from a sample)", output::thousands(est)));
+        if requests > 0 {
+            out.line(format!("  requests   ~{} S3 requests (GET + LIST)", output::thousands(requests)));
+        }
+        out.line(format!("  duration   ~{:.0}s at ~{} records/s", est_secs.ceil(), output::thousands(RATE as u64)));
+    }
+    Ok(Exit::Success)
+}
+
+/// `--replay-quarantine FILE`: send the quarantined documents again; what still fails goes to a new quarantine
+/// file, and the replayed file is renamed `*.replayed` so a second replay does not double-count.
+async fn replay(common: &Common, a: &BackfillArgs, file: &std::path::Path, state: Option<&State>, out: &Output) -> anyhow::Result<Exit> {
+    let started = Instant::now();
+    let text = std::fs::read_to_string(file).map_err(|e| usage(format!("--replay-quarantine {}: {e}", file.display())))?;
+    let mut s = sink(common, &a.sink, state, None).await?;
+    if s.quarantine == file {
+        s.quarantine = file.with_extension("retry.jsonl");
+    }
+    prepare(&s, out).await?;
+    let quarantine = Arc::new(quarantine::Quarantine::new(s.quarantine.clone()));
+    let pipeline = Pipeline::start(s.client.clone(), s.rules.clone(), TimeFilter::default(), s.opts.clone(), quarantine.clone());
+    let mut docs = Vec::new();
+    let mut report = Report::default();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let e: quarantine::Entry = serde_json::from_str(line).map_err(|e| usage(format!("{}:{}: not a quarantine line: {e}", file.display(), n + 1)))?;
+        match (e.kind.as_str(), e.index, e.id, e.document) {
+            ("document", Some(index), Some(id), Some(doc)) if !index.is_empty() => docs.push((index, id, doc)),
+            ("record", ..) => {
+                // The record never became a document: rebuild it (maybe the rules changed), or keep it.
+                let text = e.record_text.unwrap_or_default();
+                let mut body = Vec::new();
+                match doc::append_bulk(&s.rules, &text, &mut body) {
+                    Ok(d) => {
+                        let src = body.split(|c| *c == b'\n').nth(1).unwrap_or_default();
+                        match serde_json::from_slice::<Box<serde_json::value::RawValue>>(src) {
+                            Ok(raw) => docs.push((d.index, d.id, raw)),
+                            Err(_) => quarantine.record(&e.file, "still not a document", text.as_bytes())?,
+                        }
+                    }
+                    Err(err) => quarantine.record(&e.file, &err.to_string(), text.as_bytes())?,
+                }
+            }
+            ("file", ..) => {
+                report.damaged.push((e.file.clone(), "damaged file: reload it with backfill --source-dir/--bucket".into()));
+                quarantine.file(&e.file, "damaged file (carried over by replay)")?;
+            }
+            _ => return Err(usage(format!("{}:{}: quarantine line without a document", file.display(), n + 1))),
+        }
+    }
+    let res = pipeline.load_docs(Arc::from(file.display().to_string()), docs).await;
+    let fatal = pipeline.fatal();
+    let stats = pipeline.finish().await;
+    let _ = res;
+    if fatal.is_none() {
+        let done = file.with_extension("replayed.jsonl");
+        std::fs::rename(file, &done).with_context(|| format!("renaming {} after replay", file.display()))?;
+        out.note(format!("replayed {} → kept as {}", file.display(), done.display()));
+    }
+    summary("backfill", &stats, &report, started.elapsed().as_secs_f64(), quarantine.path(), None, false, out);
+    if let Some(f) = fatal {
+        anyhow::bail!("{f}");
+    }
+    Ok(exit_for(&stats))
+}

@@ -1,0 +1,249 @@
+//! A small OpenSearch HTTP client: one reqwest client, auth by SigV4 (`es`/`aoss`), basic or none.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{anyhow, bail, Context as _};
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use reqwest::{Method, StatusCode};
+
+use crate::cli::OpenSearchAuth;
+
+#[derive(Clone)]
+pub enum Auth {
+    None,
+    Basic { user: String, password: String },
+    SigV4 { service: String, region: String, credentials: SharedCredentialsProvider },
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::None => f.write_str("none"),
+            Auth::Basic { user, .. } => write!(f, "basic ({user})"),
+            Auth::SigV4 { service, region, .. } => write!(f, "sigv4 ({service}, {region})"),
+        }
+    }
+}
+
+impl Auth {
+    pub fn kind(&self) -> OpenSearchAuth {
+        match self {
+            Auth::None => OpenSearchAuth::None,
+            Auth::Basic { .. } => OpenSearchAuth::Basic,
+            Auth::SigV4 { .. } => OpenSearchAuth::Sigv4,
+        }
+    }
+}
+
+/// The SigV4 service and region an AWS endpoint host implies: `search-x.us-east-1.es.amazonaws.com` → (es,
+/// us-east-1); `x.us-east-1.aoss.amazonaws.com` → (aoss, us-east-1).
+pub fn aws_host_hint(host: &str) -> Option<(&'static str, String)> {
+    let parts: Vec<&str> = host.split('.').collect();
+    let n = parts.len();
+    if n >= 4 && parts[n - 2] == "amazonaws" {
+        let svc = parts[n - 3];
+        let region = parts[n - 4].to_string();
+        return match svc {
+            "es" => Some(("es", region)),
+            "aoss" => Some(("aoss", region)),
+            _ => None,
+        };
+    }
+    if n >= 5 && parts[n - 3] == "amazonaws" && parts[n - 2] == "com" && parts[n - 1] == "cn" {
+        return match parts[n - 4] {
+            "es" => Some(("es", parts[n - 5].to_string())),
+            "aoss" => Some(("aoss", parts[n - 5].to_string())),
+            _ => None,
+        };
+    }
+    None
+}
+
+#[derive(Clone)]
+pub struct Client {
+    pub base: url::Url,
+    http: reqwest::Client,
+    auth: Arc<Auth>,
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub retry_after: Option<Duration>,
+    pub body: bytes::Bytes,
+}
+
+impl Response {
+    pub fn text(&self) -> String {
+        let s = String::from_utf8_lossy(&self.body);
+        let s = s.trim();
+        if s.len() > 600 { format!("{}…", &s[..s.floor_char_boundary(600)]) } else { s.to_string() }
+    }
+}
+
+impl Client {
+    pub fn new(url: &str, auth: Auth, ca_bundle: Option<&Path>, timeout: Duration) -> anyhow::Result<Client> {
+        let mut base = url::Url::parse(url).map_err(|e| {
+            crate::error::usage(format!("--opensearch-url {url:?} is not a URL ({e}); expected e.g. https://search-x.us-east-1.es.amazonaws.com"))
+        })?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(crate::error::usage(format!("--opensearch-url must be http(s), got {url:?}")));
+        }
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let mut b = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .user_agent(concat!("trailsetup/", env!("CARGO_PKG_VERSION")));
+        if let Some(p) = ca_bundle {
+            let pem = std::fs::read(p).with_context(|| format!("reading --ca-bundle {}", p.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| crate::error::usage(format!("--ca-bundle {}: not a PEM bundle ({e})", p.display())))?;
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        Ok(Client { base, http: b.build()?, auth: Arc::new(auth) })
+    }
+
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    pub fn is_loopback(&self) -> bool {
+        match self.base.host() {
+            Some(url::Host::Ipv4(a)) => a.is_loopback(),
+            Some(url::Host::Ipv6(a)) => a.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        }
+    }
+
+    /// Send one request; `gzip` says the body is already gzip-compressed.
+    pub async fn send(&self, method: Method, path: &str, body: Vec<u8>, content_type: &str, gzip: bool) -> anyhow::Result<Response> {
+        let url = self.base.join(path.trim_start_matches('/')).context("building request URL")?;
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_str(content_type)?);
+        if gzip {
+            headers.insert(http::header::CONTENT_ENCODING, http::HeaderValue::from_static("gzip"));
+        }
+        if let Auth::SigV4 { service, region, credentials } = &*self.auth {
+            sign(&mut headers, &method, &url, &body, service, region, credentials).await?;
+        }
+        let mut req = self.http.request(method, url).headers(headers);
+        if let Auth::Basic { user, password } = &*self.auth {
+            req = req.basic_auth(user, Some(password));
+        }
+        let resp = req.body(body).send().await?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = resp.bytes().await?;
+        Ok(Response { status, retry_after, body })
+    }
+
+    pub async fn json(&self, method: Method, path: &str, body: Option<&serde_json::Value>) -> anyhow::Result<Response> {
+        let bytes = match body {
+            Some(v) => serde_json::to_vec(v)?,
+            None => Vec::new(),
+        };
+        self.send(method, path, bytes, "application/json", false).await
+    }
+
+    /// GET / — fails with what to do when the endpoint does not answer or refuses us.
+    pub async fn ping(&self) -> anyhow::Result<String> {
+        let r = self.json(Method::GET, "", None).await.with_context(|| {
+            format!("OpenSearch at {} does not answer; check --opensearch-url and the network path", self.base)
+        })?;
+        check_auth(&r, &self.auth, "GET /")?;
+        if !r.status.is_success() {
+            bail!("OpenSearch at {} answered {}: {}", self.base, r.status, r.text());
+        }
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        Ok(v["version"]["number"].as_str().unwrap_or("unknown").to_string())
+    }
+}
+
+/// Turn 401/403 into an error that names the fix.
+pub fn check_auth(r: &Response, auth: &Auth, what: &str) -> anyhow::Result<()> {
+    match r.status {
+        StatusCode::UNAUTHORIZED => Err(anyhow!(
+            "OpenSearch refused {what} with 401 Unauthorized ({}). Check --opensearch-auth ({:?}); for basic auth set \
+             TRAILSETUP_OPENSEARCH_USER and TRAILSETUP_OPENSEARCH_PASSWORD",
+            r.text(),
+            auth
+        )),
+        StatusCode::FORBIDDEN => Err(anyhow!(
+            "OpenSearch refused {what} with 403 Forbidden ({}). The caller needs es:ESHttpPost, es:ESHttpPut and \
+             es:ESHttpGet on the domain (aoss:APIAccessAll for serverless) and, with fine-grained access control, a \
+             role mapping that allows index and create_index on the index prefix",
+            r.text()
+        )),
+        _ => Ok(()),
+    }
+}
+
+async fn sign(
+    headers: &mut http::HeaderMap,
+    method: &Method,
+    url: &url::Url,
+    body: &[u8],
+    service: &str,
+    region: &str,
+    credentials: &SharedCredentialsProvider,
+) -> anyhow::Result<()> {
+    use aws_sigv4::http_request::{sign, PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::sign::v4;
+    let creds = credentials.provide_credentials().await.map_err(|e| {
+        anyhow!("no AWS credentials to sign OpenSearch requests ({e}); set AWS_PROFILE / --profile, or pass --opensearch-auth basic|none")
+    })?;
+    let identity = creds.into();
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(SystemTime::now())
+        .settings(settings)
+        .build()?
+        .into();
+    let host = url.host_str().unwrap_or_default().to_string();
+    let host = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    };
+    let mut hs: Vec<(&str, &str)> = vec![("host", host.as_str())];
+    for (k, v) in headers.iter() {
+        hs.push((k.as_str(), v.to_str().unwrap_or_default()));
+    }
+    let req = SignableRequest::new(method.as_str(), url.as_str(), hs.into_iter(), SignableBody::Bytes(body))?;
+    let (instructions, _) = sign(req, &params)?.into_parts();
+    let (new_headers, _params) = instructions.into_parts();
+    for h in new_headers {
+        headers.insert(
+            http::HeaderName::from_bytes(h.name().as_bytes())?,
+            http::HeaderValue::from_str(h.value())?,
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn host_hints() {
+        assert_eq!(super::aws_host_hint("search-d-abc.us-east-1.es.amazonaws.com"), Some(("es", "us-east-1".into())));
+        assert_eq!(super::aws_host_hint("abc.eu-west-1.aoss.amazonaws.com"), Some(("aoss", "eu-west-1".into())));
+        assert_eq!(super::aws_host_hint("search-x.cn-north-1.es.amazonaws.com.cn"), Some(("es", "cn-north-1".into())));
+        assert_eq!(super::aws_host_hint("127.0.0.1"), None);
+    }
+}

@@ -1,0 +1,209 @@
+//! SQS: `ingest` follows the queue CloudTrail notifies; `backfill --enqueue` feeds it.
+//!
+//! Accepted message bodies (raw or inside an SNS envelope): CloudTrail's `{"s3Bucket":..,"s3ObjectKey":[..]}`,
+//! S3 event notifications (`{"Records":[{"s3":{"bucket":{"name":..},"object":{"key":..}}}]}`, keys URL-encoded),
+//! and the no-op messages `CloudTrail validation message.` and `s3:TestEvent`, which are deleted. Anything else
+//! is left alone so that the queue's redrive policy moves it to the dead-letter queue.
+
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::source::FileRef;
+
+/// What a message asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// Load these `(bucket, key)` objects.
+    Files(Vec<(String, String)>),
+    /// Test/validation message: delete it.
+    Ignore(&'static str),
+    /// Not something we understand: leave it for the dead-letter queue.
+    Garbage(String),
+}
+
+#[derive(Deserialize)]
+struct SnsEnvelope {
+    #[serde(rename = "Type")]
+    kind: Option<String>,
+    #[serde(rename = "Message")]
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct CloudTrailNotice {
+    #[serde(rename = "s3Bucket")]
+    bucket: String,
+    #[serde(rename = "s3ObjectKey")]
+    keys: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct S3Event {
+    #[serde(rename = "Records", default)]
+    records: Vec<S3Record>,
+    #[serde(rename = "Event", default)]
+    event: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct S3Record {
+    s3: S3Entity,
+}
+
+#[derive(Deserialize)]
+struct S3Entity {
+    bucket: S3Bucket,
+    object: S3Object,
+}
+
+#[derive(Deserialize)]
+struct S3Bucket {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct S3Object {
+    key: String,
+}
+
+/// S3 event keys are URL-encoded with `+` for spaces.
+fn s3_event_key(k: &str) -> String {
+    let plus = k.replace('+', " ");
+    url::form_urlencoded::parse(format!("k={}", plus.replace('&', "%26").replace('=', "%3D")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or(plus)
+}
+
+pub fn parse(body: &str) -> Notice {
+    parse_depth(body, 0)
+}
+
+fn parse_depth(body: &str, depth: u8) -> Notice {
+    let t = body.trim();
+    if t == "CloudTrail validation message." {
+        return Notice::Ignore("CloudTrail validation message");
+    }
+    if depth < 2 {
+        if let Ok(env) = serde_json::from_str::<SnsEnvelope>(t) {
+            if env.kind.as_deref().is_none_or(|k| k == "Notification") {
+                return parse_depth(&env.message, depth + 1);
+            }
+        }
+    }
+    if let Ok(n) = serde_json::from_str::<CloudTrailNotice>(t) {
+        if !n.bucket.is_empty() && !n.keys.is_empty() && n.keys.iter().all(|k| !k.is_empty()) {
+            return Notice::Files(n.keys.into_iter().map(|k| (n.bucket.clone(), k)).collect());
+        }
+    }
+    if let Ok(e) = serde_json::from_str::<S3Event>(t) {
+        if e.event.as_deref() == Some("s3:TestEvent") {
+            return Notice::Ignore("s3:TestEvent");
+        }
+        if !e.records.is_empty() {
+            return Notice::Files(e.records.into_iter().map(|r| (r.s3.bucket.name, s3_event_key(&r.s3.object.key))).collect());
+        }
+    }
+    let mut shown: String = t.chars().take(120).collect();
+    if t.chars().count() > 120 {
+        shown.push('…');
+    }
+    Notice::Garbage(shown)
+}
+
+/// Send one CloudTrail-style notification per file, 10 per SendMessageBatch call.
+pub async fn enqueue(
+    cfg: &aws_config::SdkConfig,
+    queue_url: &str,
+    bucket: &str,
+    rx: &mut mpsc::Receiver<FileRef>,
+    dry_run: bool,
+) -> anyhow::Result<u64> {
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    let region = queue_region(queue_url);
+    let cfg = match &region {
+        Some(r) => crate::aws::in_region(cfg, r),
+        None => cfg.clone(),
+    };
+    let client = aws_sdk_sqs::Client::new(&cfg);
+    let mut sent = 0u64;
+    let mut batch: Vec<SendMessageBatchRequestEntry> = Vec::with_capacity(10);
+    let flush = |batch: Vec<SendMessageBatchRequestEntry>| {
+        let client = client.clone();
+        async move {
+            if batch.is_empty() {
+                return Ok::<(), anyhow::Error>(());
+            }
+            let mut pending = batch;
+            for attempt in 0..5u32 {
+                let r = client
+                    .send_message_batch()
+                    .queue_url(queue_url)
+                    .set_entries(Some(pending.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| crate::aws::explain(e, &format!("sending to {queue_url}"), "sqs:SendMessage"))?;
+                let failed: Vec<String> = r.failed().iter().map(|f| f.id().to_string()).collect();
+                if failed.is_empty() {
+                    return Ok(());
+                }
+                pending.retain(|e| failed.iter().any(|f| f == e.id()));
+                tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+            }
+            anyhow::bail!("SQS kept refusing {} messages for {queue_url}", pending.len())
+        }
+    };
+    while let Some(f) = rx.recv().await {
+        if super::source::is_digest(&f.key) || !super::source::looks_like_log(&f.key) {
+            continue;
+        }
+        sent += 1;
+        if dry_run {
+            continue;
+        }
+        let body = serde_json::json!({"s3Bucket": bucket, "s3ObjectKey": [f.key]}).to_string();
+        batch.push(SendMessageBatchRequestEntry::builder().id(format!("m{}", batch.len())).message_body(body).build()?);
+        if batch.len() == 10 {
+            flush(std::mem::take(&mut batch)).await?;
+        }
+    }
+    flush(batch).await?;
+    Ok(sent)
+}
+
+/// `https://sqs.us-east-1.amazonaws.com/123/q` → `us-east-1`.
+pub fn queue_region(url: &str) -> Option<String> {
+    let host = url::Url::parse(url).ok()?.host_str()?.to_string();
+    let mut parts = host.split('.');
+    match (parts.next(), parts.next()) {
+        (Some("sqs"), Some(r)) if r.contains('-') => Some(r.to_string()),
+        (Some(r), Some("queue")) if r.contains('-') => Some(r.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        let ct = r#"{"s3Bucket":"b","s3ObjectKey":["AWSLogs/1/CloudTrail/us-east-1/2024/01/01/a.json.gz"]}"#;
+        let want = Notice::Files(vec![("b".into(), "AWSLogs/1/CloudTrail/us-east-1/2024/01/01/a.json.gz".into())]);
+        assert_eq!(parse(ct), want);
+        let sns = serde_json::json!({"Type": "Notification", "MessageId": "x", "Message": ct}).to_string();
+        assert_eq!(parse(&sns), want);
+        let s3 = r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"a+b%3Dc.json.gz","size":1}}}]}"#;
+        assert_eq!(parse(s3), Notice::Files(vec![("b".into(), "a b=c.json.gz".into())]));
+        let s3sns = serde_json::json!({"Type": "Notification", "Message": s3}).to_string();
+        assert_eq!(parse(&s3sns), Notice::Files(vec![("b".into(), "a b=c.json.gz".into())]));
+        assert!(matches!(parse("CloudTrail validation message."), Notice::Ignore(_)));
+        let v = serde_json::json!({"Type": "Notification", "Message": "CloudTrail validation message."}).to_string();
+        assert!(matches!(parse(&v), Notice::Ignore(_)));
+        assert!(matches!(parse(r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}"#), Notice::Ignore(_)));
+        assert!(matches!(parse("hello"), Notice::Garbage(_)));
+        assert!(matches!(parse(r#"{"s3Bucket":"b","s3ObjectKey":[]}"#), Notice::Garbage(_)));
+        assert_eq!(queue_region("https://sqs.eu-west-1.amazonaws.com/1/q").as_deref(), Some("eu-west-1"));
+        assert_eq!(queue_region("http://127.0.0.1:5000/1/q"), None);
+    }
+}

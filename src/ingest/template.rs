@@ -1,0 +1,72 @@
+//! The index template for `<prefix>-*` and the `<prefix>` alias, installed before the first document.
+
+use anyhow::{bail, Context as _};
+use reqwest::Method;
+
+use super::opensearch::{check_auth, Client};
+
+/// The template, as shipped in `templates/index-template.json` (data, not code).
+pub const TEMPLATE: &str = include_str!("../../templates/index-template.json");
+
+/// The template body for `prefix`: its patterns and alias filled in.
+pub fn body(prefix: &str) -> anyhow::Result<serde_json::Value> {
+    let mut v: serde_json::Value = serde_json::from_str(TEMPLATE).context("templates/index-template.json is not JSON")?;
+    v["index_patterns"] = serde_json::json!([format!("{prefix}-*")]);
+    v["template"]["aliases"] = serde_json::json!({ prefix: {} });
+    Ok(v)
+}
+
+pub fn name(prefix: &str) -> String {
+    format!("{prefix}-trailsetup")
+}
+
+/// Install (or update) the template. Idempotent: PUT of the same body changes nothing.
+pub async fn install(client: &Client, prefix: &str) -> anyhow::Result<()> {
+    validate_prefix(prefix)?;
+    let b = body(prefix)?;
+    let r = client.json(Method::PUT, &format!("_index_template/{}", name(prefix)), Some(&b)).await?;
+    check_auth(&r, client.auth(), "PUT _index_template")?;
+    if !r.status.is_success() {
+        bail!("installing index template {} failed: HTTP {}: {}", name(prefix), r.status, r.text());
+    }
+    Ok(())
+}
+
+/// Is the installed template the one we would install? (`None` when there is none.)
+pub async fn installed_matches(client: &Client, prefix: &str) -> anyhow::Result<Option<bool>> {
+    let r = client.json(Method::GET, &format!("_index_template/{}", name(prefix)), None).await?;
+    if r.status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    check_auth(&r, client.auth(), "GET _index_template")?;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    let have = &v["index_templates"][0]["index_template"];
+    let want = body(prefix)?;
+    Ok(Some(have["index_patterns"] == want["index_patterns"] && have["template"]["mappings"] == want["template"]["mappings"]))
+}
+
+/// Index names are lowercase and cannot hold some characters.
+pub fn validate_prefix(prefix: &str) -> anyhow::Result<()> {
+    let bad = prefix.is_empty()
+        || prefix.starts_with(['-', '_', '+'])
+        || prefix.chars().any(|c| c.is_ascii_uppercase() || "\\/*?\"<>| ,#:".contains(c));
+    if bad {
+        return Err(crate::error::usage(format!(
+            "--index-prefix {prefix:?} is not a valid index name prefix (lowercase, no spaces or \\/*?\"<>|,#:, not starting with -_+)"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn template_parses_and_fills() {
+        let b = super::body("ct").unwrap();
+        assert_eq!(b["index_patterns"][0], "ct-*");
+        assert!(b["template"]["aliases"]["ct"].is_object());
+        assert_eq!(b["template"]["mappings"]["date_detection"], false);
+        assert!(super::validate_prefix("Bad").is_err());
+        assert!(super::validate_prefix("cloudtrail").is_ok());
+    }
+}

@@ -1,0 +1,43 @@
+//! trailsetup: set up AWS CloudTrail auditing into OpenSearch, and load the history already there.
+//!
+//! `main.rs` is a thin shell over [`run`], so tests drive the library directly.
+
+pub mod aws;
+pub mod cli;
+pub mod error;
+pub mod ingest;
+pub mod output;
+pub mod settings;
+pub mod signals;
+pub mod state;
+
+use cli::{Cli, Command};
+use error::Exit;
+
+/// Logging on stderr: `-v`/`-q` or `RUST_LOG`.
+pub fn init_logging(verbose: u8, quiet: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (verbose, quiet) {
+        (_, q) if q > 0 => "error",
+        (0, _) => "warn",
+        (1, _) => "info,aws_config=warn,aws_smithy_runtime=warn",
+        (2, _) => "debug,hyper=info,aws_smithy_runtime=info,rustls=info,h2=info",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+/// Run a parsed command line; the error's kind decides the exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let common = settings::Common::resolve(&cli.global)?;
+    let out = output::Output::new(&common);
+    match cli.command {
+        Some(Command::Backfill(a)) => ingest::backfill(&common, &a, &out).await,
+        Some(Command::Ingest(a)) => ingest::follow::ingest(&common, &a, &out).await,
+        Some(Command::Init(a)) => init::run(&common, &a, &out).await,
+        None => init::run(&common, &cli.init, &out).await,
+    }
+}
+
+pub mod init;

@@ -1,0 +1,145 @@
+//! One Settings struct for the wizard and CI: flags > TRAILSETUP_* env > config file > defaults.
+//!
+//! clap already folds flags over env vars (each flag names its `TRAILSETUP_*` variable), so this module only
+//! has to lay the result over the config file and the defaults.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+use crate::cli::{GlobalArgs, OpenSearchAuth, OutputFormat, TrailMode};
+use crate::error::usage;
+
+/// The config file (TOML). Keys are the long flag names with `_` for `-`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub name: Option<String>,
+    pub regions: Option<StringOrList>,
+    pub trail_mode: Option<TrailMode>,
+    pub bucket: Option<String>,
+    pub kms_key: Option<String>,
+    pub log_retention_days: Option<i32>,
+    pub opensearch_domain: Option<String>,
+    pub opensearch_url: Option<String>,
+    pub opensearch_auth: Option<OpenSearchAuth>,
+    pub account: Option<String>,
+    pub index_prefix: Option<String>,
+    pub backfill: Option<bool>,
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub output: Option<OutputFormat>,
+    /// backfill/ingest
+    pub prefix: Option<String>,
+    pub accounts: Option<StringOrList>,
+    pub concurrency: Option<usize>,
+    pub bulk_concurrency: Option<usize>,
+    pub queue_url: Option<String>,
+    pub quarantine: Option<PathBuf>,
+    pub ca_bundle: Option<PathBuf>,
+    pub sigv4_service: Option<String>,
+    pub compression: Option<String>,
+}
+
+/// `regions = "all"`, `regions = "us-east-1,eu-west-1"` or `regions = ["us-east-1", "eu-west-1"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StringOrList {
+    pub fn joined(&self) -> String {
+        match self {
+            StringOrList::One(s) => s.clone(),
+            StringOrList::Many(v) => v.join(","),
+        }
+    }
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> anyhow::Result<ConfigFile> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            usage(format!("cannot read config file {}: {e} (check --config / TRAILSETUP_CONFIG)", path.display()))
+        })?;
+        toml::from_str(&text).map_err(|e| {
+            usage(format!(
+                "invalid config file {}: {}\nsee templates/trailsetup.example.toml for the keys it accepts",
+                path.display(),
+                e.to_string().trim_end()
+            ))
+        })
+    }
+}
+
+/// Settings every command shares.
+#[derive(Debug, Clone)]
+pub struct Common {
+    pub dry_run: bool,
+    pub offline: bool,
+    pub yes: bool,
+    pub output: OutputFormat,
+    pub profile: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub state_dir: PathBuf,
+    pub verbose: u8,
+    pub quiet: u8,
+    pub file: ConfigFile,
+}
+
+impl Common {
+    pub fn resolve(g: &GlobalArgs) -> anyhow::Result<Common> {
+        let file = match &g.config {
+            Some(p) => ConfigFile::load(p)?,
+            None => ConfigFile::default(),
+        };
+        let state_dir = g
+            .state_dir
+            .clone()
+            .or_else(|| file.state_dir.clone())
+            .unwrap_or_else(default_state_dir);
+        Ok(Common {
+            dry_run: g.dry_run,
+            offline: g.offline,
+            yes: g.yes,
+            output: g.output.or(file.output).unwrap_or_default(),
+            profile: g.profile.clone().or_else(|| file.profile.clone()),
+            region: g.region.clone().or_else(|| file.region.clone()),
+            endpoint_url: g.endpoint_url.clone().or_else(|| file.endpoint_url.clone()),
+            state_dir,
+            verbose: g.verbose,
+            quiet: g.quiet,
+            file,
+        })
+    }
+
+    pub fn json(&self) -> bool {
+        self.output == OutputFormat::Json
+    }
+}
+
+/// `$XDG_STATE_HOME/trailsetup`, else `~/.local/state/trailsetup`, else `./.trailsetup`.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("trailsetup");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".local/state/trailsetup");
+    }
+    PathBuf::from(".trailsetup")
+}
+
+/// Split a comma list, trimming blanks.
+pub fn split_list(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|x| !x.is_empty()).map(String::from).collect()
+}
+
+/// Read a file's text with the path in the error.
+pub fn read_text(p: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+}

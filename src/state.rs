@@ -1,0 +1,73 @@
+//! The state file: what `init` created, so that `backfill` and `ingest` find their defaults.
+//! Location: `<state-dir>/<stack>.json` (state dir: `--state-dir`, `TRAILSETUP_STATE_DIR`,
+//! `$XDG_STATE_HOME/trailsetup` or `~/.local/state/trailsetup`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    pub stack: String,
+    pub account: String,
+    pub partition: String,
+    pub home_region: String,
+    pub regions: Vec<String>,
+    pub bucket: Option<String>,
+    pub queue_url: Option<String>,
+    pub dlq_url: Option<String>,
+    pub opensearch_url: Option<String>,
+    pub opensearch_auth: Option<crate::cli::OpenSearchAuth>,
+    pub index_prefix: Option<String>,
+    /// kind/name → ARN (or URL) of everything created or adopted
+    pub resources: BTreeMap<String, String>,
+}
+
+pub fn path(state_dir: &Path, stack: &str) -> PathBuf {
+    state_dir.join(format!("{stack}.json"))
+}
+
+impl State {
+    /// The state of `stack`, or when no stack is named, of the only stack in the state dir.
+    pub fn load(state_dir: &Path, stack: Option<&str>) -> anyhow::Result<Option<State>> {
+        let p = match stack {
+            Some(s) => path(state_dir, s),
+            None => {
+                let default = path(state_dir, "trailsetup");
+                if default.exists() {
+                    default
+                } else {
+                    let found: Vec<PathBuf> = std::fs::read_dir(state_dir)
+                        .map(|rd| {
+                            rd.filter_map(Result::ok)
+                                .map(|e| e.path())
+                                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    match found.len() {
+                        1 => found.into_iter().next().unwrap_or(default),
+                        _ => return Ok(None),
+                    }
+                }
+            }
+        };
+        match std::fs::read(&p) {
+            Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| format!("reading state file {}", p.display()))?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading state file {}", p.display())),
+        }
+    }
+
+    pub fn save(&self, state_dir: &Path) -> anyhow::Result<PathBuf> {
+        std::fs::create_dir_all(state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
+        let p = path(state_dir, &self.stack);
+        let tmp = p.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &p).with_context(|| format!("writing {}", p.display()))?;
+        Ok(p)
+    }
+}
