@@ -89,16 +89,6 @@ impl<R: BufRead> Scanner<R> {
         Scanner { r, gz, pos: 0 }
     }
 
-    fn peek(&mut self) -> Result<u8, ScanErr> {
-        loop {
-            let buf = self.r.fill_buf()?;
-            match buf.first() {
-                None => return Err(ScanErr::Eof),
-                Some(&c) => return Ok(c),
-            }
-        }
-    }
-
     fn bump(&mut self) {
         self.r.consume(1);
         self.pos += 1;
@@ -217,39 +207,35 @@ impl<R: BufRead> Scanner<R> {
                 return Err(ScanErr::Eof);
             }
             let mut i = 0;
-            let mut closed = false;
+            // What stopped the scan of this buffer: the value closed, a string starts, or the buffer ended.
+            let mut stop = None;
             while i < buf.len() {
                 match buf[i] {
                     b'{' | b'[' => depth += 1,
                     b'}' | b']' => {
                         depth -= 1;
                         if depth == 0 {
+                            stop = Some(true);
                             i += 1;
-                            closed = true;
                             break;
                         }
                     }
                     b'"' => {
-                        // copy up to and including the quote, then the string body
-                        out.extend_from_slice(&buf[..=i]);
-                        self.r.consume(i + 1);
-                        self.pos += (i + 1) as u64;
-                        self.take_string_rest(out)?;
-                        i = usize::MAX;
+                        stop = Some(false);
+                        i += 1;
                         break;
                     }
                     _ => {}
                 }
                 i += 1;
             }
-            if i == usize::MAX {
-                continue;
-            }
             out.extend_from_slice(&buf[..i]);
             self.r.consume(i);
             self.pos += i as u64;
-            if closed {
-                return Ok(());
+            match stop {
+                Some(true) => return Ok(()),
+                Some(false) => self.take_string_rest(out)?,
+                None => {}
             }
         }
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::types::Message;
 use tokio::sync::Semaphore;
 
-use super::pipeline::{FileResult, Pipeline, TimeFilter};
+use super::pipeline::{FileResult, Pipeline};
 use super::sqs::{self, Notice};
 use super::{prepare, quarantine::Quarantine, select, sink, Report};
 use crate::cli::IngestArgs;

@@ -559,7 +559,7 @@ impl Sink {
             }
             return (None, None, String::new());
         }
-        let items: BulkItems = match serde_json::from_slice(&resp.body) {
+        let items = match serde_json::from_slice::<BulkItems>(&resp.body) {
             Ok(i) if i.items.len() == batch.docs.len() => i,
             Ok(i) => {
                 return (all(), None, format!("_bulk answered {} items for {} documents", i.items.len(), batch.docs.len()));

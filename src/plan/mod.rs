@@ -1,0 +1,222 @@
+//! The plan: an ordered list of changes, computed whole before anything changes. `--dry-run` prints this very
+//! struct; `apply` executes it. Human and JSON rendering of the same data.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+    NoOp,
+}
+
+impl Action {
+    fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+ create   ",
+            Action::Update => "~ update   ",
+            Action::Delete => "- delete   ",
+            Action::NoOp => "  unchanged",
+        }
+    }
+}
+
+/// One resource and what to do about it. `details` is the desired configuration (policies in full, as JSON);
+/// `current` what was observed (for an update's diff; not part of the JSON plan).
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub action: Action,
+    pub kind: String,
+    pub name: String,
+    pub region: String,
+    pub details: Value,
+    #[serde(skip)]
+    pub current: Option<Value>,
+}
+
+impl Change {
+    /// diff: pure; compares parsed JSON after normalising order (see [`normalize`]).
+    pub fn diff(kind: &str, name: impl Into<String>, region: impl Into<String>, desired: Value, current: Option<Value>) -> Change {
+        let action = match &current {
+            None => Action::Create,
+            Some(c) if normalize(c) == normalize(&desired) => Action::NoOp,
+            Some(_) => Action::Update,
+        };
+        Change { action, kind: kind.into(), name: name.into(), region: region.into(), details: desired, current }
+    }
+}
+
+/// Sort arrays of objects/strings so that order AWS does not keep does not count as a change, and turn
+/// single-element arrays into their element (IAM returns `"Action": "x"` for `["x"]`).
+pub fn normalize(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), normalize(v))).collect()),
+        Value::Array(a) => {
+            let mut items: Vec<Value> = a.iter().map(normalize).collect();
+            items.sort_by_key(|x| x.to_string());
+            items.dedup();
+            if items.len() == 1 {
+                items.pop().unwrap_or(Value::Null)
+            } else {
+                Value::Array(items)
+            }
+        }
+        other => other.clone(),
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub delete: usize,
+    pub unchanged: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    pub summary: Summary,
+}
+
+/// Facts printed above the plan.
+#[derive(Debug, Clone, Default)]
+pub struct Header {
+    pub stack: String,
+    pub account: String,
+    pub partition: String,
+    pub home_region: String,
+    pub regions: Vec<String>,
+    pub trail_mode: String,
+    /// values that are placeholders (offline), e.g. "account"
+    pub placeholders: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    pub fn new(changes: Vec<Change>) -> Plan {
+        let mut s = Summary::default();
+        for c in &changes {
+            match c.action {
+                Action::Create => s.create += 1,
+                Action::Update => s.update += 1,
+                Action::Delete => s.delete += 1,
+                Action::NoOp => s.unchanged += 1,
+            }
+        }
+        Plan { changes, summary: s }
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.summary.create + self.summary.update + self.summary.delete > 0
+    }
+
+    /// The JSON document of CONTRACT.md (plus `placeholders`/`warnings` when there are any).
+    pub fn to_json(&self, header: &Header, applied: bool) -> Value {
+        let mut v = json!({ "plan": self, "applied": applied });
+        if !header.placeholders.is_empty() {
+            v["placeholders"] = json!(header.placeholders);
+        }
+        if !header.warnings.is_empty() {
+            v["warnings"] = json!(header.warnings);
+        }
+        v
+    }
+
+    /// Plan-tool style text: one line per resource; updates as a diff; with `verbose`, the full desired
+    /// configuration (policies in full) of every create and update.
+    pub fn render_human(&self, header: &Header, verbose: bool) -> String {
+        let mut o = String::new();
+        let ph = |what: &str| if header.placeholders.iter().any(|p| p == what) { " (placeholder)" } else { "" };
+        o.push_str(&format!(
+            "Stack {} · account {}{} ({}) · home region {} · trail mode {}\nRegions{}: {}\n\n",
+            header.stack,
+            header.account,
+            ph("account"),
+            header.partition,
+            header.home_region,
+            header.trail_mode,
+            ph("regions"),
+            header.regions.join(", ")
+        ));
+        for w in &header.warnings {
+            o.push_str(&format!("warning: {w}\n"));
+        }
+        if !header.warnings.is_empty() {
+            o.push('\n');
+        }
+        let kind_w = self.changes.iter().map(|c| c.kind.len()).max().unwrap_or(0);
+        for c in &self.changes {
+            o.push_str(&format!("  {} {:kind_w$}  {}  [{}]\n", c.action.symbol(), c.kind, c.name, c.region));
+            match c.action {
+                Action::Update => {
+                    let cur = pretty(c.current.as_ref().unwrap_or(&Value::Null));
+                    let want = pretty(&c.details);
+                    let diff = similar::TextDiff::from_lines(&cur, &want);
+                    for change in diff.iter_all_changes() {
+                        let sign = match change.tag() {
+                            similar::ChangeTag::Delete => "-",
+                            similar::ChangeTag::Insert => "+",
+                            similar::ChangeTag::Equal => " ",
+                        };
+                        if verbose || change.tag() != similar::ChangeTag::Equal {
+                            o.push_str(&format!("        {sign} {}", change.value()));
+                            if !change.value().ends_with('\n') {
+                                o.push('\n');
+                            }
+                        }
+                    }
+                }
+                Action::Create if verbose => {
+                    for line in pretty(&c.details).lines() {
+                        o.push_str(&format!("        {line}\n"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let s = &self.summary;
+        o.push_str(&format!(
+            "\nPlan: {} to create, {} to update, {} to delete, {} unchanged.\n",
+            s.create, s.update, s.delete, s.unchanged
+        ));
+        if !verbose && s.create + s.update > 0 {
+            o.push_str("(-v shows every setting and policy in full)\n");
+        }
+        o
+    }
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_ignores_order_and_singletons() {
+        let want = json!({"Statement": [{"Action": ["a"], "Resource": ["x", "y"]}]});
+        let have = json!({"Statement": {"Action": "a", "Resource": ["y", "x"]}});
+        assert_eq!(Change::diff("k", "n", "r", want.clone(), Some(have)).action, Action::NoOp);
+        assert_eq!(Change::diff("k", "n", "r", want.clone(), None).action, Action::Create);
+        assert_eq!(Change::diff("k", "n", "r", want, Some(json!({}))).action, Action::Update);
+    }
+
+    #[test]
+    fn summary_counts() {
+        let p = Plan::new(vec![
+            Change::diff("a", "1", "r", json!(1), None),
+            Change::diff("a", "2", "r", json!(1), Some(json!(1))),
+        ]);
+        assert_eq!(p.summary, Summary { create: 1, update: 0, delete: 0, unchanged: 1 });
+        let j = p.to_json(&Header::default(), false);
+        assert_eq!(j["plan"]["changes"][0]["action"], "create");
+        assert_eq!(j["plan"]["changes"][1]["action"], "no-op");
+        assert_eq!(j["applied"], false);
+    }
+}

@@ -1,0 +1,190 @@
+//! IAM: the role CloudTrail assumes to write to CloudWatch Logs, and the ingest worker's managed policy.
+
+use anyhow::anyhow;
+use aws_sdk_iam::types::Tag;
+use serde_json::{json, Value};
+
+use super::{parse_policy, Aws, Ctx, TAG_KEY};
+use crate::aws::{code, explain};
+use crate::plan::{Action, Change};
+
+pub const GLOBAL: &str = "global";
+pub const INLINE_NAME: &str = "cloudtrail-logs";
+
+fn client(ctx: &Ctx, aws: &Aws) -> aws_sdk_iam::Client {
+    aws_sdk_iam::Client::new(&aws.at(&ctx.home))
+}
+
+fn tag(ctx: &Ctx) -> anyhow::Result<Tag> {
+    Ok(Tag::builder().key(TAG_KEY).value(&ctx.stack).build()?)
+}
+
+pub fn desired_role(ctx: &Ctx) -> Value {
+    json!({
+        "assume_role_policy": ctx.logs_trust_policy(),
+        "inline_policies": {INLINE_NAME: ctx.logs_permissions_policy()},
+        "tags": ctx.tags(),
+    })
+}
+
+pub fn desired_policy(ctx: &Ctx) -> Value {
+    json!({"policy": ctx.ingest_worker_policy(), "tags": ctx.tags()})
+}
+
+fn tags_of(tags: &[Tag]) -> Value {
+    match tags.iter().find(|t| t.key() == TAG_KEY) {
+        Some(t) => json!({TAG_KEY: t.value()}),
+        None => json!({}),
+    }
+}
+
+async fn observe_role(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Option<Value>> {
+    let iam = client(ctx, aws);
+    let name = ctx.logs_role();
+    let role = match iam.get_role().role_name(&name).send().await {
+        Ok(r) => r.role.ok_or_else(|| anyhow!("GetRole {name}: empty answer"))?,
+        Err(e) if code(&e).as_deref() == Some("NoSuchEntity") => return Ok(None),
+        Err(e) => return Err(explain(e, &format!("reading role {name}"), "iam:GetRole")),
+    };
+    let trust = role.assume_role_policy_document().map(parse_policy).transpose()?;
+    let inline = match iam.get_role_policy().role_name(&name).policy_name(INLINE_NAME).send().await {
+        Ok(r) => Some(parse_policy(r.policy_document())?),
+        Err(e) if code(&e).as_deref() == Some("NoSuchEntity") => None,
+        Err(e) => return Err(explain(e, &format!("reading the policy of role {name}"), "iam:GetRolePolicy")),
+    };
+    let tags = iam
+        .list_role_tags()
+        .role_name(&name)
+        .send()
+        .await
+        .map_err(|e| explain(e, &format!("reading the tags of role {name}"), "iam:ListRoleTags"))?;
+    Ok(Some(json!({"assume_role_policy": trust, "inline_policies": {INLINE_NAME: inline}, "tags": tags_of(tags.tags())})))
+}
+
+async fn observe_policy(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Option<Value>> {
+    let iam = client(ctx, aws);
+    let arn = ctx.ingest_policy_arn();
+    let p = match iam.get_policy().policy_arn(&arn).send().await {
+        Ok(r) => r.policy.ok_or_else(|| anyhow!("GetPolicy {arn}: empty answer"))?,
+        Err(e) if code(&e).as_deref() == Some("NoSuchEntity") => return Ok(None),
+        Err(e) => return Err(explain(e, &format!("reading policy {arn}"), "iam:GetPolicy")),
+    };
+    let version = p.default_version_id().unwrap_or("v1").to_string();
+    let v = iam
+        .get_policy_version()
+        .policy_arn(&arn)
+        .version_id(&version)
+        .send()
+        .await
+        .map_err(|e| explain(e, &format!("reading policy {arn}"), "iam:GetPolicyVersion"))?;
+    let doc = v.policy_version().and_then(|v| v.document()).map(parse_policy).transpose()?;
+    Ok(Some(json!({"policy": doc, "tags": tags_of(p.tags())})))
+}
+
+pub async fn plan(ctx: &Ctx, aws: Option<&Aws>) -> anyhow::Result<Vec<Change>> {
+    let (role, policy) = match aws {
+        None => (None, None),
+        Some(a) => (observe_role(ctx, a).await?, observe_policy(ctx, a).await?),
+    };
+    Ok(vec![
+        Change::diff("iam-role", ctx.logs_role(), GLOBAL, desired_role(ctx), role),
+        Change::diff("iam-policy", ctx.ingest_policy(), GLOBAL, desired_policy(ctx), policy),
+    ])
+}
+
+pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
+    let iam = client(ctx, aws);
+    let name = &c.name;
+    match c.kind.as_str() {
+        "iam-role" => {
+            let trust = c.details["assume_role_policy"].to_string();
+            if c.action == Action::Create {
+                match iam
+                    .create_role()
+                    .role_name(name)
+                    .assume_role_policy_document(&trust)
+                    .description("CloudTrail writes the trail's events to CloudWatch Logs (trailsetup)")
+                    .tags(tag(ctx)?)
+                    .send()
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if code(&e).as_deref() == Some("EntityAlreadyExists") => {}
+                    Err(e) => return Err(explain(e, &format!("creating role {name}"), "iam:CreateRole")),
+                }
+            }
+            iam.update_assume_role_policy()
+                .role_name(name)
+                .policy_document(&trust)
+                .send()
+                .await
+                .map_err(|e| explain(e, &format!("setting the trust policy of role {name}"), "iam:UpdateAssumeRolePolicy"))?;
+            iam.put_role_policy()
+                .role_name(name)
+                .policy_name(INLINE_NAME)
+                .policy_document(c.details["inline_policies"][INLINE_NAME].to_string())
+                .send()
+                .await
+                .map_err(|e| explain(e, &format!("setting the permissions of role {name}"), "iam:PutRolePolicy"))?;
+            iam.tag_role()
+                .role_name(name)
+                .tags(tag(ctx)?)
+                .send()
+                .await
+                .map_err(|e| explain(e, &format!("tagging role {name}"), "iam:TagRole"))?;
+        }
+        "iam-policy" => {
+            let doc = c.details["policy"].to_string();
+            let arn = ctx.ingest_policy_arn();
+            if c.action == Action::Create {
+                match iam
+                    .create_policy()
+                    .policy_name(name)
+                    .policy_document(&doc)
+                    .description("Least privilege for trailsetup ingest workers: read the trail's logs, consume the queue")
+                    .tags(tag(ctx)?)
+                    .send()
+                    .await
+                {
+                    Ok(_) => return Ok(()),
+                    Err(e) if code(&e).as_deref() == Some("EntityAlreadyExists") => {}
+                    Err(e) => return Err(explain(e, &format!("creating policy {name}"), "iam:CreatePolicy")),
+                }
+            }
+            // a new default version; drop the oldest non-default one first if the limit of 5 is reached
+            let versions = iam
+                .list_policy_versions()
+                .policy_arn(&arn)
+                .send()
+                .await
+                .map_err(|e| explain(e, &format!("listing versions of {arn}"), "iam:ListPolicyVersions"))?;
+            let mut old: Vec<_> = versions.versions().iter().filter(|v| !v.is_default_version()).collect();
+            old.sort_by_key(|v| v.create_date().map(|d| d.secs()).unwrap_or(0));
+            if versions.versions().len() >= 5 {
+                if let Some(v) = old.first().and_then(|v| v.version_id()) {
+                    iam.delete_policy_version()
+                        .policy_arn(&arn)
+                        .version_id(v)
+                        .send()
+                        .await
+                        .map_err(|e| explain(e, &format!("deleting old version {v} of {arn}"), "iam:DeletePolicyVersion"))?;
+                }
+            }
+            iam.create_policy_version()
+                .policy_arn(&arn)
+                .policy_document(&doc)
+                .set_as_default(true)
+                .send()
+                .await
+                .map_err(|e| explain(e, &format!("updating policy {arn}"), "iam:CreatePolicyVersion"))?;
+            iam.tag_policy()
+                .policy_arn(&arn)
+                .tags(tag(ctx)?)
+                .send()
+                .await
+                .map_err(|e| explain(e, &format!("tagging policy {arn}"), "iam:TagPolicy"))?;
+        }
+        other => return Err(anyhow!("iam cannot apply {other}")),
+    }
+    Ok(())
+}

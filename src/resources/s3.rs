@@ -1,0 +1,258 @@
+//! S3: the log bucket (public access block, encryption, ownership, versioning, tags) and its policy.
+
+use anyhow::{anyhow, Context as _};
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, ObjectOwnership, OwnershipControls,
+    OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+};
+use serde_json::{json, Value};
+
+use super::{Aws, Ctx, TAG_KEY};
+use crate::aws::{code, explain};
+use crate::plan::{Action, Change};
+
+pub fn desired_bucket(ctx: &Ctx) -> Value {
+    let enc = match &ctx.kms_key {
+        None => json!({"algorithm": "AES256"}),
+        Some(k) => json!({"algorithm": "aws:kms", "kms_key": k}),
+    };
+    json!({
+        "public_access_block": {"block_public_acls": true, "ignore_public_acls": true, "block_public_policy": true, "restrict_public_buckets": true},
+        "encryption": enc,
+        "object_ownership": "BucketOwnerEnforced",
+        "versioning": "Enabled",
+        "tags": ctx.tags(),
+    })
+}
+
+/// Our statements replace theirs by Sid; statements someone else put there are kept (never clobbered).
+pub fn merged_policy(ctx: &Ctx, existing: Option<&Value>) -> Value {
+    let ours = ctx.bucket_policy();
+    let our_sids: Vec<&str> = ours["Statement"].as_array().into_iter().flatten().filter_map(|s| s["Sid"].as_str()).collect();
+    let mut statements: Vec<Value> = existing
+        .and_then(|e| e["Statement"].as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| !s["Sid"].as_str().is_some_and(|sid| our_sids.contains(&sid)))
+        .collect();
+    statements.extend(ours["Statement"].as_array().cloned().unwrap_or_default());
+    let mut p = ours.clone();
+    p["Statement"] = Value::Array(statements);
+    p
+}
+
+pub async fn plan(ctx: &Ctx, aws: Option<&Aws>) -> anyhow::Result<Vec<Change>> {
+    let (bucket_now, policy_now) = match aws {
+        None => (None, None),
+        Some(a) => observe(ctx, a).await?,
+    };
+    let policy = merged_policy(ctx, policy_now.as_ref().and_then(|p| p.as_ref()));
+    let policy_current = match (&bucket_now, policy_now) {
+        (None, _) => None,
+        (Some(_), Some(Some(p))) => Some(json!({"policy": p})),
+        (Some(_), _) => Some(json!({"policy": null})),
+    };
+    Ok(vec![
+        Change::diff("s3-bucket", &ctx.bucket, &ctx.home, desired_bucket(ctx), bucket_now),
+        Change::diff("s3-bucket-policy", &ctx.bucket, &ctx.home, json!({"policy": policy}), policy_current),
+    ])
+}
+
+fn client(ctx: &Ctx, aws: &Aws) -> aws_sdk_s3::Client {
+    crate::aws::s3(&aws.at(&ctx.home))
+}
+
+/// observe: `None` when the bucket does not exist; an error when it exists but is not the caller's.
+async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<(Option<Value>, Option<Option<Value>>)> {
+    let s3 = client(ctx, aws);
+    let b = &ctx.bucket;
+    match s3.head_bucket().bucket(b).send().await {
+        Ok(_) => {}
+        Err(e) => {
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            match (code(&e).as_deref(), status) {
+                (Some("NotFound") | Some("NoSuchBucket"), _) | (_, Some(404)) => return Ok((None, None)),
+                (_, Some(403)) => return Err(taken(b)),
+                _ => return Err(explain(e, &format!("checking bucket {b}"), "s3:ListBucket")),
+            }
+        }
+    }
+    // It exists: is it ours? (A bucket of another account is not in our ListBuckets.)
+    let mine = s3.list_buckets().send().await.map_err(|e| explain(e, "listing buckets", "s3:ListAllMyBuckets"))?;
+    if !mine.buckets().iter().any(|x| x.name() == Some(b.as_str())) {
+        return Err(taken(b));
+    }
+    let pab = match s3.get_public_access_block().bucket(b).send().await {
+        Ok(r) => r.public_access_block_configuration().map(|c| {
+            json!({"block_public_acls": c.block_public_acls().unwrap_or(false), "ignore_public_acls": c.ignore_public_acls().unwrap_or(false),
+                   "block_public_policy": c.block_public_policy().unwrap_or(false), "restrict_public_buckets": c.restrict_public_buckets().unwrap_or(false)})
+        }),
+        Err(e) if code(&e).as_deref() == Some("NoSuchPublicAccessBlockConfiguration") => None,
+        Err(e) => return Err(explain(e, &format!("reading the public access block of {b}"), "s3:GetBucketPublicAccessBlock")),
+    };
+    let enc = match s3.get_bucket_encryption().bucket(b).send().await {
+        Ok(r) => r
+            .server_side_encryption_configuration()
+            .and_then(|c| c.rules().first().cloned())
+            .and_then(|r| r.apply_server_side_encryption_by_default().cloned())
+            .map(|d| match d.kms_master_key_id() {
+                Some(k) if d.sse_algorithm() == &ServerSideEncryption::AwsKms => json!({"algorithm": "aws:kms", "kms_key": k}),
+                _ => json!({"algorithm": d.sse_algorithm().as_str()}),
+            }),
+        Err(e) if code(&e).as_deref() == Some("ServerSideEncryptionConfigurationNotFoundError") => None,
+        Err(e) => return Err(explain(e, &format!("reading the encryption of {b}"), "s3:GetEncryptionConfiguration")),
+    };
+    let own = match s3.get_bucket_ownership_controls().bucket(b).send().await {
+        Ok(r) => r
+            .ownership_controls()
+            .and_then(|c| c.rules().first().map(|r| r.object_ownership().as_str().to_string())),
+        Err(e) if code(&e).as_deref() == Some("OwnershipControlsNotFoundError") => None,
+        Err(e) => return Err(explain(e, &format!("reading the ownership controls of {b}"), "s3:GetBucketOwnershipControls")),
+    };
+    let ver = s3
+        .get_bucket_versioning()
+        .bucket(b)
+        .send()
+        .await
+        .map_err(|e| explain(e, &format!("reading the versioning of {b}"), "s3:GetBucketVersioning"))?
+        .status()
+        .map(|s| s.as_str().to_string());
+    let tag = match s3.get_bucket_tagging().bucket(b).send().await {
+        Ok(r) => r.tag_set().iter().find(|t| t.key() == TAG_KEY).map(|t| t.value().to_string()),
+        Err(e) if code(&e).as_deref() == Some("NoSuchTagSet") => None,
+        Err(e) => return Err(explain(e, &format!("reading the tags of {b}"), "s3:GetBucketTagging")),
+    };
+    let policy = match s3.get_bucket_policy().bucket(b).send().await {
+        Ok(r) => r.policy().map(super::parse_policy).transpose()?,
+        Err(e) if code(&e).as_deref() == Some("NoSuchBucketPolicy") => None,
+        Err(e) => return Err(explain(e, &format!("reading the policy of {b}"), "s3:GetBucketPolicy")),
+    };
+    let current = json!({
+        "public_access_block": pab,
+        "encryption": enc,
+        "object_ownership": own,
+        "versioning": ver,
+        "tags": match tag { Some(t) => json!({TAG_KEY: t}), None => json!({}) },
+    });
+    Ok((Some(current), Some(policy)))
+}
+
+fn taken(b: &str) -> anyhow::Error {
+    crate::error::usage(format!(
+        "the bucket name {b:?} is taken by another account (S3 bucket names are global); pass another --bucket \
+         (env TRAILSETUP_BUCKET, config key bucket)"
+    ))
+}
+
+pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
+    let s3 = client(ctx, aws);
+    let b = &ctx.bucket;
+    match c.kind.as_str() {
+        "s3-bucket" => {
+            if c.action == Action::Create {
+                let mut req = s3.create_bucket().bucket(b).object_ownership(ObjectOwnership::BucketOwnerEnforced);
+                if ctx.home != "us-east-1" {
+                    req = req.create_bucket_configuration(
+                        CreateBucketConfiguration::builder()
+                            .location_constraint(BucketLocationConstraint::from(ctx.home.as_str()))
+                            .build(),
+                    );
+                }
+                match req.send().await {
+                    Ok(_) => {}
+                    Err(e) if code(&e).as_deref() == Some("BucketAlreadyOwnedByYou") => {}
+                    Err(e) if code(&e).as_deref() == Some("BucketAlreadyExists") => return Err(taken(b)),
+                    Err(e) => return Err(explain(e, &format!("creating bucket {b}"), "s3:CreateBucket")),
+                }
+            }
+            s3.put_public_access_block()
+                .bucket(b)
+                .public_access_block_configuration(
+                    PublicAccessBlockConfiguration::builder()
+                        .block_public_acls(true)
+                        .ignore_public_acls(true)
+                        .block_public_policy(true)
+                        .restrict_public_buckets(true)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| explain(e, &format!("blocking public access on {b}"), "s3:PutBucketPublicAccessBlock"))?;
+            let mut def = ServerSideEncryptionByDefault::builder();
+            def = match &ctx.kms_key {
+                None => def.sse_algorithm(ServerSideEncryption::Aes256),
+                Some(k) => def.sse_algorithm(ServerSideEncryption::AwsKms).kms_master_key_id(k),
+            };
+            let rule = ServerSideEncryptionRule::builder()
+                .apply_server_side_encryption_by_default(def.build().context("encryption rule")?)
+                .bucket_key_enabled(ctx.kms_key.is_some())
+                .build();
+            s3.put_bucket_encryption()
+                .bucket(b)
+                .server_side_encryption_configuration(ServerSideEncryptionConfiguration::builder().rules(rule).build().context("encryption")?)
+                .send()
+                .await
+                .map_err(|e| explain(e, &format!("setting default encryption on {b}"), "s3:PutEncryptionConfiguration"))?;
+            s3.put_bucket_ownership_controls()
+                .bucket(b)
+                .ownership_controls(
+                    OwnershipControls::builder()
+                        .rules(OwnershipControlsRule::builder().object_ownership(ObjectOwnership::BucketOwnerEnforced).build().context("ownership")?)
+                        .build()
+                        .context("ownership")?,
+                )
+                .send()
+                .await
+                .map_err(|e| explain(e, &format!("setting object ownership on {b}"), "s3:PutBucketOwnershipControls"))?;
+            s3.put_bucket_versioning()
+                .bucket(b)
+                .versioning_configuration(
+                    aws_sdk_s3::types::VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
+                )
+                .send()
+                .await
+                .map_err(|e| explain(e, &format!("enabling versioning on {b}"), "s3:PutBucketVersioning"))?;
+            // tags: keep the bucket's other tags
+            let mut tags: Vec<Tag> = match s3.get_bucket_tagging().bucket(b).send().await {
+                Ok(r) => r.tag_set().iter().filter(|t| t.key() != TAG_KEY).cloned().collect(),
+                Err(_) => Vec::new(),
+            };
+            tags.push(Tag::builder().key(TAG_KEY).value(&ctx.stack).build().context("tag")?);
+            s3.put_bucket_tagging()
+                .bucket(b)
+                .tagging(Tagging::builder().set_tag_set(Some(tags)).build().context("tagging")?)
+                .send()
+                .await
+                .map_err(|e| explain(e, &format!("tagging {b}"), "s3:PutBucketTagging"))?;
+        }
+        "s3-bucket-policy" => {
+            let p = c.details["policy"].to_string();
+            s3.put_bucket_policy()
+                .bucket(b)
+                .policy(p)
+                .send()
+                .await
+                .map_err(|e| explain(e, &format!("setting the policy of {b}"), "s3:PutBucketPolicy"))?;
+        }
+        other => return Err(anyhow!("s3 cannot apply {other}")),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::TrailMode;
+
+    #[test]
+    fn adopted_policy_is_merged() {
+        let ctx = crate::resources::test_ctx(TrailMode::MultiRegion);
+        let theirs = json!({"Version": "2012-10-17", "Statement": [
+            {"Sid": "Theirs", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::1:root"}, "Action": "s3:GetObject", "Resource": "*"},
+            {"Sid": "TrailsetupCloudTrailWrite", "Effect": "Allow", "Action": "s3:PutObject", "Resource": "old"}]});
+        let m = merged_policy(&ctx, Some(&theirs));
+        let sids: Vec<&str> = m["Statement"].as_array().unwrap().iter().map(|s| s["Sid"].as_str().unwrap()).collect();
+        assert_eq!(sids, ["Theirs", "TrailsetupCloudTrailAclCheck", "TrailsetupCloudTrailWrite", "TrailsetupDenyInsecureTransport"]);
+    }
+}

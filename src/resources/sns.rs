@@ -1,0 +1,125 @@
+//! SNS: one topic per trail region (CloudTrail publishes there, limited to the trail by aws:SourceArn) and its
+//! subscription to the home-region queue (cross-region).
+
+use anyhow::anyhow;
+use aws_sdk_sns::types::Tag;
+use serde_json::{json, Value};
+
+use super::{parse_policy, Aws, Ctx, TAG_KEY};
+use crate::aws::{code, explain};
+use crate::plan::{Action, Change};
+
+pub fn desired_topic(ctx: &Ctx) -> Value {
+    json!({"kms_key": ctx.kms_key, "tags": ctx.tags()})
+}
+
+pub fn desired_subscription(ctx: &Ctx, region: &str) -> Value {
+    json!({"topic_arn": ctx.topic_arn(region), "protocol": "sqs", "endpoint": ctx.queue_arn(&ctx.queue_name())})
+}
+
+pub fn subscription_name(ctx: &Ctx) -> String {
+    format!("{} -> {}", ctx.topic_name(), ctx.queue_name())
+}
+
+fn client(aws: &Aws, region: &str) -> aws_sdk_sns::Client {
+    aws_sdk_sns::Client::new(&aws.at(region))
+}
+
+async fn observe(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Result<Option<(Value, Value, Option<Value>)>> {
+    let sns = client(aws, region);
+    let arn = ctx.topic_arn(region);
+    let attrs = match sns.get_topic_attributes().topic_arn(&arn).send().await {
+        Ok(r) => r.attributes.unwrap_or_default(),
+        Err(e) if code(&e).as_deref() == Some("NotFound") => return Ok(None),
+        Err(e) => return Err(explain(e, &format!("reading topic {arn}"), "sns:GetTopicAttributes")),
+    };
+    let tags = sns
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .map_err(|e| explain(e, &format!("reading the tags of topic {arn}"), "sns:ListTagsForResource"))?;
+    let tag = tags.tags().iter().find(|t| t.key() == TAG_KEY).map(|t| json!({TAG_KEY: t.value()})).unwrap_or(json!({}));
+    let topic = json!({"kms_key": attrs.get("KmsMasterKeyId").filter(|k| !k.is_empty()), "tags": tag});
+    let policy = attrs.get("Policy").map(|p| parse_policy(p)).transpose()?;
+    let want = desired_subscription(ctx, region);
+    let mut sub = None;
+    let mut pages = sns.list_subscriptions_by_topic().topic_arn(&arn).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| explain(e, &format!("listing the subscriptions of {arn}"), "sns:ListSubscriptionsByTopic"))?;
+        if page.subscriptions().iter().any(|s| s.protocol() == Some("sqs") && s.endpoint() == want["endpoint"].as_str()) {
+            sub = Some(want.clone());
+        }
+    }
+    Ok(Some((topic, json!({"policy": policy}), sub)))
+}
+
+pub async fn plan(ctx: &Ctx, aws: Option<&Aws>, region: &str) -> anyhow::Result<Vec<Change>> {
+    let now = match aws {
+        None => None,
+        Some(a) => observe(ctx, a, region).await?,
+    };
+    let (topic, policy, sub) = match now {
+        None => (None, None, None),
+        Some((t, p, s)) => (Some(t), Some(p), s),
+    };
+    Ok(vec![
+        Change::diff("sns-topic", ctx.topic_name(), region, desired_topic(ctx), topic),
+        Change::diff("sns-topic-policy", ctx.topic_name(), region, json!({"policy": ctx.topic_policy(region)}), policy),
+        Change::diff("sns-subscription", subscription_name(ctx), region, desired_subscription(ctx, region), sub),
+    ])
+}
+
+pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
+    let r = c.region.as_str();
+    let sns = client(aws, r);
+    let arn = ctx.topic_arn(r);
+    match c.kind.as_str() {
+        "sns-topic" => {
+            if c.action == Action::Create {
+                let mut req = sns.create_topic().name(ctx.topic_name()).tags(Tag::builder().key(TAG_KEY).value(&ctx.stack).build()?);
+                if let Some(k) = &ctx.kms_key {
+                    req = req.attributes("KmsMasterKeyId", k);
+                }
+                req.send().await.map_err(|e| explain(e, &format!("creating topic {arn}"), "sns:CreateTopic"))?;
+            } else {
+                if let Some(k) = &ctx.kms_key {
+                    sns.set_topic_attributes()
+                        .topic_arn(&arn)
+                        .attribute_name("KmsMasterKeyId")
+                        .attribute_value(k)
+                        .send()
+                        .await
+                        .map_err(|e| explain(e, &format!("setting the KMS key of {arn}"), "sns:SetTopicAttributes"))?;
+                }
+                sns.tag_resource()
+                    .resource_arn(&arn)
+                    .tags(Tag::builder().key(TAG_KEY).value(&ctx.stack).build()?)
+                    .send()
+                    .await
+                    .map_err(|e| explain(e, &format!("tagging topic {arn}"), "sns:TagResource"))?;
+            }
+        }
+        "sns-topic-policy" => {
+            sns.set_topic_attributes()
+                .topic_arn(&arn)
+                .attribute_name("Policy")
+                .attribute_value(c.details["policy"].to_string())
+                .send()
+                .await
+                .map_err(|e| explain(e, &format!("setting the policy of topic {arn}"), "sns:SetTopicAttributes"))?;
+        }
+        "sns-subscription" => {
+            sns.subscribe()
+                .topic_arn(&arn)
+                .protocol("sqs")
+                .endpoint(c.details["endpoint"].as_str().unwrap_or_default())
+                .return_subscription_arn(true)
+                .send()
+                .await
+                .map_err(|e| explain(e, &format!("subscribing the queue to {arn}"), "sns:Subscribe"))?;
+        }
+        other => return Err(anyhow!("sns cannot apply {other}")),
+    }
+    Ok(())
+}
