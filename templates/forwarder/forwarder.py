@@ -1,0 +1,278 @@
+"""CloudWatch Logs -> OpenSearch forwarder (AWS Lambda, Python 3.12, no build step).
+
+A CloudWatch Logs subscription filter on the trail's log group invokes `handler` with
+event["awslogs"]["data"] = base64(gzip(JSON)). Each logEvent's `message` is one CloudTrail record;
+it becomes a document exactly as `trailsetup backfill` builds it (ctdoc.py, a port of
+src/ingest/doc.rs), and all of them go to OpenSearch in `_bulk` requests (op `create`, so a second
+delivery of the same event is a 409 duplicate, not a second copy).
+
+Environment:
+  OPENSEARCH_URL            endpoint, e.g. https://search-x.us-east-1.es.amazonaws.com (required)
+  OPENSEARCH_AUTH           sigv4 (default) | basic | none
+  OPENSEARCH_USER/_PASSWORD for basic
+  AWS_REGION                for sigv4 (service `es`, or `aoss` when the host contains `.aoss.`)
+  INDEX_PREFIX              default `cloudtrail`
+  REDACT_SESSION_TOKEN      default true
+  DLQ_URL                   SQS queue for rejected records; unset -> `TRAILSETUP_REJECT {json}` on stdout
+  FORWARDER_MAX_ATTEMPTS    attempts per document for 429/5xx, default 6
+  FORWARDER_RETRY_BASE_MS   first backoff, default 200 (doubles, full jitter)
+  FORWARDER_RETRY_CAP_MS    backoff cap, default 10000
+  FORWARDER_MAX_BULK_BYTES  split requests above this size, default 5 MiB
+  FORWARDER_HTTP_TIMEOUT    seconds per request, default 30
+
+Per item: 200/201 indexed, 409 duplicate, 429/5xx retried here with capped exponential backoff and
+jitter (a request-level Retry-After is honoured); still failing -> an exception, so Lambda retries
+the whole invocation (documents already indexed come back as 409 duplicates). Any other rejection
+(and a record that is not a JSON object) goes to the dead-letter destination with the reason.
+Returns {"records", "indexed", "duplicates", "rejected"}.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import random
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Optional
+
+try:  # the Lambda zip holds both files side by side
+    import ctdoc
+except ImportError:  # pragma: no cover - imported as a package
+    from . import ctdoc  # type: ignore[no-redef]
+
+REJECT_PREFIX = "TRAILSETUP_REJECT"
+SQS_BODY_LIMIT = 250_000
+
+
+class RetryableFailure(RuntimeError):
+    """Documents still failing with 429/5xx after the in-process attempts; Lambda should retry."""
+
+
+def _log(msg: str, **fields: Any) -> None:
+    print(json.dumps({"msg": msg, **fields}, default=str), file=sys.stderr, flush=True)
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, "") or default)
+    except ValueError:
+        return default
+
+
+# --- event decoding ------------------------------------------------------------------------------
+
+def decode_event(event: dict) -> dict:
+    data = base64.b64decode(event["awslogs"]["data"])
+    return json.loads(gzip.decompress(data))
+
+
+# --- HTTP + auth -----------------------------------------------------------------------------------
+
+class Sink:
+    def __init__(self, url: str, auth: str, timeout: float) -> None:
+        self.url = url.rstrip("/")
+        self.auth = auth
+        self.timeout = timeout
+        self._signer = None
+        if auth == "sigv4":
+            import botocore.session
+            from botocore.auth import SigV4Auth
+
+            host = urllib.parse.urlsplit(self.url).hostname or ""
+            service = "aoss" if ".aoss." in host else "es"
+            region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+            creds = botocore.session.Session().get_credentials()
+            if creds is None:
+                raise RuntimeError("OPENSEARCH_AUTH=sigv4 but no AWS credentials found")
+            self._signer = SigV4Auth(creds, service, region)
+        elif auth == "basic":
+            user = os.environ.get("OPENSEARCH_USER", "")
+            pw = os.environ.get("OPENSEARCH_PASSWORD", "")
+            self._basic = "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
+        elif auth != "none":
+            raise RuntimeError(f"OPENSEARCH_AUTH must be sigv4, basic or none, not {auth!r}")
+
+    def _headers(self, method: str, url: str, body: bytes) -> dict:
+        headers = {"Content-Type": "application/x-ndjson"}
+        if self.auth == "basic":
+            headers["Authorization"] = self._basic
+        elif self.auth == "sigv4":
+            import hashlib
+
+            from botocore.awsrequest import AWSRequest
+
+            headers["x-amz-content-sha256"] = hashlib.sha256(body).hexdigest()
+            req = AWSRequest(method=method, url=url, data=body, headers=headers)
+            self._signer.add_auth(req)  # type: ignore[union-attr]
+            headers = dict(req.headers.items())
+        return headers
+
+    def bulk(self, body: bytes) -> tuple[int, dict, bytes]:
+        """POST /_bulk; returns (status, headers, body). Network errors are status 0."""
+        url = self.url + "/_bulk"
+        req = urllib.request.Request(url, data=body, method="POST", headers=self._headers("POST", url, body))
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                return r.status, dict(r.headers.items()), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers.items()) if e.headers else {}, e.read() or b""
+        except (urllib.error.URLError, OSError) as e:  # connection refused/reset, timeout
+            return 0, {}, str(e).encode()
+
+
+def _retry_after(headers: dict) -> Optional[float]:
+    for k, v in headers.items():
+        if k.lower() == "retry-after":
+            try:
+                return max(0.0, float(v))
+            except ValueError:
+                return None
+    return None
+
+
+# --- dead letters ----------------------------------------------------------------------------------
+
+class DeadLetters:
+    def __init__(self) -> None:
+        self.url = os.environ.get("DLQ_URL", "").strip()
+        self._sqs = None
+
+    def send(self, reason: str, index: Optional[str], id_: Optional[str], document: Any) -> None:
+        msg = {"reason": reason, "index": index, "id": id_, "document": document}
+        text = json.dumps(msg, ensure_ascii=False)
+        if not self.url:
+            print(f"{REJECT_PREFIX} {text}", flush=True)
+            return
+        if len(text.encode()) > SQS_BODY_LIMIT:
+            raw = document if isinstance(document, str) else json.dumps(document, ensure_ascii=False)
+            msg["document"] = raw[: SQS_BODY_LIMIT // 2]
+            msg["document_truncated"] = True
+            text = json.dumps(msg, ensure_ascii=False)
+        if self._sqs is None:
+            import boto3
+
+            self._sqs = boto3.client("sqs")
+        self._sqs.send_message(QueueUrl=self.url, MessageBody=text)
+
+
+# --- the load --------------------------------------------------------------------------------------
+
+class Forwarder:
+    def __init__(self, context: Any = None) -> None:
+        url = os.environ.get("OPENSEARCH_URL", "").strip()
+        if not url:
+            raise RuntimeError("OPENSEARCH_URL is not set")
+        self.sink = Sink(url, os.environ.get("OPENSEARCH_AUTH", "sigv4").strip().lower(),
+                         float(os.environ.get("FORWARDER_HTTP_TIMEOUT", "30")))
+        self.prefix = os.environ.get("INDEX_PREFIX", "").strip() or "cloudtrail"
+        self.redact = os.environ.get("REDACT_SESSION_TOKEN", "true").strip().lower() not in ("0", "false", "no", "off")
+        self.max_attempts = max(1, _env_int("FORWARDER_MAX_ATTEMPTS", 6))
+        self.base = _env_int("FORWARDER_RETRY_BASE_MS", 200) / 1000.0
+        self.cap = _env_int("FORWARDER_RETRY_CAP_MS", 10_000) / 1000.0
+        self.max_bytes = _env_int("FORWARDER_MAX_BULK_BYTES", 5 * 1024 * 1024)
+        self.dlq = DeadLetters()
+        self.context = context
+        self.stats = {"records": 0, "indexed": 0, "duplicates": 0, "rejected": 0}
+
+    def _sleep(self, attempt: int, retry_after: Optional[float]) -> None:
+        delay = random.uniform(0, min(self.cap, self.base * (2 ** attempt)))
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.cap))
+        remaining = getattr(self.context, "get_remaining_time_in_millis", None)
+        if remaining is not None and remaining() / 1000.0 < delay + self.sink.timeout + 1:
+            raise RetryableFailure("not enough time left in this invocation to retry")
+        time.sleep(delay)
+
+    def reject(self, reason: str, index: Optional[str], id_: Optional[str], document: Any) -> None:
+        self.stats["rejected"] += 1
+        self.dlq.send(reason, index, id_, document)
+
+    def run(self, messages: list) -> dict:
+        docs = []
+        for text in messages:
+            self.stats["records"] += 1
+            try:
+                docs.append(ctdoc.build(text, self.prefix, self.redact))
+            except ctdoc.DocError as e:
+                self.reject(f"not a document: {e}", None, None, text)
+        batch: list = []
+        size = 0
+        for d in docs:
+            n = len(d.body) + len(d.index) + len(d.id) + 40
+            if batch and size + n > self.max_bytes:
+                self.send(batch)
+                batch, size = [], 0
+            batch.append(d)
+            size += n
+        if batch:
+            self.send(batch)
+        return dict(self.stats)
+
+    def send(self, docs: list) -> None:
+        pending = list(docs)
+        last_reason = ""
+        retry_after: Optional[float] = None
+        for attempt in range(self.max_attempts):
+            if attempt:
+                self._sleep(attempt - 1, retry_after)
+            retry_after = None
+            body = b"".join(d.action() + b"\n" + d.body + b"\n" for d in pending)
+            status, headers, resp = self.sink.bulk(body)
+            if status == 0 or status == 429 or status >= 500:
+                retry_after = _retry_after(headers)
+                last_reason = f"HTTP {status}: {resp[:300]!r}"
+                _log("bulk request failed; will retry", status=status, attempt=attempt + 1, docs=len(pending))
+                continue
+            if status != 200:
+                # The whole request refused (auth, bad endpoint...): nothing was written; let Lambda retry.
+                raise RuntimeError(f"_bulk refused with HTTP {status}: {resp[:500]!r}")
+            try:
+                items = json.loads(resp)["items"]
+            except (ValueError, KeyError, TypeError) as e:
+                raise RuntimeError(f"_bulk answered 200 without items: {e}") from None
+            if len(items) != len(pending):
+                raise RuntimeError(f"_bulk answered {len(items)} items for {len(pending)} documents")
+            retry = []
+            for d, item in zip(pending, items):
+                res = next(iter(item.values()), {}) if isinstance(item, dict) else {}
+                st = int(res.get("status", 0) or 0)
+                if st in (200, 201):
+                    self.stats["indexed"] += 1
+                elif st == 409:
+                    self.stats["duplicates"] += 1
+                elif st == 429 or st >= 500 or st == 0:
+                    retry.append(d)
+                    last_reason = f"item status {st}: {json.dumps(res.get('error'))[:300]}"
+                else:
+                    err = res.get("error")
+                    reason = f"status {st}: " + (json.dumps(err, ensure_ascii=False) if err is not None else "rejected")
+                    self.reject(reason, d.index, d.id, _document(d))
+            if not retry:
+                return
+            _log("bulk items to retry", count=len(retry), attempt=attempt + 1)
+            pending = retry
+        raise RetryableFailure(f"{len(pending)} documents still failing after {self.max_attempts} attempts; last: {last_reason}")
+
+
+def _document(d: Any) -> Any:
+    try:
+        return d.document()
+    except ValueError:
+        return d.body.decode("utf-8", "replace")
+
+
+def handler(event: dict, context: Any = None) -> dict:
+    payload = decode_event(event)
+    if payload.get("messageType") == "CONTROL_MESSAGE":
+        return {"records": 0, "indexed": 0, "duplicates": 0, "rejected": 0}
+    messages = [e.get("message", "") for e in payload.get("logEvents", [])]
+    fw = Forwarder(context)
+    summary = fw.run(messages)
+    _log("done", logGroup=payload.get("logGroup"), logStream=payload.get("logStream"), **summary)
+    return summary
