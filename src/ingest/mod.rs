@@ -225,6 +225,11 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
 
     let aws = if a.source_dir.is_none() || a.enqueue.is_some() { Some(crate::aws::sdk_config(common).await) } else { None };
     let source = if let Some(d) = &a.source_dir {
+        match std::fs::metadata(d) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(usage(format!("--source-dir {} is not a directory", d.display()))),
+            Err(e) => return Err(usage(format!("--source-dir {}: {e}", d.display()))),
+        }
         Source::Dir(d.clone())
     } else {
         let bucket = a
@@ -327,7 +332,7 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
                 in_flight -= 1;
                 pb.inc(1);
                 settle_file(&mut cp, &mut report, key, res);
-                if last_save.elapsed() > Duration::from_secs(2) && use_checkpoint {
+                if last_save.elapsed() > Duration::from_secs(1) && use_checkpoint {
                     cp.save()?;
                     last_save = Instant::now();
                 }

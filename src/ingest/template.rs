@@ -12,6 +12,8 @@ pub const TEMPLATE: &str = include_str!("../../templates/index-template.json");
 pub fn body(prefix: &str) -> anyhow::Result<serde_json::Value> {
     let mut v: serde_json::Value = serde_json::from_str(TEMPLATE).context("templates/index-template.json is not JSON")?;
     v["index_patterns"] = serde_json::json!([format!("{prefix}-*")]);
+    // A longer prefix is more specific: `a-b-*` must win over `a-*` (equal priorities that overlap are refused).
+    v["priority"] = serde_json::json!(100 + prefix.len());
     v["template"]["aliases"] = serde_json::json!({ prefix: {} });
     Ok(v)
 }

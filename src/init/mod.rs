@@ -1,10 +1,418 @@
-//! `trailsetup init`: wizard → plan → confirm → apply. (Being built: see issue 2.)
+//! `trailsetup init`: settings → (preflight: identity, regions) → wizard → plan → confirm → apply → verify →
+//! state file → offer backfill. `--dry-run` stops after printing the plan; `--offline` makes no call at all.
 
-use crate::cli::InitArgs;
-use crate::error::Exit;
+use anyhow::Context as _;
+use serde_json::json;
+
+use crate::cli::{BackfillArgs, InitArgs, OpenSearchAuth, SinkArgs};
+use crate::error::{usage, Exit};
 use crate::output::Output;
-use crate::settings::Common;
+use crate::plan::Header;
+use crate::resources::{self, Aws, Ctx, OpenSearchTarget};
+use crate::settings::{split_list, Common};
+use crate::state::State;
+use crate::wizard::{self, Draft, Facts};
 
-pub async fn run(_common: &Common, _args: &InitArgs, _out: &Output) -> anyhow::Result<Exit> {
-    anyhow::bail!("init is not built yet")
+pub const PLACEHOLDER_ACCOUNT: &str = "<account>";
+
+/// flags/env (clap) > config file; `None` = not given anywhere.
+pub fn draft(common: &Common, a: &InitArgs) -> Draft {
+    let f = &common.file;
+    Draft {
+        name: a.name.clone().or_else(|| f.name.clone()),
+        regions: a.regions.clone().or_else(|| f.regions.as_ref().map(|r| r.joined())),
+        trail_mode: a.trail_mode.or(f.trail_mode),
+        bucket: a.bucket.clone().or_else(|| f.bucket.clone()),
+        kms_key: a.kms_key.clone().or_else(|| f.kms_key.clone()).map(|k| Some(k).filter(|k| !k.is_empty())),
+        log_retention_days: a.log_retention_days.or(f.log_retention_days),
+        opensearch_domain: a.opensearch_domain.clone().or_else(|| if a.opensearch_url.is_some() { None } else { f.opensearch_domain.clone() }),
+        opensearch_url: a.opensearch_url.clone().or_else(|| if a.opensearch_domain.is_some() { None } else { f.opensearch_url.clone() }),
+        backfill: if a.backfill {
+            Some(true)
+        } else if a.no_backfill {
+            Some(false)
+        } else {
+            f.backfill
+        },
+    }
+}
+
+/// Region name shape: `us-east-1`, `us-gov-west-1`, `cn-north-1`, `eu-central-2`.
+fn looks_like_region(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+        && parts.last().is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+}
+
+pub fn partition_of_region(r: &str) -> &'static str {
+    if r.starts_with("cn-") {
+        "aws-cn"
+    } else if r.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else if r.starts_with("us-isob-") {
+        "aws-iso-b"
+    } else if r.starts_with("us-iso-") {
+        "aws-iso"
+    } else {
+        "aws"
+    }
+}
+
+/// Valid CloudWatch Logs retention values.
+const RETENTIONS: &[i32] = &[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+
+fn validate_name(n: &str) -> anyhow::Result<()> {
+    let ok = !n.is_empty()
+        && n.len() <= 32
+        && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && n.starts_with(|c: char| c.is_ascii_lowercase())
+        && !n.ends_with('-');
+    if !ok {
+        return Err(usage(format!(
+            "--name {n:?}: a stack name is 1-32 characters of a-z, 0-9 and -, starting with a letter (it prefixes bucket, \
+             queue and role names); env TRAILSETUP_NAME, config key name"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_bucket(b: &str) -> anyhow::Result<()> {
+    let ok = (3..=63).contains(&b.len())
+        && b.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && b.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && b.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !ok && !b.contains(PLACEHOLDER_ACCOUNT) {
+        return Err(usage(format!(
+            "--bucket {b:?} is not a valid S3 bucket name (3-63 characters of a-z, 0-9, - and .); env TRAILSETUP_BUCKET, config key bucket"
+        )));
+    }
+    Ok(())
+}
+
+/// Who is calling, from STS (never iam:GetUser, which fails under roles).
+async fn identity(cfg: &aws_config::SdkConfig) -> anyhow::Result<(String, String, String)> {
+    let r = aws_sdk_sts::Client::new(cfg)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| crate::aws::explain(e, "finding out who is calling (STS GetCallerIdentity)", "sts:GetCallerIdentity"))?;
+    let account = r.account().unwrap_or_default().to_string();
+    let arn = r.arn().unwrap_or_default().to_string();
+    let partition = arn.split(':').nth(1).filter(|p| !p.is_empty()).unwrap_or("aws").to_string();
+    Ok((account, partition, arn))
+}
+
+/// Regions enabled for the account (opt-in status respected), in the caller's partition only.
+async fn enabled_regions(cfg: &aws_config::SdkConfig, partition: &str) -> anyhow::Result<Vec<String>> {
+    let r = aws_sdk_ec2::Client::new(cfg)
+        .describe_regions()
+        .all_regions(true)
+        .send()
+        .await
+        .map_err(|e| crate::aws::explain(e, "listing the account's regions (EC2 DescribeRegions)", "ec2:DescribeRegions"))?;
+    let mut v: Vec<String> = r
+        .regions()
+        .iter()
+        .filter(|x| matches!(x.opt_in_status(), Some("opt-in-not-required") | Some("opted-in")))
+        .filter_map(|x| x.region_name().map(String::from))
+        .filter(|n| partition_of_region(n) == partition)
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+fn home_region(common: &Common) -> Option<String> {
+    common.region.clone().or_else(|| {
+        ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    })
+}
+
+pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<Exit> {
+    let dry = common.dry_run || common.offline;
+    let mut d = draft(common, a);
+    // Without a TTY and without --yes: fail at once, before any call, naming what to pass.
+    if !common.yes && !wizard::interactive() {
+        let missing = d.missing(dry);
+        if !dry || !missing.is_empty() {
+            return Err(wizard::no_tty_error(&missing, !dry));
+        }
+    }
+    if common.offline && !common.dry_run {
+        tracing::info!("--offline implies --dry-run: nothing will be applied");
+    }
+    if let Some(n) = &d.name {
+        validate_name(n)?;
+    }
+    if let Some(r) = d.log_retention_days {
+        if !RETENTIONS.contains(&r) {
+            return Err(usage(format!(
+                "--log-retention-days {r}: CloudWatch Logs accepts only {RETENTIONS:?}; env TRAILSETUP_LOG_RETENTION_DAYS, config key log_retention_days"
+            )));
+        }
+    }
+    let index_prefix = a.index_prefix.clone().or_else(|| common.file.index_prefix.clone()).unwrap_or_else(|| crate::ingest::DEFAULT_PREFIX.into());
+    crate::ingest::template::validate_prefix(&index_prefix)?;
+
+    // --- preflight (read-only) ---
+    let mut placeholders = Vec::new();
+    let (cfg, account, partition, caller, enabled, home) = if common.offline {
+        let home = home_region(common).unwrap_or_else(|| {
+            placeholders.push("home_region".to_string());
+            "us-east-1".into()
+        });
+        let account = match a.account.clone().or_else(|| common.file.account.clone()) {
+            Some(acct) => acct,
+            None => {
+                placeholders.push("account".to_string());
+                PLACEHOLDER_ACCOUNT.to_string()
+            }
+        };
+        let partition = partition_of_region(&home).to_string();
+        let caller = format!("arn:{partition}:iam::{account}:role/<caller>");
+        placeholders.push("caller".to_string());
+        (None, account, partition, caller, Vec::new(), home)
+    } else {
+        let cfg = crate::aws::sdk_config(common).await;
+        let home = cfg
+            .region()
+            .map(|r| r.to_string())
+            .ok_or_else(|| usage("no home region: pass --region (or set AWS_REGION, config key region)"))?;
+        let (account, partition, caller) = identity(&cfg).await?;
+        if let Some(want) = a.account.clone().or_else(|| common.file.account.clone()) {
+            if want != account {
+                return Err(usage(format!(
+                    "--account {want} does not match the credentials' account {account}; drop --account or use other credentials"
+                )));
+            }
+        }
+        let enabled = enabled_regions(&cfg, &partition).await?;
+        (Some(cfg), account, partition, caller, enabled, home)
+    };
+    if !common.offline && !enabled.contains(&home) {
+        return Err(usage(format!(
+            "home region {home} is not enabled for account {account} (enabled: {}); pass another --region",
+            enabled.join(", ")
+        )));
+    }
+
+    // --- wizard: only the missing values ---
+    let facts = Facts { account: account.clone(), home: home.clone(), enabled_regions: enabled.clone() };
+    wizard::fill(&mut d, &facts, common.yes || !wizard::interactive(), dry)?;
+    let stack = d.name.clone().unwrap_or_else(|| wizard::DEFAULT_NAME.into());
+    validate_name(&stack)?;
+    let regions_spec = d.regions.clone().unwrap_or_else(|| "all".into());
+    let regions: Vec<String> = if regions_spec.trim() == "all" {
+        if common.offline {
+            placeholders.push("regions".to_string());
+            vec![home.clone()]
+        } else {
+            enabled.clone()
+        }
+    } else {
+        let mut wanted = split_list(&regions_spec);
+        wanted.dedup();
+        for r in &wanted {
+            let known = if common.offline { looks_like_region(r) } else { enabled.contains(r) };
+            if !known {
+                let list = if common.offline { "a region name such as us-east-1".to_string() } else { enabled.join(", ") };
+                return Err(usage(format!(
+                    "unknown region {r:?} in --regions (env TRAILSETUP_REGIONS, config key regions): not enabled for this \
+                     account, or not in partition {partition}; expected {list}"
+                )));
+            }
+        }
+        if wanted.is_empty() {
+            return Err(usage("--regions is empty; pass `all` or a comma list"));
+        }
+        wanted
+    };
+    let bucket = d.bucket.clone().unwrap_or_else(|| format!("{stack}-{account}-{home}"));
+    validate_bucket(&bucket)?;
+    let opensearch = match (&d.opensearch_url, &d.opensearch_domain) {
+        (Some(u), _) => OpenSearchTarget::Url(u.clone()),
+        (None, Some(dn)) => OpenSearchTarget::Domain(dn.clone()),
+        (None, None) => OpenSearchTarget::Domain(stack.clone()),
+    };
+    let ctx = Ctx {
+        stack: stack.clone(),
+        account: account.clone(),
+        partition: partition.clone(),
+        caller_arn: caller,
+        home: home.clone(),
+        regions: regions.clone(),
+        trail_mode: d.trail_mode.unwrap_or(crate::cli::TrailMode::MultiRegion),
+        bucket,
+        kms_key: d.kms_key.clone().flatten(),
+        retention_days: d.log_retention_days.unwrap_or(wizard::DEFAULT_RETENTION),
+        opensearch,
+        index_prefix: index_prefix.clone(),
+    };
+    let os_auth = a.opensearch_auth.or(common.file.opensearch_auth);
+    let aws = match &cfg {
+        None => None,
+        Some(cfg) => {
+            let search = match &ctx.opensearch {
+                OpenSearchTarget::Url(u) => {
+                    let args = SinkArgs {
+                        opensearch_url: Some(u.clone()),
+                        opensearch_auth: os_auth,
+                        index_prefix: Some(index_prefix.clone()),
+                        ..Default::default()
+                    };
+                    Some(crate::ingest::sink(common, &args, None, Some(cfg)).await?.client)
+                }
+                OpenSearchTarget::Domain(_) => None,
+            };
+            Some(Aws { cfg: cfg.clone(), search })
+        }
+    };
+
+    // --- plan ---
+    let mut warnings = Vec::new();
+    if let Some(aws) = &aws {
+        warnings.extend(resources::cloudtrail::other_trails(&ctx, aws).await?);
+    }
+    if ctx.trail_mode == crate::cli::TrailMode::MultiRegion && regions_spec.trim() != "all" {
+        warnings.push("a multi-region trail records every region; --regions only narrows per-region mode and the state file".into());
+    }
+    let plan = resources::plan(&ctx, aws.as_ref()).await?;
+    let header = Header {
+        stack: stack.clone(),
+        account: account.clone(),
+        partition: partition.clone(),
+        home_region: home.clone(),
+        regions: regions.clone(),
+        trail_mode: match ctx.trail_mode {
+            crate::cli::TrailMode::MultiRegion => "multi-region".into(),
+            crate::cli::TrailMode::PerRegion => "per-region".into(),
+        },
+        placeholders,
+        warnings,
+    };
+    if !out.json {
+        out.line(plan.render_human(&header, common.verbose > 0));
+    }
+    if dry {
+        if out.json {
+            out.json_doc(&plan.to_json(&header, false));
+        } else {
+            out.note(if common.offline {
+                "Dry run, offline: no call was made; values marked (placeholder) would be discovered."
+            } else {
+                "Dry run: nothing was changed."
+            });
+        }
+        return Ok(Exit::Success);
+    }
+    let Some(aws) = aws else { return Err(anyhow::anyhow!("internal: no AWS config outside --offline")) };
+
+    // --- confirm, apply, verify ---
+    let mut applied = false;
+    if plan.has_changes() {
+        let go = common.yes || wizard::confirm_apply()?;
+        if !go {
+            out.note("Nothing applied.");
+            if out.json {
+                out.json_doc(&plan.to_json(&header, false));
+            }
+            return Ok(Exit::Success);
+        }
+        let quiet = out.quiet || out.json;
+        let res = crate::apply::apply(&ctx, &aws, &plan, |m| {
+            if !quiet {
+                eprintln!("{m}");
+            }
+        })
+        .await?;
+        applied = true;
+        out.note(format!("Applied {} change(s).", res.changed));
+        let again = resources::plan(&ctx, Some(&aws)).await.context("verifying the result")?;
+        if again.has_changes() {
+            for c in again.changes.iter().filter(|c| c.action != crate::plan::Action::NoOp) {
+                tracing::warn!("after apply, {} {} [{}] still differs from the plan", c.kind, c.name, c.region);
+            }
+        }
+    } else {
+        out.note("Everything is up to date; nothing to apply.");
+    }
+
+    // --- state ---
+    let queue_url = resources::sqs::queue_url(&ctx, &aws, &ctx.queue_name()).await?;
+    let dlq_url = resources::sqs::queue_url(&ctx, &aws, &ctx.dlq_name()).await?;
+    let (opensearch_url, opensearch_auth) = match &ctx.opensearch {
+        OpenSearchTarget::Url(u) => (Some(u.clone()), os_auth),
+        OpenSearchTarget::Domain(dn) => {
+            let ep = aws_sdk_opensearch::Client::new(&aws.cfg)
+                .describe_domain()
+                .domain_name(dn)
+                .send()
+                .await
+                .ok()
+                .and_then(|r| r.domain_status)
+                .and_then(|s| s.endpoint().map(|e| format!("https://{e}")));
+            (ep, Some(OpenSearchAuth::Sigv4))
+        }
+    };
+    let mut state = State::load(&common.state_dir, Some(&stack)).ok().flatten().unwrap_or_default();
+    state.version = 1;
+    state.stack = stack.clone();
+    state.account = account.clone();
+    state.partition = partition.clone();
+    state.home_region = home.clone();
+    state.regions = regions.clone();
+    state.bucket = Some(ctx.bucket.clone());
+    state.queue_url = queue_url.clone();
+    state.dlq_url = dlq_url;
+    state.opensearch_url = opensearch_url.clone();
+    state.opensearch_auth = opensearch_auth;
+    state.index_prefix = Some(index_prefix.clone());
+    for (r, n) in ctx.trails() {
+        state.resources.insert(format!("cloudtrail-trail/{r}/{n}"), ctx.trail_arn(&r, &n));
+    }
+    for r in ctx.trail_regions() {
+        state.resources.insert(format!("sns-topic/{r}"), ctx.topic_arn(&r));
+        state.resources.insert(format!("logs-log-group/{r}"), ctx.log_group_arn(&r));
+    }
+    state.resources.insert("iam-role/cloudtrail-logs".into(), ctx.logs_role_arn());
+    state.resources.insert("iam-policy/ingest-worker".into(), ctx.ingest_policy_arn());
+    state.resources.insert("sqs-queue".into(), ctx.queue_arn(&ctx.queue_name()));
+    state.resources.insert("sqs-queue/dlq".into(), ctx.queue_arn(&ctx.dlq_name()));
+    let state_path = state.save(&common.state_dir)?;
+    out.note(format!("State saved to {}", state_path.display()));
+
+    // --- backfill ---
+    let backfill = d.backfill.unwrap_or(true) && opensearch_url.is_some();
+    if out.json {
+        let mut doc = plan.to_json(&header, applied);
+        doc["state_file"] = json!(state_path.display().to_string());
+        if backfill {
+            doc["backfill"] = json!("not run with --output json (one document on stdout); run `trailsetup backfill`");
+        }
+        out.json_doc(&doc);
+        return Ok(Exit::Success);
+    }
+    if backfill {
+        out.note("Loading the logs already in the bucket (trailsetup backfill)…");
+        let args = BackfillArgs { bucket: Some(ctx.bucket.clone()), ..Default::default() };
+        return crate::ingest::backfill(common, &args, out).await;
+    }
+    Ok(Exit::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_and_partitions() {
+        assert!(looks_like_region("us-east-1"));
+        assert!(looks_like_region("us-gov-west-1"));
+        assert!(!looks_like_region("mars-1"));
+        assert!(!looks_like_region("us-east-x"));
+        assert_eq!(partition_of_region("cn-north-1"), "aws-cn");
+        assert_eq!(partition_of_region("eu-west-1"), "aws");
+        assert!(validate_name("trailsetup").is_ok());
+        assert!(validate_name("Bad_Name").is_err());
+    }
 }

@@ -231,6 +231,8 @@ pub fn parse_policy(s: &str) -> anyhow::Result<Value> {
 #[derive(Clone)]
 pub struct Aws {
     pub cfg: SdkConfig,
+    /// the OpenSearch endpoint's client, when one is known (`--opensearch-url`)
+    pub search: Option<crate::ingest::opensearch::Client>,
 }
 
 impl Aws {

@@ -1,0 +1,130 @@
+//! Walk the plan: dependencies by stage (IAM, S3 and SQS first — three chains in parallel; then each trail region
+//! in parallel: log group → topic → topic policy → subscription → trail; then OpenSearch). A no-op is skipped.
+//! A failure names the resource; AWS's code and message and the permission to grant come from `aws::explain`.
+
+use anyhow::Context as _;
+use futures::future::try_join_all;
+
+use crate::plan::{Action, Change, Plan};
+use crate::resources::{self, Aws, Ctx};
+
+/// What apply learned that the plan could not know (a new domain's endpoint).
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub changed: usize,
+    pub opensearch_endpoint: Option<String>,
+}
+
+fn stage(kind: &str) -> (u8, &'static str) {
+    match kind {
+        k if k.starts_with("iam-") => (0, "iam"),
+        k if k.starts_with("s3-") => (0, "s3"),
+        k if k.starts_with("sqs-") => (0, "sqs"),
+        k if k.starts_with("opensearch-") => (2, "opensearch"),
+        _ => (1, ""),
+    }
+}
+
+/// Changes grouped into stages; each stage a list of chains that may run in parallel.
+pub fn schedule(plan: &Plan) -> Vec<Vec<Vec<&Change>>> {
+    let mut stages: Vec<Vec<(String, Vec<&Change>)>> = vec![Vec::new(), Vec::new(), Vec::new()];
+    for c in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
+        let (s, key) = stage(&c.kind);
+        let key = if s == 1 { c.region.clone() } else { key.to_string() };
+        let chains = &mut stages[s as usize];
+        match chains.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(c),
+            None => chains.push((key, vec![c])),
+        }
+    }
+    stages.into_iter().map(|s| s.into_iter().map(|(_, v)| v).collect()).filter(|s: &Vec<Vec<&Change>>| !s.is_empty()).collect()
+}
+
+async fn apply_one(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<Option<String>> {
+    tracing::info!("{:?} {} {} [{}]", c.action, c.kind, c.name, c.region);
+    let r = match c.kind.as_str() {
+        k if k.starts_with("iam-") => resources::iam::apply(ctx, aws, c).await.map(|_| None),
+        k if k.starts_with("s3-") => resources::s3::apply(ctx, aws, c).await.map(|_| None),
+        k if k.starts_with("sqs-") => resources::sqs::apply(ctx, aws, c).await.map(|_| None),
+        k if k.starts_with("sns-") => resources::sns::apply(ctx, aws, c).await.map(|_| None),
+        k if k.starts_with("logs-") => resources::logs::apply(ctx, aws, c).await.map(|_| None),
+        "cloudtrail-trail" => resources::cloudtrail::apply(ctx, aws, c).await.map(|_| None),
+        k if k.starts_with("opensearch-") => resources::opensearch::apply(ctx, aws, c).await,
+        other => Err(anyhow::anyhow!("no apply step for kind {other} (not built yet)")),
+    };
+    r.with_context(|| format!("{} {} [{}] was not applied", c.kind, c.name, c.region))
+}
+
+pub async fn apply(ctx: &Ctx, aws: &Aws, plan: &Plan, note: impl Fn(&str) + Sync) -> anyhow::Result<Applied> {
+    let mut out = Applied::default();
+    let mut aws = aws.clone();
+    for chains in schedule(plan) {
+        let results = try_join_all(chains.into_iter().map(|chain| {
+            let aws = aws.clone();
+            let note = &note;
+            async move {
+                let mut endpoint = None;
+                let mut aws = aws;
+                for c in &chain {
+                    if c.kind == "opensearch-index-template" && aws.search.is_none() {
+                        if let Some(ep) = &endpoint {
+                            aws.search = Some(domain_client(&aws, ep, &ctx.home)?);
+                        }
+                    }
+                    if let Some(ep) = apply_one(ctx, &aws, c).await? {
+                        endpoint = Some(ep);
+                    }
+                    note(&format!("  done: {:?} {} {} [{}]", c.action, c.kind, c.name, c.region));
+                }
+                anyhow::Ok((chain.len(), endpoint))
+            }
+        }))
+        .await?;
+        for (n, ep) in results {
+            out.changed += n;
+            if ep.is_some() {
+                out.opensearch_endpoint = ep;
+            }
+        }
+        if let Some(ep) = &out.opensearch_endpoint {
+            if aws.search.is_none() {
+                aws.search = Some(domain_client(&aws, ep, &ctx.home)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A SigV4 client for a domain endpoint.
+pub fn domain_client(aws: &Aws, endpoint: &str, region: &str) -> anyhow::Result<crate::ingest::opensearch::Client> {
+    let credentials = aws
+        .cfg
+        .credentials_provider()
+        .ok_or_else(|| anyhow::anyhow!("no AWS credentials to sign OpenSearch requests with"))?;
+    crate::ingest::opensearch::Client::new(
+        endpoint,
+        crate::ingest::opensearch::Auth::SigV4 { service: "es".into(), region: region.into(), credentials },
+        None,
+        std::time::Duration::from_secs(60),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::TrailMode;
+
+    #[tokio::test]
+    async fn schedule_respects_dependencies() {
+        let ctx = resources::test_ctx(TrailMode::PerRegion);
+        let plan = resources::plan(&ctx, None).await.unwrap();
+        let s = schedule(&plan);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].len(), 3); // iam, s3, sqs chains in parallel
+        assert_eq!(s[1].len(), 3); // one chain per region
+        for chain in &s[1] {
+            let kinds: Vec<&str> = chain.iter().map(|c| c.kind.as_str()).collect();
+            assert_eq!(kinds, ["logs-log-group", "sns-topic", "sns-topic-policy", "sns-subscription", "cloudtrail-trail"]);
+        }
+    }
+}

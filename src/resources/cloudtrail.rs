@@ -1,0 +1,222 @@
+//! CloudTrail: the trail (multi-region) or trails (per-region): validation, SNS, CloudWatch Logs, logging on.
+
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use aws_sdk_cloudtrail::types::Tag;
+use serde_json::{json, Value};
+
+use super::{Aws, Ctx, TAG_KEY};
+use crate::aws::{code, explain};
+use crate::cli::TrailMode;
+use crate::plan::{Action, Change};
+
+pub fn desired(ctx: &Ctx, region: &str) -> Value {
+    let multi = ctx.trail_mode == TrailMode::MultiRegion;
+    json!({
+        "s3_bucket": ctx.bucket,
+        "sns_topic_name": ctx.topic_name(),
+        "multi_region": multi,
+        "include_global_service_events": multi || region == ctx.home,
+        "log_file_validation": true,
+        "cloudwatch_logs_log_group_arn": ctx.log_group_arn(region),
+        "cloudwatch_logs_role_arn": ctx.logs_role_arn(),
+        "kms_key": ctx.kms_key,
+        "logging": true,
+        "tags": ctx.tags(),
+    })
+}
+
+fn client(aws: &Aws, region: &str) -> aws_sdk_cloudtrail::Client {
+    aws_sdk_cloudtrail::Client::new(&aws.at(region))
+}
+
+async fn observe(ctx: &Ctx, aws: &Aws, region: &str, name: &str) -> anyhow::Result<Option<Value>> {
+    let ct = client(aws, region);
+    let t = match ct.get_trail().name(name).send().await {
+        Ok(r) => match r.trail {
+            Some(t) => t,
+            None => return Ok(None),
+        },
+        Err(e) if code(&e).as_deref() == Some("TrailNotFoundException") => return Ok(None),
+        Err(e) => return Err(explain(e, &format!("reading trail {name} in {region}"), "cloudtrail:GetTrail")),
+    };
+    // a multi-region trail's shadow in another region: not ours to manage here
+    if t.home_region().is_some_and(|h| h != region) {
+        return Ok(None);
+    }
+    let arn = ctx.trail_arn(region, name);
+    let status = ct
+        .get_trail_status()
+        .name(&arn)
+        .send()
+        .await
+        .map_err(|e| explain(e, &format!("reading the status of trail {name} in {region}"), "cloudtrail:GetTrailStatus"))?;
+    let tags = ct
+        .list_tags()
+        .resource_id_list(&arn)
+        .send()
+        .await
+        .map_err(|e| explain(e, &format!("reading the tags of trail {name} in {region}"), "cloudtrail:ListTags"))?;
+    let tag = tags
+        .resource_tag_list()
+        .iter()
+        .flat_map(|r| r.tags_list())
+        .find(|t| t.key() == TAG_KEY)
+        .map(|t| json!({TAG_KEY: t.value()}))
+        .unwrap_or(json!({}));
+    // SnsTopicName is deprecated and holds the ARN in real AWS; compare names
+    let topic = t
+        .sns_topic_arn()
+        .or(t.sns_topic_name())
+        .map(|s| s.rsplit(':').next().unwrap_or(s).to_string());
+    Ok(Some(json!({
+        "s3_bucket": t.s3_bucket_name(),
+        "sns_topic_name": topic,
+        "multi_region": t.is_multi_region_trail().unwrap_or(false),
+        "include_global_service_events": t.include_global_service_events().unwrap_or(false),
+        "log_file_validation": t.log_file_validation_enabled().unwrap_or(false),
+        "cloudwatch_logs_log_group_arn": t.cloud_watch_logs_log_group_arn(),
+        "cloudwatch_logs_role_arn": t.cloud_watch_logs_role_arn(),
+        "kms_key": t.kms_key_id(),
+        "logging": status.is_logging().unwrap_or(false),
+        "tags": tag,
+    })))
+}
+
+pub async fn plan(ctx: &Ctx, aws: Option<&Aws>, region: &str) -> anyhow::Result<Vec<Change>> {
+    let mut out = Vec::new();
+    for (r, name) in ctx.trails().into_iter().filter(|(r, _)| r == region) {
+        let now = match aws {
+            None => None,
+            Some(a) => observe(ctx, a, &r, &name).await?,
+        };
+        let mut want = desired(ctx, &r);
+        if let (Some(k), Some(cur)) = (&ctx.kms_key, &now) {
+            // AWS reports the key as an ARN; accept it if it names the same key
+            if cur["kms_key"].as_str().is_some_and(|c| c == ctx.kms_key_arn(k) || c.ends_with(k.as_str())) {
+                want["kms_key"] = cur["kms_key"].clone();
+            }
+        }
+        out.push(Change::diff("cloudtrail-trail", name, r, want, now));
+    }
+    Ok(out)
+}
+
+/// Trails not ours that already record management events (a second copy is billed).
+pub async fn other_trails(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Vec<String>> {
+    let ct = client(aws, &ctx.home);
+    let r = ct
+        .describe_trails()
+        .include_shadow_trails(true)
+        .send()
+        .await
+        .map_err(|e| explain(e, "listing existing trails", "cloudtrail:DescribeTrails"))?;
+    let ours: Vec<String> = ctx.trail_arns();
+    let mut warn = Vec::new();
+    for t in r.trail_list() {
+        let arn = t.trail_arn().unwrap_or_default();
+        if ours.iter().any(|o| o == arn) {
+            continue;
+        }
+        let scope = if t.is_organization_trail().unwrap_or(false) {
+            "an organization trail"
+        } else if t.is_multi_region_trail().unwrap_or(false) {
+            "a multi-region trail"
+        } else {
+            "a trail"
+        };
+        warn.push(format!(
+            "{scope} {} (home {}) already records events here; if it records management events, CloudTrail bills the \
+             second copy this stack adds",
+            t.name().unwrap_or(arn),
+            t.home_region().unwrap_or("?")
+        ));
+    }
+    Ok(warn)
+}
+
+fn tag(ctx: &Ctx) -> anyhow::Result<Tag> {
+    Ok(Tag::builder().key(TAG_KEY).value(&ctx.stack).build()?)
+}
+
+/// Errors that mean "a policy or role we just wrote has not propagated yet": retried for a bounded time.
+fn propagating(c: Option<&str>) -> bool {
+    matches!(
+        c,
+        Some(
+            "InsufficientS3BucketPolicyException"
+                | "InsufficientSnsTopicPolicyException"
+                | "InvalidCloudWatchLogsRoleArnException"
+                | "InsufficientEncryptionPolicyException"
+        )
+    )
+}
+
+const PROPAGATION_WAIT: Duration = Duration::from_secs(90);
+
+pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
+    let r = c.region.as_str();
+    let ct = client(aws, r);
+    let name = &c.name;
+    let d = &c.details;
+    let started = Instant::now();
+    let mut delay = Duration::from_secs(2);
+    loop {
+        let res = if c.action == Action::Create {
+            ct.create_trail()
+                .name(name)
+                .s3_bucket_name(&ctx.bucket)
+                .sns_topic_name(ctx.topic_name())
+                .is_multi_region_trail(d["multi_region"].as_bool().unwrap_or(false))
+                .include_global_service_events(d["include_global_service_events"].as_bool().unwrap_or(false))
+                .enable_log_file_validation(true)
+                .cloud_watch_logs_log_group_arn(ctx.log_group_arn(r))
+                .cloud_watch_logs_role_arn(ctx.logs_role_arn())
+                .set_kms_key_id(ctx.kms_key.clone())
+                .tags_list(tag(ctx)?)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| (code(&e), explain(e, &format!("creating trail {name} in {r}"), "cloudtrail:CreateTrail")))
+        } else {
+            ct.update_trail()
+                .name(name)
+                .s3_bucket_name(&ctx.bucket)
+                .sns_topic_name(ctx.topic_name())
+                .is_multi_region_trail(d["multi_region"].as_bool().unwrap_or(false))
+                .include_global_service_events(d["include_global_service_events"].as_bool().unwrap_or(false))
+                .enable_log_file_validation(true)
+                .cloud_watch_logs_log_group_arn(ctx.log_group_arn(r))
+                .cloud_watch_logs_role_arn(ctx.logs_role_arn())
+                .set_kms_key_id(ctx.kms_key.clone())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| (code(&e), explain(e, &format!("updating trail {name} in {r}"), "cloudtrail:UpdateTrail")))
+        };
+        match res {
+            Ok(()) => break,
+            Err((code, _)) if code.as_deref() == Some("TrailAlreadyExistsException") => break,
+            Err((code, e)) if propagating(code.as_deref()) && started.elapsed() < PROPAGATION_WAIT => {
+                tracing::info!("trail {name} in {r}: waiting for IAM/policy propagation ({e})");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(15));
+            }
+            Err((_, e)) => return Err(e),
+        }
+    }
+    let arn = ctx.trail_arn(r, name);
+    ct.add_tags()
+        .resource_id(&arn)
+        .tags_list(tag(ctx)?)
+        .send()
+        .await
+        .map_err(|e| explain(e, &format!("tagging trail {name} in {r}"), "cloudtrail:AddTags"))?;
+    ct.start_logging()
+        .name(&arn)
+        .send()
+        .await
+        .map_err(|e| explain(e, &format!("starting logging on trail {name} in {r}"), "cloudtrail:StartLogging"))?;
+    Ok(())
+}

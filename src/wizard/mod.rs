@@ -1,0 +1,223 @@
+//! The wizard: fills only the settings still missing, each prompt showing its computed default. Prompts go to
+//! stderr. It never calls AWS: what it needs to know (account, enabled regions) is passed in.
+//! Without a TTY and without `--yes` it does not prompt: the caller gets a usage error naming what to pass.
+
+use std::io::IsTerminal;
+
+use dialoguer::theme::ColorfulTheme;
+use dialoguer::{Confirm, Input, MultiSelect, Select};
+
+use crate::cli::TrailMode;
+use crate::error::usage;
+
+/// Settings as resolved from flags > env > config file; `None` = not given.
+#[derive(Debug, Clone, Default)]
+pub struct Draft {
+    pub name: Option<String>,
+    pub regions: Option<String>,
+    pub trail_mode: Option<TrailMode>,
+    pub bucket: Option<String>,
+    /// `Some(None)` = explicitly none
+    pub kms_key: Option<Option<String>>,
+    pub log_retention_days: Option<i32>,
+    pub opensearch_domain: Option<String>,
+    pub opensearch_url: Option<String>,
+    pub backfill: Option<bool>,
+}
+
+/// What the wizard may know about the account (discovered before it runs, or placeholders).
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub account: String,
+    pub home: String,
+    pub enabled_regions: Vec<String>,
+}
+
+pub const DEFAULT_NAME: &str = "trailsetup";
+pub const DEFAULT_RETENTION: i32 = 90;
+
+/// (flag, env var, config key) of each wizard question, in prompt order.
+pub const QUESTIONS: &[(&str, &str, &str)] = &[
+    ("--name", "TRAILSETUP_NAME", "name"),
+    ("--regions", "TRAILSETUP_REGIONS", "regions"),
+    ("--trail-mode", "TRAILSETUP_TRAIL_MODE", "trail_mode"),
+    ("--bucket", "TRAILSETUP_BUCKET", "bucket"),
+    ("--kms-key", "TRAILSETUP_KMS_KEY", "kms_key"),
+    ("--log-retention-days", "TRAILSETUP_LOG_RETENTION_DAYS", "log_retention_days"),
+    ("--opensearch-domain or --opensearch-url", "TRAILSETUP_OPENSEARCH_DOMAIN / TRAILSETUP_OPENSEARCH_URL", "opensearch_domain / opensearch_url"),
+    ("--backfill or --no-backfill", "-", "backfill"),
+];
+
+impl Draft {
+    /// The questions that would be asked (their index in [`QUESTIONS`]).
+    pub fn missing(&self, dry_run: bool) -> Vec<usize> {
+        let mut m = Vec::new();
+        if self.name.is_none() { m.push(0) }
+        if self.regions.is_none() { m.push(1) }
+        if self.trail_mode.is_none() { m.push(2) }
+        if self.bucket.is_none() { m.push(3) }
+        if self.kms_key.is_none() { m.push(4) }
+        if self.log_retention_days.is_none() { m.push(5) }
+        if self.opensearch_domain.is_none() && self.opensearch_url.is_none() { m.push(6) }
+        if self.backfill.is_none() && !dry_run { m.push(7) }
+        m
+    }
+}
+
+pub fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// The usage error for "would have to ask, but cannot".
+pub fn no_tty_error(missing: &[usize], needs_confirmation: bool) -> anyhow::Error {
+    let mut msg = String::from("no terminal to ask on (stdin is not a TTY) and --yes was not given.\n");
+    if needs_confirmation {
+        msg.push_str("Pass --yes (env TRAILSETUP_YES=1) to confirm the plan and take the default of every unanswered question");
+    } else {
+        msg.push_str("Pass --yes (env TRAILSETUP_YES=1) to take the defaults");
+    }
+    if !missing.is_empty() {
+        msg.push_str(", or give these values:\n");
+        for i in missing {
+            let (flag, env, key) = QUESTIONS[*i];
+            msg.push_str(&format!("  {flag}   (env {env}, config key {key})\n"));
+        }
+    } else {
+        msg.push('\n');
+    }
+    usage(msg.trim_end().to_string())
+}
+
+fn prompt_err(e: dialoguer::Error) -> anyhow::Error {
+    let _ = console::Term::stderr().show_cursor();
+    usage(format!("prompt cancelled ({e}); nothing was changed"))
+}
+
+/// Fill the missing settings: with `yes`, each default; else ask on stderr.
+pub fn fill(d: &mut Draft, facts: &Facts, yes: bool, dry_run: bool) -> anyhow::Result<()> {
+    let theme = ColorfulTheme::default();
+    let term = console::Term::stderr();
+    let ask = !yes;
+    if d.name.is_none() {
+        d.name = Some(if ask {
+            Input::<String>::with_theme(&theme)
+                .with_prompt("Stack name (prefix of every resource, value of the trailsetup:stack tag)")
+                .default(DEFAULT_NAME.into())
+                .interact_text_on(&term)
+                .map_err(prompt_err)?
+        } else {
+            DEFAULT_NAME.into()
+        });
+    }
+    if d.regions.is_none() {
+        d.regions = Some(if ask && !facts.enabled_regions.is_empty() {
+            let picked = MultiSelect::with_theme(&theme)
+                .with_prompt("Regions to record (space toggles; all enabled regions by default)")
+                .items(&facts.enabled_regions)
+                .defaults(&vec![true; facts.enabled_regions.len()])
+                .interact_on(&term)
+                .map_err(prompt_err)?;
+            if picked.len() == facts.enabled_regions.len() || picked.is_empty() {
+                "all".into()
+            } else {
+                picked.iter().map(|i| facts.enabled_regions[*i].clone()).collect::<Vec<_>>().join(",")
+            }
+        } else {
+            "all".into()
+        });
+    }
+    if d.trail_mode.is_none() {
+        d.trail_mode = Some(if ask {
+            let i = Select::with_theme(&theme)
+                .with_prompt("Trail mode")
+                .items(&["multi-region: one trail covering every region (recommended)", "per-region: one trail per region"])
+                .default(0)
+                .interact_on(&term)
+                .map_err(prompt_err)?;
+            if i == 0 { TrailMode::MultiRegion } else { TrailMode::PerRegion }
+        } else {
+            TrailMode::MultiRegion
+        });
+    }
+    if d.bucket.is_none() {
+        let def = format!("{}-{}-{}", d.name.as_deref().unwrap_or(DEFAULT_NAME), facts.account, facts.home);
+        d.bucket = Some(if ask {
+            Input::<String>::with_theme(&theme)
+                .with_prompt("S3 bucket for the logs (adopted if it exists and is yours)")
+                .default(def)
+                .interact_text_on(&term)
+                .map_err(prompt_err)?
+        } else {
+            def
+        });
+    }
+    if d.kms_key.is_none() {
+        d.kms_key = Some(if ask {
+            let k = Input::<String>::with_theme(&theme)
+                .with_prompt("KMS key for SSE-KMS (empty: SSE-S3)")
+                .allow_empty(true)
+                .default(String::new())
+                .show_default(false)
+                .interact_text_on(&term)
+                .map_err(prompt_err)?;
+            Some(k).filter(|k| !k.trim().is_empty())
+        } else {
+            None
+        });
+    }
+    if d.log_retention_days.is_none() {
+        d.log_retention_days = Some(if ask {
+            Input::<i32>::with_theme(&theme)
+                .with_prompt("Retention of the CloudWatch Logs copy, in days")
+                .default(DEFAULT_RETENTION)
+                .interact_text_on(&term)
+                .map_err(prompt_err)?
+        } else {
+            DEFAULT_RETENTION
+        });
+    }
+    if d.opensearch_domain.is_none() && d.opensearch_url.is_none() {
+        let name = d.name.clone().unwrap_or_else(|| DEFAULT_NAME.into());
+        if ask {
+            let i = Select::with_theme(&theme)
+                .with_prompt("OpenSearch")
+                .items(&[format!("create (or adopt) the Amazon OpenSearch Service domain {name}"), "use an existing endpoint".to_string()])
+                .default(0)
+                .interact_on(&term)
+                .map_err(prompt_err)?;
+            if i == 0 {
+                d.opensearch_domain = Some(name);
+            } else {
+                d.opensearch_url = Some(
+                    Input::<String>::with_theme(&theme)
+                        .with_prompt("OpenSearch endpoint URL")
+                        .interact_text_on(&term)
+                        .map_err(prompt_err)?,
+                );
+            }
+        } else {
+            d.opensearch_domain = Some(name);
+        }
+    }
+    if d.backfill.is_none() && !dry_run {
+        d.backfill = Some(if ask {
+            Confirm::with_theme(&theme)
+                .with_prompt("After apply, load the logs already in the bucket into OpenSearch?")
+                .default(true)
+                .interact_on(&term)
+                .map_err(prompt_err)?
+        } else {
+            true
+        });
+    }
+    Ok(())
+}
+
+/// Ask to apply the plan (only called with a TTY and without --yes).
+pub fn confirm_apply() -> anyhow::Result<bool> {
+    Confirm::with_theme(&ColorfulTheme::default())
+        .with_prompt("Apply this plan?")
+        .default(false)
+        .interact_on(&console::Term::stderr())
+        .map_err(prompt_err)
+}
