@@ -1,0 +1,266 @@
+"""The CloudWatch Logs forwarder Lambda (templates/forwarder/), run in-process.
+
+1. every shared vector (tests/vectors/vectors.jsonl) against ctdoc.py;
+2. the handler on CloudWatch Logs payloads built from the fixture records, against the real node;
+3. `_bulk` triage through tests/e2e/faultproxy.py: request-level 429/500, per-item 429 and 400,
+   slow answers; no record lost, rejects reach the dead-letter queue (moto SQS) or stdout.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "templates" / "forwarder"))
+sys.path.insert(0, str(REPO / "tests" / "vectors"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import ctdoc  # noqa: E402
+import forwarder  # noqa: E402
+import make_vectors  # noqa: E402
+from faultproxy import FaultProxy  # noqa: E402
+
+VECTORS = REPO / "tests" / "vectors" / "vectors.jsonl"
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+def cwl_event(messages: list[str], message_type: str = "DATA_MESSAGE") -> dict:
+    payload = {
+        "messageType": message_type,
+        "owner": "123456789012",
+        "logGroup": "aws-cloudtrail-logs-123456789012",
+        "logStream": "123456789012_CloudTrail_us-east-1",
+        "subscriptionFilters": ["trailsetup"],
+        "logEvents": [{"id": str(i), "timestamp": 1660842600000 + i, "message": m} for i, m in enumerate(messages)],
+    }
+    return {"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(payload).encode())).decode()}}
+
+
+@pytest.fixture(scope="module")
+def fixture_texts() -> list[str]:
+    texts = [t for _, t in make_vectors.fixture_records(make_vectors.DEFAULT_FIXTURES)]
+    assert len(texts) == 1505
+    return texts
+
+
+def expected_unique(texts: list[str], prefix: str) -> int:
+    return len({(d.index, d.id) for d in (ctdoc.build(t, prefix) for t in texts)})
+
+
+def install_template(url: str, prefix: str) -> None:
+    tpl = json.loads((REPO / "templates" / "index-template.json").read_text())
+    tpl["index_patterns"] = [f"{prefix}-*"]
+    r = requests.put(f"{url}/_index_template/{prefix}", json=tpl, timeout=30)
+    assert r.status_code == 200, r.text
+
+
+def count(url: str, prefix: str) -> int:
+    requests.post(f"{url}/{prefix}-*/_refresh", timeout=60)
+    r = requests.get(f"{url}/{prefix}-*/_count", timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()["count"]
+
+
+def run(texts: list[str], chunk: int = 200) -> dict:
+    total = Counter()
+    for i in range(0, len(texts), chunk):
+        total.update(forwarder.handler(cwl_event(texts[i:i + chunk]), None))
+    return {k: total[k] for k in ("records", "indexed", "duplicates", "rejected")}
+
+
+@pytest.fixture
+def fw_env(monkeypatch, opensearch_url, os_clean):
+    """Forwarder environment for a per-test prefix, direct to the node, fast backoff."""
+    for k in ("DLQ_URL", "OPENSEARCH_USER", "OPENSEARCH_PASSWORD"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("OPENSEARCH_URL", opensearch_url)
+    monkeypatch.setenv("OPENSEARCH_AUTH", "none")
+    monkeypatch.setenv("INDEX_PREFIX", os_clean)
+    monkeypatch.setenv("FORWARDER_RETRY_BASE_MS", "1")
+    monkeypatch.setenv("FORWARDER_RETRY_CAP_MS", "20")
+    monkeypatch.setenv("FORWARDER_MAX_ATTEMPTS", "8")
+    install_template(opensearch_url, os_clean)
+    return os_clean
+
+
+# --- 1. vectors --------------------------------------------------------------------------------------
+
+def test_every_vector_matches_ctdoc():
+    lines = VECTORS.read_text(encoding="utf-8").splitlines()
+    vectors = [json.loads(x) for x in lines]
+    assert sum(v["name"].startswith("fixture:") for v in vectors) == 1505
+    assert sum(v["name"].startswith("edge:") for v in vectors) >= 20
+    bad = []
+    for v in vectors:
+        d = ctdoc.build(v["record_text"], v["prefix"])
+        got = (d.index, d.id, d.document())
+        if got != (v["index"], v["id"], v["document"]):
+            bad.append(v["name"])
+        # the body is one line, and the action line names the same index and id
+        assert b"\n" not in d.body and b"\r" not in d.body
+        assert json.loads(d.action()) == {"create": {"_index": v["index"], "_id": v["id"]}}
+    assert not bad, bad[:20]
+
+
+def test_doc_rules_spot_checks():
+    b = ctdoc.build
+    assert b('{"eventID":"x","eventTime":"2026-01-11 22:54:56.000000000"}').document()["@timestamp"] == \
+        "2026-01-11T22:54:56.000Z"
+    assert b('{"eventTime":"2020-12-31T23:30:00-01:00","eventID":"x"}').index == "cloudtrail-2021.01.01"
+    assert b('{"eventID":""}').id.startswith("sha256:")
+    # same record, other whitespace/key order -> same hashed id
+    assert b('{"b":1,"a":[1,2.5]}').id == b('{ "a" : [1, 2.5],\n "b": 1 }').id
+    assert ctdoc.canonical_bytes(json.loads('{"b":1e20,"a":1e-7,"c":0.00001,"d":-0}')) == \
+        b'{"a":1e-7,"b":1e+20,"c":0.00001,"d":0}'  # plain json.loads: -0 is int here
+    for bad in ("[1]", '{"a":1} x', '{"a":', '{"eventID":"a","eventID":"b"}', '{"x":NaN}'):
+        with pytest.raises(ctdoc.DocError):
+            b(bad)
+    # out-of-range numbers: fine in a record with an eventID (passed through), not hashable without
+    assert b('{"eventID":"a","x":1e400}').id == "a"
+    with pytest.raises(ctdoc.DocError):
+        b('{"x":1e400}')
+
+
+# --- 2. the handler against the node -------------------------------------------------------------
+
+def test_control_message_is_ignored(fw_env, opensearch_url):
+    assert forwarder.handler(cwl_event([], "CONTROL_MESSAGE"), None) == \
+        {"records": 0, "indexed": 0, "duplicates": 0, "rejected": 0}
+
+
+def test_handler_loads_all_fixture_records(fw_env, opensearch_url, fixture_texts):
+    prefix = fw_env
+    unique = expected_unique(fixture_texts, prefix)
+    s = run(fixture_texts)
+    assert s["records"] == 1505
+    assert s["rejected"] == 0, s
+    assert s["indexed"] == unique and s["duplicates"] == 1505 - unique, s
+    assert count(opensearch_url, prefix) == unique
+    # a second delivery adds nothing
+    s2 = run(fixture_texts)
+    assert s2 == {"records": 1505, "indexed": 0, "duplicates": 1505, "rejected": 0}
+    assert count(opensearch_url, prefix) == unique
+    # spot check: a document as stored
+    d = ctdoc.build(fixture_texts[0], prefix)
+    r = requests.get(f"{opensearch_url}/{d.index}/_doc/{requests.utils.quote(d.id, safe='')}", timeout=30)
+    assert r.status_code == 200 and r.json()["_source"] == d.document()
+
+
+# --- 3. triage through the fault proxy -------------------------------------------------------------
+
+def test_retries_request_and_item_failures_lose_nothing(fw_env, opensearch_url, fixture_texts, monkeypatch):
+    prefix = fw_env
+    texts = fixture_texts[:400]
+    with FaultProxy(opensearch_url) as p:
+        monkeypatch.setenv("OPENSEARCH_URL", p.url)
+        p.fail_429, p.fail_500, p.item_429 = 2, 2, 50
+        s = run(texts, chunk=100)
+    assert p.injected["429"] == 2 and p.injected["500"] == 2 and p.injected["item_429"] == 50
+    unique = expected_unique(texts, prefix)
+    assert s["records"] == 400 and s["rejected"] == 0
+    assert s["indexed"] == unique and s["indexed"] + s["duplicates"] == 400, s
+    assert count(opensearch_url, prefix) == unique
+
+
+def test_slow_answer_times_out_and_is_retried(fw_env, opensearch_url, fixture_texts, monkeypatch):
+    prefix = fw_env
+    texts = fixture_texts[:100]
+    monkeypatch.setenv("FORWARDER_HTTP_TIMEOUT", "1")
+    with FaultProxy(opensearch_url) as p:
+        monkeypatch.setenv("OPENSEARCH_URL", p.url)
+        p.delay_count, p.delay_s = 1, 2.5
+        s = run(texts, chunk=100)
+    assert p.injected["delay"] == 1 and p.bulk_requests >= 2
+    unique = expected_unique(texts, prefix)
+    # the first (timed-out) request may still have landed: then the retry sees 409s
+    assert s["records"] == 100 and s["rejected"] == 0 and s["indexed"] + s["duplicates"] == 100, s
+    assert count(opensearch_url, prefix) == unique
+
+
+def test_persistent_5xx_raises_then_redelivery_completes(fw_env, opensearch_url, fixture_texts, monkeypatch):
+    prefix = fw_env
+    texts = fixture_texts[:150]
+    monkeypatch.setenv("FORWARDER_MAX_ATTEMPTS", "3")
+    with FaultProxy(opensearch_url) as p:
+        monkeypatch.setenv("OPENSEARCH_URL", p.url)
+        p.item_429 = 10_000  # every item, every attempt
+        with pytest.raises(forwarder.RetryableFailure):
+            forwarder.handler(cwl_event(texts), None)
+        p.item_429 = 0
+        p.fail_500 = 100
+        with pytest.raises(forwarder.RetryableFailure):
+            forwarder.handler(cwl_event(texts), None)
+        p.fail_500 = 0
+        s = forwarder.handler(cwl_event(texts), None)  # Lambda's retry of the same invocation
+    unique = expected_unique(texts, prefix)
+    assert s["indexed"] + s["duplicates"] == 150 and s["rejected"] == 0
+    assert count(opensearch_url, prefix) == unique
+
+
+def test_rejected_items_go_to_sqs_dead_letters(fw_env, opensearch_url, fixture_texts, monkeypatch, boto, moto_reset):
+    prefix = fw_env
+    texts = fixture_texts[:300]
+    docs = [ctdoc.build(t, prefix) for t in texts]
+    reject = {d.id for d in docs[10:15]} | {docs[200].id}
+    queue = boto("sqs").create_queue(QueueName="trailsetup-forwarder-dlq")["QueueUrl"]
+    monkeypatch.setenv("DLQ_URL", queue)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_reset)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    bad_record = '["not", "an", "object"]'
+    with FaultProxy(opensearch_url) as p:
+        monkeypatch.setenv("OPENSEARCH_URL", p.url)
+        p.reject_ids = reject
+        p.item_429 = 7
+        s = run(texts + [bad_record], chunk=100)
+    n_rej_items = sum(1 for d in docs if d.id in reject)
+    assert s["records"] == 301
+    assert s["rejected"] == n_rej_items + 1, s
+    assert s["indexed"] + s["duplicates"] + s["rejected"] == 301
+    got = []
+    sqs = boto("sqs")
+    while True:
+        r = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        msgs = r.get("Messages", [])
+        if not msgs:
+            break
+        got += [json.loads(m["Body"]) for m in msgs]
+        sqs.delete_message_batch(QueueUrl=queue, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                                                          for i, m in enumerate(msgs)])
+    assert len(got) == s["rejected"]
+    by_id = {m["id"]: m for m in got if m["id"] is not None}
+    assert set(by_id) == reject
+    for m in by_id.values():
+        assert "mapper_parsing_exception" in m["reason"] and m["index"].startswith(prefix + "-")
+        want = next(d for d in docs if d.id == m["id"])
+        assert m["document"] == want.document()
+    (notdoc,) = [m for m in got if m["id"] is None]
+    assert notdoc["document"] == bad_record and "not a JSON object" in notdoc["reason"]
+    unique_ok = len({(d.index, d.id) for d in docs if d.id not in reject})
+    assert count(opensearch_url, prefix) == unique_ok
+
+
+def test_rejects_without_dlq_are_logged_to_stdout(fw_env, opensearch_url, fixture_texts, monkeypatch, capsys):
+    prefix = fw_env
+    texts = fixture_texts[:20]
+    target = ctdoc.build(texts[3], prefix)
+    with FaultProxy(opensearch_url) as p:
+        monkeypatch.setenv("OPENSEARCH_URL", p.url)
+        p.reject_ids = {target.id}
+        s = forwarder.handler(cwl_event(texts), None)
+    out = capsys.readouterr().out
+    lines = [x for x in out.splitlines() if x.startswith(forwarder.REJECT_PREFIX + " ")]
+    assert s["rejected"] == len(lines) >= 1
+    m = json.loads(lines[0][len(forwarder.REJECT_PREFIX) + 1:])
+    assert m["id"] == target.id and m["index"] == target.index and m["document"] == target.document()
