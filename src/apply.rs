@@ -63,11 +63,11 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, plan: &Plan, note: impl Fn(&str) + Sync
             let aws = aws.clone();
             let note = &note;
             async move {
-                let mut endpoint = None;
+                let mut endpoint: Option<String> = None;
                 let mut aws = aws;
                 for c in &chain {
                     if c.kind == "opensearch-index-template" && aws.search.is_none() {
-                        if let Some(ep) = &endpoint {
+                        if let Some(ep) = endpoint.as_deref() {
                             aws.search = Some(domain_client(&aws, ep, &ctx.home)?);
                         }
                     }

@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::anyhow;
 use aws_sdk_cloudtrail::types::Tag;
 use serde_json::{json, Value};
 
@@ -66,6 +65,7 @@ async fn observe(ctx: &Ctx, aws: &Aws, region: &str, name: &str) -> anyhow::Resu
         .map(|t| json!({TAG_KEY: t.value()}))
         .unwrap_or(json!({}));
     // SnsTopicName is deprecated and holds the ARN in real AWS; compare names
+    #[allow(deprecated)]
     let topic = t
         .sns_topic_arn()
         .or(t.sns_topic_name())
