@@ -24,8 +24,14 @@ struct Head<'a> {
     event_id: Option<&'a RawValue>,
     #[serde(rename = "eventTime", default, borrow)]
     event_time: Option<&'a RawValue>,
-    #[serde(rename = "@timestamp", default, borrow)]
-    timestamp: Option<&'a RawValue>,
+    /// Present at all (even `null`): the record's own `@timestamp` is kept and ours is not added.
+    #[serde(rename = "@timestamp", default, deserialize_with = "present")]
+    has_timestamp: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d)?;
+    Ok(true)
 }
 
 /// A UTC instant, to the millisecond, as found in `eventTime`.
@@ -167,12 +173,12 @@ pub fn append_bulk(rules: &DocRules, text: &str, out: &mut Vec<u8>) -> Result<Do
     out.extend_from_slice(b"}}\n");
 
     let needs_redaction = rules.redact && text.contains("\"sessionToken\"") && has_session_token(text)?;
-    let add_ts = match (&time, head.timestamp) {
-        (Some(t), None) => Some(t.rfc3339()),
+    let add_ts = match (&time, head.has_timestamp) {
+        (Some(t), false) => Some(t.rfc3339()),
         _ => None,
     };
     if needs_redaction {
-        // Rare path: rebuild the record with the token redacted (key order kept).
+        // Rare path: rebuild the record with the token redacted (keys come out sorted; the content is the same).
         let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)?;
         if let Some(tok) = v
             .get_mut("responseElements")

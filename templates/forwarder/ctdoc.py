@@ -7,7 +7,7 @@ Rules (see doc.rs for the authoritative text):
 - eventTime parsed as YYYY-MM-DD[T|t| ]HH:MM:SS[.fraction][Z|z|+-HH:MM|+-HHMM|+-HH] (no zone = UTC),
   truncated to milliseconds; index <prefix>-YYYY.MM.DD of that instant in UTC and
   @timestamp = YYYY-MM-DDTHH:MM:SS.mmmZ; missing/unparseable -> <prefix>-undated, no @timestamp.
-- a record with its own (non-null) @timestamp keeps it.
+- a record with its own @timestamp (any value, even null) keeps it; ours is not added.
 - _id = eventID when a non-empty string, else "sha256:" + hex sha256 of the canonical JSON
   (keys sorted by code point, no whitespace, numbers as serde_json parses and prints them).
 - responseElements.credentials.sessionToken -> "REDACTED" (unless redact=False).
@@ -446,8 +446,8 @@ def build(text: str, prefix: str = "cloudtrail", redact: bool = True) -> Doc:
     id_ = eid if eid else "sha256:" + hashlib.sha256(canonical_bytes(rec)).hexdigest()
 
     needs_redaction = redact and '"sessionToken"' in text and _has_session_token(rec)
-    # serde: Option<&RawValue> is None for JSON null, so "@timestamp": null counts as absent.
-    add_ts = time.rfc3339() if time is not None and rec.get("@timestamp") is None else None
+    # Present at all, even as null: the record's own field is kept and ours is not added (no duplicate key).
+    add_ts = time.rfc3339() if time is not None and "@timestamp" not in rec else None
     if needs_redaction:
         rec["responseElements"]["credentials"]["sessionToken"] = REDACTED
         body = _splice(canonical_bytes(rec).decode("utf-8"), add_ts)

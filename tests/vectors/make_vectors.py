@@ -147,7 +147,7 @@ EDGE = [
 def vector(name: str, text: str) -> dict:
     d = ctdoc.build(text, PREFIX)
     return {"name": name, "prefix": PREFIX, "record_text": text, "index": d.index, "id": d.id,
-            "document": d.document()}
+            "document": d.document(), "document_text": d.body.decode("utf-8")}
 
 
 def main() -> int:
