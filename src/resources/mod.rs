@@ -119,7 +119,15 @@ impl Ctx {
         let mut p = render(INGEST_POLICY, &self.vars(&[]));
         if let Some(k) = &self.kms_key {
             if let Some(st) = p["Statement"].as_array_mut() {
-                st.push(json!({"Sid": "DecryptLogs", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": self.kms_key_arn(k)}));
+                let key_arn = self.kms_key_arn(k);
+                // kms:Decrypt is authorised on the key, never on an alias ARN: name an alias by condition
+                let st_json = match key_arn.split_once(":alias/") {
+                    Some((prefix, _)) => json!({"Sid": "DecryptLogs", "Effect": "Allow", "Action": "kms:Decrypt",
+                        "Resource": format!("{prefix}:key/*"),
+                        "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": format!("alias/{}", key_arn.split_once(":alias/").map(|x| x.1).unwrap_or_default())}}}),
+                    None => json!({"Sid": "DecryptLogs", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": key_arn}),
+                };
+                st.push(st_json);
             }
         }
         p

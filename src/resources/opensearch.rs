@@ -85,13 +85,29 @@ pub async fn plan(ctx: &Ctx, aws: Option<&Aws>) -> anyhow::Result<Vec<Change>> {
     let endpoint = match &ctx.opensearch {
         OpenSearchTarget::Url(u) => u.clone(),
         OpenSearchTarget::Domain(domain) => {
-            let mut want = desired_domain(ctx, domain);
+            let want = desired_domain(ctx, domain);
             let now = match aws {
                 None => None,
                 Some(a) => observe_domain(ctx, a, domain).await?,
             };
             let endpoint = now.as_ref().and_then(|n| n.1.clone());
-            let current = now.map(|n| n.0);
+            if let (Some(a), Some(ep)) = (aws, &endpoint) {
+                if a.search.is_none() {
+                    let mut a2 = a.clone();
+                    a2.search = crate::apply::domain_client(a, ep, &ctx.home).ok();
+                    return finish(ctx, Some(&a2), out, ep.clone(), domain, now.map(|n| n.0), want).await;
+                }
+            }
+            return finish(ctx, aws, out, endpoint.unwrap_or_else(|| format!("(endpoint of domain {domain}, known once it is created)")), domain, now.map(|n| n.0), want).await;
+        }
+    };
+    template_change(ctx, aws, &mut out, &endpoint).await;
+    Ok(out)
+}
+
+async fn finish(ctx: &Ctx, aws: Option<&Aws>, mut out: Vec<Change>, endpoint: String, domain: &str, current: Option<Value>, mut want: Value) -> anyhow::Result<Vec<Change>> {
+    {
+        {
             match &current {
                 // adopted: keep its engine version, size and master user; we only add what secures it
                 Some(cur) => {
@@ -104,10 +120,14 @@ pub async fn plan(ctx: &Ctx, aws: Option<&Aws>) -> anyhow::Result<Vec<Change>> {
                 }
             }
             out.push(Change::diff("opensearch-domain", domain, &ctx.home, want, current));
-            endpoint.unwrap_or_else(|| format!("(endpoint of domain {domain}, known once it is created)"))
         }
-    };
-    let want = desired_template(ctx, &endpoint);
+    }
+    template_change(ctx, aws, &mut out, &endpoint).await;
+    Ok(out)
+}
+
+async fn template_change(ctx: &Ctx, aws: Option<&Aws>, out: &mut Vec<Change>, endpoint: &str) {
+    let want = desired_template(ctx, endpoint);
     let now = match aws.and_then(|a| a.search.as_ref()) {
         None => None,
         Some(client) => match template::installed_matches(client, &ctx.index_prefix).await {
@@ -121,7 +141,6 @@ pub async fn plan(ctx: &Ctx, aws: Option<&Aws>) -> anyhow::Result<Vec<Change>> {
         },
     };
     out.push(Change::diff("opensearch-index-template", template::name(&ctx.index_prefix), "-", want, now));
-    Ok(out)
 }
 
 pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<Option<String>> {
@@ -132,7 +151,16 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<Option<St
                 Some(cl) => cl.clone(),
                 None => return Err(anyhow!("no OpenSearch client to install the index template with")),
             };
-            let v = client.ping().await?;
+            let v = match client.ping().await {
+                Ok(v) => v,
+                Err(e) => {
+                    // not reachable from here (a VPC domain, a firewall): backfill/ingest install it before the
+                    // first document anyway
+                    tracing::warn!("index template not installed now: {e:#}; `trailsetup backfill`/`ingest` install it before the first document");
+                    eprintln!("warning: OpenSearch is not reachable from here; the index template will be installed by backfill/ingest");
+                    return Ok(None);
+                }
+            };
             template::install(&client, &ctx.index_prefix).await?;
             tracing::info!("OpenSearch {v}: index template {} installed", template::name(&ctx.index_prefix));
             Ok(None)

@@ -110,14 +110,20 @@ async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<(Option<Value>, Option<
         Err(e) if code(&e).as_deref() == Some("OwnershipControlsNotFoundError") => None,
         Err(e) => return Err(explain(e, &format!("reading the ownership controls of {b}"), "s3:GetBucketOwnershipControls")),
     };
-    let ver = s3
-        .get_bucket_versioning()
-        .bucket(b)
-        .send()
-        .await
-        .map_err(|e| explain(e, &format!("reading the versioning of {b}"), "s3:GetBucketVersioning"))?
-        .status()
-        .map(|s| s.as_str().to_string());
+    let ver = match s3.get_bucket_versioning().bucket(b).send().await {
+        Ok(r) => r.status().map(|s| s.as_str().to_string()),
+        // some S3 emulators answer 200 with another XML root element, which the SDK cannot parse: read <Status>
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 200) => e
+            .raw_response()
+            .and_then(|r| r.body().bytes())
+            .map(String::from_utf8_lossy)
+            .and_then(|body| {
+                let start = body.find("<Status>")? + "<Status>".len();
+                let end = body[start..].find("</Status>")? + start;
+                Some(body[start..end].to_string())
+            }),
+        Err(e) => return Err(explain(e, &format!("reading the versioning of {b}"), "s3:GetBucketVersioning")),
+    };
     let tag = match s3.get_bucket_tagging().bucket(b).send().await {
         Ok(r) => r.tag_set().iter().find(|t| t.key() == TAG_KEY).map(|t| t.value().to_string()),
         Err(e) if code(&e).as_deref() == Some("NoSuchTagSet") => None,
