@@ -1,0 +1,58 @@
+//! Snapshots of the `init --offline --dry-run` plan (human with -v, and JSON): every resource and rendered
+//! policy. Offline, so no network and nothing volatile beyond the state dir, which is filtered.
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trailsetup"));
+    cmd.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("HOME", dir.path()).env("NO_COLOR", "1");
+    let out = cmd.output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+const ARGS: &[&str] = &[
+    "init", "--offline", "--dry-run", "--yes", "--account", "123456789012", "--region", "us-east-1",
+    "--regions", "us-east-1,eu-west-1", "--trail-mode", "per-region", "--kms-key", "alias/cloudtrail",
+];
+
+fn settings() -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.add_filter(r"/tmp/[^\s\x22]+", "[TMP]");
+    s
+}
+
+#[test]
+fn offline_plan_human_verbose() {
+    let mut a = ARGS.to_vec();
+    a.push("-v");
+    let (code, out, err) = run(&a);
+    assert_eq!(code, 0, "{err}");
+    settings().bind(|| insta::assert_snapshot!(out));
+}
+
+#[test]
+fn offline_plan_json() {
+    let mut a = ARGS.to_vec();
+    a.extend(["--output", "json"]);
+    let (code, out, err) = run(&a);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    settings().bind(|| insta::assert_json_snapshot!(v));
+}
+
+#[test]
+fn offline_plan_multi_region_placeholders() {
+    let (code, out, err) = run(&["init", "--offline", "--dry-run", "--yes", "--opensearch-url", "http://127.0.0.1:9200"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("<account> (placeholder)"), "{out}");
+    settings().bind(|| insta::assert_snapshot!(out));
+}
+
+#[test]
+fn no_tty_without_yes_names_what_to_pass() {
+    let (code, out, err) = run(&["init", "--offline", "--dry-run"]);
+    assert_eq!(code, 2);
+    assert!(out.is_empty());
+    settings().bind(|| insta::assert_snapshot!(err));
+}
