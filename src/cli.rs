@@ -10,7 +10,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     version,
     about = "Set up AWS CloudTrail auditing into OpenSearch in one sitting, and load the history already there",
     long_about = None,
-    args_conflicts_with_subcommands = true,
     after_help = "Without a command, `init` runs. Exit codes: 0 success, 1 failure, 2 usage error or missing input, \
                   3 finished but some records were quarantined."
 )]
@@ -161,6 +160,28 @@ pub struct InitArgs {
     pub no_backfill: bool,
 }
 
+impl InitArgs {
+    /// These options, with any left unset taken from `other` (`trailsetup --name x init` and
+    /// `trailsetup init --name x` mean the same).
+    pub fn or(self, other: InitArgs) -> InitArgs {
+        InitArgs {
+            name: self.name.or(other.name),
+            regions: self.regions.or(other.regions),
+            trail_mode: self.trail_mode.or(other.trail_mode),
+            bucket: self.bucket.or(other.bucket),
+            kms_key: self.kms_key.or(other.kms_key),
+            log_retention_days: self.log_retention_days.or(other.log_retention_days),
+            opensearch_domain: self.opensearch_domain.or(other.opensearch_domain),
+            opensearch_url: self.opensearch_url.or(other.opensearch_url),
+            opensearch_auth: self.opensearch_auth.or(other.opensearch_auth),
+            account: self.account.or(other.account),
+            index_prefix: self.index_prefix.or(other.index_prefix),
+            backfill: self.backfill || other.backfill,
+            no_backfill: self.no_backfill || other.no_backfill,
+        }
+    }
+}
+
 /// Options shared by `backfill` and `ingest`: where documents go and how.
 #[derive(Debug, Clone, Args, Default)]
 pub struct SinkArgs {
@@ -212,6 +233,10 @@ pub struct SinkArgs {
     /// First retry delay for `_bulk` (milliseconds; the delay doubles up to 30 s, with jitter)
     #[arg(long, hide = true, env = "TRAILSETUP_RETRY_BASE_MS")]
     pub retry_base_ms: Option<u64>,
+
+    /// Timeout of one OpenSearch request, in seconds (a timed-out `_bulk` is retried) [default: 120]
+    #[arg(long, env = "TRAILSETUP_TIMEOUT_SECS")]
+    pub timeout_secs: Option<u64>,
 
     /// Give up retrying a document after this many seconds and quarantine it [default: 900]
     #[arg(long, env = "TRAILSETUP_RETRY_DEADLINE_SECS")]

@@ -35,7 +35,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Some(Command::Backfill(a)) => ingest::backfill(&common, &a, &out).await,
         Some(Command::Ingest(a)) => ingest::follow::ingest(&common, &a, &out).await,
-        Some(Command::Init(a)) => init::run(&common, &a, &out).await,
+        Some(Command::Init(a)) => init::run(&common, &a.or(cli.init), &out).await,
         None => init::run(&common, &cli.init, &out).await,
     }
 }

@@ -128,7 +128,8 @@ pub async fn sink(common: &Common, a: &SinkArgs, state: Option<&State>, aws: Opt
         }
     };
     let ca = a.ca_bundle.clone().or_else(|| common.file.ca_bundle.clone());
-    let client = opensearch::Client::new(&url, auth, ca.as_deref(), Duration::from_secs(120))?;
+    let timeout = Duration::from_secs(a.timeout_secs.unwrap_or(120).max(1));
+    let client = opensearch::Client::new(&url, auth, ca.as_deref(), timeout)?;
     let prefix = a
         .index_prefix
         .clone()
@@ -339,7 +340,11 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
                 pb.set_message(progress_msg(&stats, started));
             }
             f = file_rx.recv(), if !listing_done && !interrupted.load(Relaxed) => {
-                let Some(f) = f else { listing_done = true; continue };
+                let Some(f) = f else {
+                    listing_done = true;
+                    if in_flight == 0 { break; }
+                    continue;
+                };
                 listed += 1;
                 pb.set_length(listed);
                 if cp.is_done(&f.key) {

@@ -34,6 +34,8 @@ class FaultProxy:
         self.delay_s = 0.0
         self.requests = 0
         self.bulk_requests = 0
+        self.gzip_requests = 0
+        self.last_auth: str | None = None
         self.injected = {"429": 0, "500": 0, "item_429": 0, "item_400": 0, "delay": 0}
         proxy = self
 
@@ -81,8 +83,17 @@ class FaultProxy:
             return False
 
     def handle(self, method: str, path: str, headers: dict, body: bytes) -> tuple[int, dict, bytes]:
+        enc = next((k for k in headers if k.lower() == "content-encoding"), None)
         with self.lock:
             self.requests += 1
+            self.last_auth = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
+            if enc and headers[enc].lower() == "gzip":
+                self.gzip_requests += 1
+        if enc and headers[enc].lower() == "gzip":
+            # Look inside compressed bodies; forward them uncompressed.
+            import gzip
+            body = gzip.decompress(body)
+            headers = {k: v for k, v in headers.items() if k != enc}
         if self._take("delay_count"):
             self.injected["delay"] += 1
             time.sleep(self.delay_s)
