@@ -150,12 +150,29 @@ impl Client {
         Ok(Response { status, retry_after, body })
     }
 
+    /// A control request (ping, template): transient failures (connection, 429, 5xx) are retried a few
+    /// times with capped backoff before the last answer is returned.
     pub async fn json(&self, method: Method, path: &str, body: Option<&serde_json::Value>) -> anyhow::Result<Response> {
         let bytes = match body {
             Some(v) => serde_json::to_vec(v)?,
             None => Vec::new(),
         };
-        self.send(method, path, bytes, "application/json", false).await
+        let mut attempt = 0u32;
+        loop {
+            let r = self.send(method.clone(), path, bytes.clone(), "application/json", false).await;
+            let transient = match &r {
+                Ok(resp) => resp.status.as_u16() == 429 || resp.status.is_server_error(),
+                Err(_) => true,
+            };
+            if !transient || attempt >= 5 {
+                return r;
+            }
+            let hint = r.as_ref().ok().and_then(|x| x.retry_after).unwrap_or_default();
+            let wait = Duration::from_millis(100 << attempt).max(hint).min(Duration::from_secs(10));
+            tracing::debug!(path, ?wait, "retrying a transient OpenSearch failure");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
     }
 
     /// GET / — fails with what to do when the endpoint does not answer or refuses us.

@@ -32,6 +32,7 @@ class FaultProxy:
         self.reject_ids: set[str] = set()
         self.delay_count = 0
         self.delay_s = 0.0
+        self.delay_bulk_only = False
         self.requests = 0
         self.bulk_requests = 0
         self.gzip_requests = 0
@@ -94,7 +95,8 @@ class FaultProxy:
             import gzip
             body = gzip.decompress(body)
             headers = {k: v for k, v in headers.items() if k != enc}
-        if self._take("delay_count"):
+        is_bulk = method == "POST" and path.split("?")[0].endswith("/_bulk")
+        if (is_bulk or not self.delay_bulk_only) and self._take("delay_count"):
             self.injected["delay"] += 1
             time.sleep(self.delay_s)
         if self._take("fail_429"):

@@ -16,11 +16,11 @@ def test_retries_lose_nothing(run_cli, aws_env, opensearch_url, os_clean, tmp_pa
     total, want = fixture_vectors(prefix)
     env = dict(aws_env, TRAILSETUP_OPENSEARCH_USER="audit", TRAILSETUP_OPENSEARCH_PASSWORD="s3cret")
     with FaultProxy(opensearch_url) as p:
-        p.fail_429, p.fail_500, p.item_429 = 3, 2, 300
+        p.fail_429, p.fail_500, p.item_429 = 3, 2, 60
         s, _ = backfill(run_cli, ["--source-dir", FIXTURES, "--opensearch-url", p.url, "--index-prefix", prefix,
                                   "--retry-base-ms", "1", "--compression", "gzip", "--opensearch-auth", "basic",
                                   "--bulk-mib", "0.2"], env=env)
-        assert p.injected["429"] == 3 and p.injected["500"] == 2 and p.injected["item_429"] == 300
+        assert p.injected["429"] == 3 and p.injected["500"] == 2 and p.injected["item_429"] == 60
         assert p.gzip_requests > 0, "request compression was asked for"
         assert p.last_auth and p.last_auth.startswith("Basic ")
     assert s["records"] == total and s["quarantined"] == 0
@@ -34,7 +34,7 @@ def test_timeouts_are_retried_and_counted_once(run_cli, opensearch_url, os_clean
     with FaultProxy(opensearch_url) as p:
         # The first two requests answer after 3 s; the client gives up after 1 s and sends again. The proxy still
         # forwards the late copy, so the retry meets its documents as duplicates: counted once either way.
-        p.delay_count, p.delay_s = 3, 3.0
+        p.delay_count, p.delay_s, p.delay_bulk_only = 3, 3.0, True
         s, _ = backfill(run_cli, ["--source-dir", FIXTURES, "--opensearch-url", p.url, "--index-prefix", prefix,
                                   "--retry-base-ms", "1", "--timeout-secs", "1"])
     assert s["records"] == total and s["quarantined"] == 0 and s["retries"] > 0
