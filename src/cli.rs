@@ -310,9 +310,13 @@ pub struct IngestArgs {
     #[arg(long, env = "TRAILSETUP_QUEUE_URL")]
     pub queue_url: Option<String>,
 
-    /// Stop once the queue stays empty
+    /// Stop once the queue stays empty (no visible and no in-flight messages)
     #[arg(long)]
     pub drain: bool,
+
+    /// Seconds a received message stays invisible to other workers; renewed while its files load [default: 120]
+    #[arg(long, env = "TRAILSETUP_VISIBILITY_TIMEOUT")]
+    pub visibility_timeout: Option<i32>,
 
     #[command(flatten)]
     pub select: SelectArgs,

@@ -19,9 +19,8 @@ use crate::output::Output;
 use crate::settings::Common;
 use crate::state::State;
 
-/// Visibility we ask for while a message is being worked on, and how often we renew it.
+/// Visibility we ask for while a message is being worked on (renewed at a third of it) by default.
 const VISIBILITY: i32 = 120;
-const RENEW_EVERY: Duration = Duration::from_secs(45);
 
 pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Result<Exit> {
     let started = Instant::now();
@@ -59,6 +58,25 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
         out.line(format!("ingest --dry-run: {queue_url} holds about {n} messages; nothing was read"));
         return Ok(Exit::Success);
     }
+    let visibility = a.visibility_timeout.unwrap_or(VISIBILITY);
+    if !(2..=43_200).contains(&visibility) {
+        return Err(usage("--visibility-timeout must be between 2 and 43200 seconds"));
+    }
+    // With a redrive policy, an unreadable message is made visible again at once so that SQS moves it to the
+    // dead-letter queue after maxReceiveCount receives; without one it would come back forever.
+    let attrs = sqs_client
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+        .map_err(|e| crate::aws::explain(e, &format!("reading {queue_url}"), "sqs:GetQueueAttributes"))?;
+    let has_redrive = attrs
+        .attributes()
+        .is_some_and(|m| m.contains_key(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy));
+    if !has_redrive {
+        out.note(format!("warning: {queue_url} has no redrive policy: messages that are not notifications will keep coming back (init sets one up)"));
+    }
     prepare(&sink, out).await?;
     let quarantine = Arc::new(Quarantine::new(sink.quarantine.clone()));
     let pipeline = Arc::new(Pipeline::start(sink.client.clone(), sink.rules.clone(), filter, sink.opts.clone(), quarantine));
@@ -90,7 +108,7 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
             .queue_url(&queue_url)
             .max_number_of_messages(room)
             .wait_time_seconds(wait)
-            .visibility_timeout(VISIBILITY)
+            .visibility_timeout(visibility)
             .send();
         let r = tokio::select! {
             r = recv => r.map_err(|e| crate::aws::explain(e, &format!("receiving from {queue_url}"), "sqs:ReceiveMessage"))?,
@@ -101,14 +119,19 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
         }
         let msgs = r.messages.unwrap_or_default();
         if msgs.is_empty() {
-            // --drain: stop once the queue stays empty (three empty polls in a row with nothing in flight).
+            while tasks.try_join_next().is_some() {}
+            // --drain: stop once the queue stays empty: nothing in flight here, and SQS counts no visible and no
+            // in-flight message (another worker's, or one of ours that failed and will reappear), twice in a row.
             if a.drain && tasks.is_empty() {
-                empty_polls += 1;
-                if empty_polls >= 3 {
-                    break;
+                if queue_is_idle(&sqs_client, &queue_url).await? {
+                    empty_polls += 1;
+                    if empty_polls >= 2 {
+                        break;
+                    }
+                } else {
+                    empty_polls = 0;
                 }
             }
-            while tasks.try_join_next().is_some() {}
             continue;
         }
         empty_polls = 0;
@@ -124,12 +147,20 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
                 Notice::Garbage(shown) => {
                     garbage += 1;
                     tracing::warn!("message {} is not a CloudTrail or S3 notification; left for the dead-letter queue: {shown}", m.message_id().unwrap_or("?"));
+                    if has_redrive {
+                        if let Some(h) = m.receipt_handle() {
+                            let r = sqs_client.change_message_visibility().queue_url(&queue_url).receipt_handle(h).visibility_timeout(0).send().await;
+                            if let Err(e) = r {
+                                tracing::warn!("{}", crate::aws::explain(e, "ChangeMessageVisibility", "sqs:ChangeMessageVisibility"));
+                            }
+                        }
+                    }
                 }
                 Notice::Files(files) => {
                     let permit = sem.clone().acquire_owned().await.expect("never closed");
                     let (p, client, q, s3, tx) = (pipeline.clone(), sqs_client.clone(), queue_url.clone(), s3.clone(), res_tx.clone());
                     tasks.spawn(async move {
-                        let ok = handle(&p, &client, &q, &s3, &m, files, &tx).await;
+                        let ok = handle(&p, &client, &q, &s3, &m, files, &tx, visibility).await;
                         drop(permit);
                         ok
                     });
@@ -181,6 +212,21 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
     Ok(super::exit_for(&stats))
 }
 
+/// No visible and no in-flight messages on the queue.
+async fn queue_is_idle(client: &aws_sdk_sqs::Client, queue: &str) -> anyhow::Result<bool> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let r = client
+        .get_queue_attributes()
+        .queue_url(queue)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .map_err(|e| crate::aws::explain(e, &format!("reading {queue}"), "sqs:GetQueueAttributes"))?;
+    let n = |k: A| r.attributes().and_then(|m| m.get(&k)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    Ok(n(A::ApproximateNumberOfMessages) == 0 && n(A::ApproximateNumberOfMessagesNotVisible) == 0)
+}
+
 async fn wait_flag(flag: &AtomicBool) {
     while !flag.load(Relaxed) {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -218,6 +264,7 @@ async fn handle(
     m: &Message,
     files: Vec<(String, String)>,
     tx: &tokio::sync::mpsc::UnboundedSender<(String, FileResult)>,
+    visibility: i32,
 ) -> anyhow::Result<()> {
     let handle = m.receipt_handle().unwrap_or_default().to_string();
     // Keep the message invisible while its files are in flight.
@@ -225,8 +272,8 @@ async fn handle(
         let (client, queue, handle) = (client.clone(), queue.to_string(), handle.clone());
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(RENEW_EVERY).await;
-                let r = client.change_message_visibility().queue_url(&queue).receipt_handle(&handle).visibility_timeout(VISIBILITY).send().await;
+                tokio::time::sleep(Duration::from_secs((visibility / 3).max(1) as u64)).await;
+                let r = client.change_message_visibility().queue_url(&queue).receipt_handle(&handle).visibility_timeout(visibility).send().await;
                 if let Err(e) = r {
                     tracing::warn!("extending visibility: {}", crate::aws::explain(e, "ChangeMessageVisibility", "sqs:ChangeMessageVisibility"));
                 }

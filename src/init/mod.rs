@@ -246,9 +246,10 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         kms_key: d.kms_key.clone().flatten(),
         retention_days: d.log_retention_days.unwrap_or(wizard::DEFAULT_RETENTION),
         opensearch,
+        opensearch_auth: a.opensearch_auth.or(common.file.opensearch_auth),
         index_prefix: index_prefix.clone(),
     };
-    let os_auth = a.opensearch_auth.or(common.file.opensearch_auth);
+    let os_auth = ctx.opensearch_auth;
     let aws = match &cfg {
         None => None,
         Some(cfg) => {

@@ -1,4 +1,5 @@
-//! IAM: the role CloudTrail assumes to write to CloudWatch Logs, and the ingest worker's managed policy.
+//! IAM: the role CloudTrail assumes to write to CloudWatch Logs, the ingest worker's managed policy, and the
+//! forwarder Lambda's role with its managed policy (own log group, its dead-letter queues, our indices).
 
 use anyhow::anyhow;
 use aws_sdk_iam::types::Tag;
@@ -31,11 +32,53 @@ pub fn desired_policy(ctx: &Ctx) -> Value {
     json!({"policy": ctx.ingest_worker_policy(), "tags": ctx.tags()})
 }
 
+pub fn desired_forwarder_role(ctx: &Ctx) -> Value {
+    json!({
+        "assume_role_policy": ctx.forwarder_trust_policy(),
+        "attached_policies": [ctx.forwarder_policy_arn()],
+        "tags": ctx.tags(),
+    })
+}
+
+pub fn desired_forwarder_policy(ctx: &Ctx) -> Value {
+    json!({"policy": ctx.forwarder_policy(), "tags": ctx.tags()})
+}
+
+fn policy_arn(ctx: &Ctx, name: &str) -> String {
+    format!("arn:{}:iam::{}:policy/{name}", ctx.partition, ctx.account)
+}
+
 fn tags_of(tags: &[Tag]) -> Value {
     match tags.iter().find(|t| t.key() == TAG_KEY) {
         Some(t) => json!({TAG_KEY: t.value()}),
         None => json!({}),
     }
+}
+
+/// The forwarder's role: trust, attached managed policies (ARNs), tags.
+async fn observe_forwarder_role(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Option<Value>> {
+    let iam = client(ctx, aws);
+    let name = ctx.forwarder_name();
+    let role = match iam.get_role().role_name(&name).send().await {
+        Ok(r) => r.role.ok_or_else(|| anyhow!("GetRole {name}: empty answer"))?,
+        Err(e) if code(&e).as_deref() == Some("NoSuchEntity") => return Ok(None),
+        Err(e) => return Err(explain(e, &format!("reading role {name}"), "iam:GetRole")),
+    };
+    let trust = role.assume_role_policy_document().map(parse_policy).transpose()?;
+    let attached = iam
+        .list_attached_role_policies()
+        .role_name(&name)
+        .send()
+        .await
+        .map_err(|e| explain(e, &format!("listing the policies of role {name}"), "iam:ListAttachedRolePolicies"))?;
+    let arns: Vec<&str> = attached.attached_policies().iter().filter_map(|p| p.policy_arn()).collect();
+    let tags = iam
+        .list_role_tags()
+        .role_name(&name)
+        .send()
+        .await
+        .map_err(|e| explain(e, &format!("reading the tags of role {name}"), "iam:ListRoleTags"))?;
+    Ok(Some(json!({"assume_role_policy": trust, "attached_policies": arns, "tags": tags_of(tags.tags())})))
 }
 
 async fn observe_role(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Option<Value>> {
@@ -61,10 +104,9 @@ async fn observe_role(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Option<Value>> {
     Ok(Some(json!({"assume_role_policy": trust, "inline_policies": {INLINE_NAME: inline}, "tags": tags_of(tags.tags())})))
 }
 
-async fn observe_policy(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Option<Value>> {
+async fn observe_policy(ctx: &Ctx, aws: &Aws, arn: &str) -> anyhow::Result<Option<Value>> {
     let iam = client(ctx, aws);
-    let arn = ctx.ingest_policy_arn();
-    let p = match iam.get_policy().policy_arn(&arn).send().await {
+    let p = match iam.get_policy().policy_arn(arn).send().await {
         Ok(r) => r.policy.ok_or_else(|| anyhow!("GetPolicy {arn}: empty answer"))?,
         Err(e) if code(&e).as_deref() == Some("NoSuchEntity") => return Ok(None),
         Err(e) => return Err(explain(e, &format!("reading policy {arn}"), "iam:GetPolicy")),
@@ -72,7 +114,7 @@ async fn observe_policy(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Option<Value>> {
     let version = p.default_version_id().unwrap_or("v1").to_string();
     let v = iam
         .get_policy_version()
-        .policy_arn(&arn)
+        .policy_arn(arn)
         .version_id(&version)
         .send()
         .await
@@ -82,13 +124,21 @@ async fn observe_policy(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Option<Value>> {
 }
 
 pub async fn plan(ctx: &Ctx, aws: Option<&Aws>) -> anyhow::Result<Vec<Change>> {
-    let (role, policy) = match aws {
-        None => (None, None),
-        Some(a) => (observe_role(ctx, a).await?, observe_policy(ctx, a).await?),
+    let (role, policy, fw_policy, fw_role) = match aws {
+        None => (None, None, None, None),
+        Some(a) => futures::try_join!(
+            observe_role(ctx, a),
+            observe_policy(ctx, a, &ctx.ingest_policy_arn()),
+            observe_policy(ctx, a, &ctx.forwarder_policy_arn()),
+            observe_forwarder_role(ctx, a),
+        )?,
     };
     Ok(vec![
         Change::diff("iam-role", ctx.logs_role(), GLOBAL, desired_role(ctx), role),
         Change::diff("iam-policy", ctx.ingest_policy(), GLOBAL, desired_policy(ctx), policy),
+        // the policy first: the role attaches it
+        Change::diff("iam-policy", ctx.forwarder_name(), GLOBAL, desired_forwarder_policy(ctx), fw_policy),
+        Change::diff("iam-role", ctx.forwarder_name(), GLOBAL, desired_forwarder_role(ctx), fw_role),
     ])
 }
 
@@ -96,6 +146,44 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
     let iam = client(ctx, aws);
     let name = &c.name;
     match c.kind.as_str() {
+        "iam-role" if *name == ctx.forwarder_name() => {
+            let trust = c.details["assume_role_policy"].to_string();
+            if c.action == Action::Create {
+                match iam
+                    .create_role()
+                    .role_name(name)
+                    .assume_role_policy_document(&trust)
+                    .description("The CloudWatch Logs -> OpenSearch forwarder Lambda (trailsetup)")
+                    .tags(tag(ctx)?)
+                    .send()
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if code(&e).as_deref() == Some("EntityAlreadyExists") => {}
+                    Err(e) => return Err(explain(e, &format!("creating role {name}"), "iam:CreateRole")),
+                }
+            }
+            iam.update_assume_role_policy()
+                .role_name(name)
+                .policy_document(&trust)
+                .send()
+                .await
+                .map_err(|e| explain(e, &format!("setting the trust policy of role {name}"), "iam:UpdateAssumeRolePolicy"))?;
+            for arn in c.details["attached_policies"].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
+                iam.attach_role_policy()
+                    .role_name(name)
+                    .policy_arn(arn)
+                    .send()
+                    .await
+                    .map_err(|e| explain(e, &format!("attaching {arn} to role {name}"), "iam:AttachRolePolicy"))?;
+            }
+            iam.tag_role()
+                .role_name(name)
+                .tags(tag(ctx)?)
+                .send()
+                .await
+                .map_err(|e| explain(e, &format!("tagging role {name}"), "iam:TagRole"))?;
+        }
         "iam-role" => {
             let trust = c.details["assume_role_policy"].to_string();
             if c.action == Action::Create {
@@ -135,13 +223,18 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
         }
         "iam-policy" => {
             let doc = c.details["policy"].to_string();
-            let arn = ctx.ingest_policy_arn();
+            let arn = policy_arn(ctx, name);
+            let description = if *name == ctx.forwarder_name() {
+                "The trailsetup forwarder Lambda: its own log group, its dead-letter queues, our OpenSearch indices"
+            } else {
+                "Least privilege for trailsetup ingest workers: read the trail's logs, consume the queue"
+            };
             if c.action == Action::Create {
                 match iam
                     .create_policy()
                     .policy_name(name)
                     .policy_document(&doc)
-                    .description("Least privilege for trailsetup ingest workers: read the trail's logs, consume the queue")
+                    .description(description)
                     .tags(tag(ctx)?)
                     .send()
                     .await

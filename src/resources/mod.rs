@@ -4,6 +4,7 @@
 
 pub mod cloudtrail;
 pub mod iam;
+pub mod lambda;
 pub mod logs;
 pub mod opensearch;
 pub mod s3;
@@ -14,7 +15,7 @@ use anyhow::Context as _;
 use aws_config::SdkConfig;
 use serde_json::{json, Value};
 
-use crate::cli::TrailMode;
+use crate::cli::{OpenSearchAuth, TrailMode};
 use crate::plan::{Change, Plan};
 
 pub const TAG_KEY: &str = "trailsetup:stack";
@@ -40,6 +41,8 @@ pub struct Ctx {
     pub kms_key: Option<String>,
     pub retention_days: i32,
     pub opensearch: OpenSearchTarget,
+    /// `--opensearch-auth` as given; `None` = sigv4 for AWS endpoints and domains, else none
+    pub opensearch_auth: Option<OpenSearchAuth>,
     pub index_prefix: String,
 }
 
@@ -99,6 +102,90 @@ impl Ctx {
     }
     pub fn tags(&self) -> Value {
         json!({ TAG_KEY: self.stack })
+    }
+
+    // --- the CloudWatch Logs → OpenSearch forwarder (one function per region whose trail writes to CloudWatch Logs) ---
+
+    /// Regions with a trail log group, hence a forwarder: the home region (multi-region) or every trail region.
+    pub fn forwarder_regions(&self) -> Vec<String> {
+        self.trail_regions()
+    }
+    /// Name of the function (in each region), of its role and of its managed policy.
+    pub fn forwarder_name(&self) -> String {
+        format!("{}-forwarder", self.stack)
+    }
+    pub fn forwarder_role_arn(&self) -> String {
+        format!("arn:{}:iam::{}:role/{}", self.partition, self.account, self.forwarder_name())
+    }
+    pub fn forwarder_policy_arn(&self) -> String {
+        format!("arn:{}:iam::{}:policy/{}", self.partition, self.account, self.forwarder_name())
+    }
+    pub fn forwarder_dlq_name(&self) -> String {
+        format!("{}-forwarder-dlq", self.stack)
+    }
+    pub fn queue_arn_in(&self, region: &str, name: &str) -> String {
+        format!("arn:{}:sqs:{region}:{}:{name}", self.partition, self.account)
+    }
+    pub fn forwarder_function_arn(&self, region: &str) -> String {
+        format!("arn:{}:lambda:{region}:{}:function:{}", self.partition, self.account, self.forwarder_name())
+    }
+    /// The function's own log group (`/aws/lambda/<function>`), as an ARN covering its streams.
+    pub fn forwarder_log_group_arn(&self, region: &str) -> String {
+        format!("arn:{}:logs:{region}:{}:log-group:/aws/lambda/{}:*", self.partition, self.account, self.forwarder_name())
+    }
+    /// `OPENSEARCH_AUTH` of the forwarder: as given, else sigv4 for a domain or an AWS endpoint, else none.
+    pub fn forwarder_auth(&self) -> &'static str {
+        match self.opensearch_auth {
+            Some(OpenSearchAuth::Sigv4) => "sigv4",
+            Some(OpenSearchAuth::Basic) => "basic",
+            Some(OpenSearchAuth::None) => "none",
+            None => match &self.opensearch {
+                OpenSearchTarget::Domain(_) => "sigv4",
+                OpenSearchTarget::Url(u) if aws_endpoint(u).is_some() => "sigv4",
+                OpenSearchTarget::Url(_) => "none",
+            },
+        }
+    }
+    /// The `es:` resource our documents go to: `domain/<domain>/<prefix>*`; `None` when the sink is not an
+    /// Amazon OpenSearch Service domain signed with SigV4 (no `es:` statement then).
+    pub fn forwarder_index_arn(&self) -> Option<String> {
+        if self.forwarder_auth() != "sigv4" {
+            return None;
+        }
+        let (region, domain) = match &self.opensearch {
+            OpenSearchTarget::Domain(d) => (self.home.clone(), d.clone()),
+            OpenSearchTarget::Url(u) => {
+                let (svc, region, domain) = aws_endpoint(u)?;
+                if svc != "es" {
+                    return None;
+                }
+                (region, domain.unwrap_or_else(|| "*".into()))
+            }
+        };
+        Some(format!("arn:{}:es:{region}:{}:domain/{domain}/{}*", self.partition, self.account, self.index_prefix))
+    }
+    pub fn forwarder_trust_policy(&self) -> Value {
+        render(FORWARDER_TRUST, &self.vars(&[]))
+    }
+    pub fn forwarder_policy(&self) -> Value {
+        let regions = self.forwarder_regions();
+        let logs: Vec<String> = regions.iter().map(|r| self.forwarder_log_group_arn(r)).collect();
+        let dlqs: Vec<String> = regions.iter().map(|r| self.queue_arn_in(r, &self.forwarder_dlq_name())).collect();
+        let index = self.forwarder_index_arn();
+        let mut p = render(
+            FORWARDER_POLICY,
+            &self.vars(&[
+                ("FunctionLogGroupArns", json!(logs)),
+                ("ForwarderDlqArns", json!(dlqs)),
+                ("IndexArn", json!(index.clone().unwrap_or_default())),
+            ]),
+        );
+        if index.is_none() {
+            if let Some(st) = p["Statement"].as_array_mut() {
+                st.retain(|s| s["Sid"] != "IndexDocuments");
+            }
+        }
+        p
     }
 
     // --- policies (policies/*.json, placeholders filled) ---
@@ -190,6 +277,23 @@ pub const INGEST_POLICY: &str = include_str!("../../policies/ingest-worker-polic
 pub const LOGS_TRUST: &str = include_str!("../../policies/cloudtrail-logs-trust.json");
 pub const LOGS_PERMISSIONS: &str = include_str!("../../policies/cloudtrail-logs-permissions.json");
 pub const OPENSEARCH_POLICY: &str = include_str!("../../policies/opensearch-access-policy.json");
+pub const FORWARDER_TRUST: &str = include_str!("../../policies/forwarder-trust.json");
+pub const FORWARDER_POLICY: &str = include_str!("../../policies/forwarder-policy.json");
+
+/// An Amazon OpenSearch endpoint URL → (service `es`/`aoss`, region, domain name when the host says it:
+/// `search-<domain>-<id>.<region>.es.amazonaws.com`).
+pub fn aws_endpoint(url: &str) -> Option<(&'static str, String, Option<String>)> {
+    let u = url::Url::parse(url).ok()?;
+    let host = u.host_str()?.to_string();
+    let (svc, region) = crate::ingest::opensearch::aws_host_hint(&host)?;
+    let first = host.split('.').next().unwrap_or_default();
+    let domain = first
+        .strip_prefix("search-")
+        .or_else(|| first.strip_prefix("vpc-"))
+        .and_then(|rest| rest.rsplit_once('-').map(|(d, _id)| d.to_string()))
+        .filter(|d| !d.is_empty());
+    Some((svc, region, domain))
+}
 
 /// Fill a policy template: a string that is exactly `${Var}` becomes the variable's JSON value (so a list
 /// stays a list); `${Var}` inside a longer string is replaced by the variable's text.
@@ -257,13 +361,17 @@ pub async fn plan(ctx: &Ctx, aws: Option<&Aws>) -> anyhow::Result<Plan> {
     changes.extend(iam::plan(ctx, aws).await?);
     changes.extend(s3::plan(ctx, aws).await?);
     changes.extend(sqs::plan(ctx, aws).await?);
+    // the forwarder's dead-letter queue in each forwarder region, observed in parallel
+    let dlqs = futures::future::try_join_all(ctx.forwarder_regions().into_iter().map(|r| async move {
+        sqs::plan_forwarder_dlq(ctx, aws, &r).await
+    }))
+    .await?;
+    changes.extend(dlqs.into_iter().flatten());
     // 2. per trail region: log group, topic (+ policy, subscription), trail — observed in parallel
     let per_region = futures::future::try_join_all(ctx.trail_regions().into_iter().map(|r| async move {
         let mut v = logs::plan(ctx, aws, &r).await?;
         v.extend(sns::plan(ctx, aws, &r).await?);
         v.extend(cloudtrail::plan(ctx, aws, &r).await?);
-        // The forwarder Lambda and the log group's subscription filter (a separate issue) go here:
-        // kinds `lambda-function` and `logs-subscription-filter`, after the log group.
         anyhow::Ok(v)
     }))
     .await?;
@@ -272,6 +380,19 @@ pub async fn plan(ctx: &Ctx, aws: Option<&Aws>) -> anyhow::Result<Plan> {
     }
     // 3. OpenSearch
     changes.extend(opensearch::plan(ctx, aws).await?);
+    // 4. per forwarder region: function → permission for CloudWatch Logs → subscription filter (after OpenSearch:
+    //    a new domain's endpoint goes into the function's environment)
+    let endpoint = lambda::opensearch_endpoint(ctx, aws).await?;
+    let forwarders = futures::future::try_join_all(ctx.forwarder_regions().into_iter().map(|r| {
+        let endpoint = endpoint.clone();
+        async move {
+            let mut v = lambda::plan(ctx, aws, &r, &endpoint).await?;
+            v.extend(logs::plan_subscription(ctx, aws, &r).await?);
+            anyhow::Ok(v)
+        }
+    }))
+    .await?;
+    changes.extend(forwarders.into_iter().flatten());
     Ok(Plan::new(changes))
 }
 
@@ -289,6 +410,7 @@ pub(crate) fn test_ctx(mode: TrailMode) -> Ctx {
         kms_key: None,
         retention_days: 90,
         opensearch: OpenSearchTarget::Url("http://127.0.0.1:9200".into()),
+        opensearch_auth: None,
         index_prefix: "cloudtrail".into(),
     }
 }
@@ -299,7 +421,7 @@ mod tests {
 
     #[test]
     fn templates_parse_and_fill() {
-        for t in [BUCKET_POLICY, TOPIC_POLICY, QUEUE_POLICY, INGEST_POLICY, LOGS_TRUST, LOGS_PERMISSIONS, OPENSEARCH_POLICY] {
+        for t in [BUCKET_POLICY, TOPIC_POLICY, QUEUE_POLICY, INGEST_POLICY, LOGS_TRUST, LOGS_PERMISSIONS, OPENSEARCH_POLICY, FORWARDER_TRUST, FORWARDER_POLICY] {
             serde_json::from_str::<Value>(t).unwrap();
         }
         let c = test_ctx(TrailMode::PerRegion);
@@ -311,9 +433,26 @@ mod tests {
             t["Statement"][0]["Condition"]["StringEquals"]["aws:SourceArn"],
             json!(["arn:aws:cloudtrail:us-west-2:123456789012:trail/trailsetup-us-west-2"])
         );
-        for p in [c.queue_policy(), c.ingest_worker_policy(), c.logs_trust_policy(), c.logs_permissions_policy(), c.opensearch_access_policy("d")] {
+        for p in [c.queue_policy(), c.ingest_worker_policy(), c.logs_trust_policy(), c.logs_permissions_policy(), c.opensearch_access_policy("d"), c.forwarder_trust_policy(), c.forwarder_policy()] {
             assert!(!p.to_string().contains("${"), "{p}");
         }
+    }
+
+    #[test]
+    fn forwarder_policy_names_our_indices_only() {
+        let mut c = test_ctx(TrailMode::PerRegion);
+        // a non-AWS endpoint: no es: statement
+        assert_eq!(c.forwarder_auth(), "none");
+        let p = c.forwarder_policy();
+        assert!(!p.to_string().contains("es:ESHttp"), "{p}");
+        assert_eq!(p["Statement"][1]["Resource"].as_array().unwrap().len(), 3);
+        c.opensearch = OpenSearchTarget::Domain("logs".into());
+        assert_eq!(c.forwarder_policy()["Statement"][2]["Resource"], "arn:aws:es:us-east-1:123456789012:domain/logs/cloudtrail*");
+        c.opensearch = OpenSearchTarget::Url("https://search-my-logs-abc123.eu-west-1.es.amazonaws.com".into());
+        assert_eq!(c.forwarder_auth(), "sigv4");
+        assert_eq!(c.forwarder_index_arn().unwrap(), "arn:aws:es:eu-west-1:123456789012:domain/my-logs/cloudtrail*");
+        c.opensearch_auth = Some(OpenSearchAuth::Basic);
+        assert_eq!(c.forwarder_index_arn(), None);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! SQS: the notification queue, its dead-letter queue (redrive) and the queue policy (only our topics send).
+//! SQS: the notification queue, its dead-letter queue (redrive) and the queue policy (only our topics send);
+//! and in each forwarder region the forwarder's dead-letter queue (rejected records, failed invocations).
 
 use std::collections::HashMap;
 
@@ -42,22 +43,27 @@ pub fn desired_queue(ctx: &Ctx) -> Value {
     json!({"attributes": a, "tags": ctx.tags()})
 }
 
-fn client(ctx: &Ctx, aws: &Aws) -> aws_sdk_sqs::Client {
-    aws_sdk_sqs::Client::new(&aws.at(&ctx.home))
+fn client(aws: &Aws, region: &str) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(&aws.at(region))
 }
 
+/// A home-region queue's URL.
 pub async fn queue_url(ctx: &Ctx, aws: &Aws, name: &str) -> anyhow::Result<Option<String>> {
-    match client(ctx, aws).get_queue_url().queue_name(name).send().await {
+    queue_url_in(aws, &ctx.home, name).await
+}
+
+pub async fn queue_url_in(aws: &Aws, region: &str, name: &str) -> anyhow::Result<Option<String>> {
+    match client(aws, region).get_queue_url().queue_name(name).send().await {
         Ok(r) => Ok(r.queue_url().map(String::from)),
         Err(e) if matches!(code(&e).as_deref(), Some("AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist")) => Ok(None),
-        Err(e) => Err(explain(e, &format!("looking up queue {name}"), "sqs:GetQueueUrl")),
+        Err(e) => Err(explain(e, &format!("looking up queue {name} in {region}"), "sqs:GetQueueUrl")),
     }
 }
 
 /// observe: (attributes we manage, tags, policy) or `None`.
-async fn observe(ctx: &Ctx, aws: &Aws, name: &str, desired: &Value) -> anyhow::Result<Option<(Value, Option<Value>)>> {
-    let Some(url) = queue_url(ctx, aws, name).await? else { return Ok(None) };
-    let sqs = client(ctx, aws);
+async fn observe(aws: &Aws, region: &str, name: &str, desired: &Value) -> anyhow::Result<Option<(Value, Option<Value>)>> {
+    let Some(url) = queue_url_in(aws, region, name).await? else { return Ok(None) };
+    let sqs = client(aws, region);
     let r = sqs
         .get_queue_attributes()
         .queue_url(&url)
@@ -98,7 +104,7 @@ pub async fn plan(ctx: &Ctx, aws: Option<&Aws>) -> anyhow::Result<Vec<Change>> {
     let q = desired_queue(ctx);
     let (dlq_now, q_now) = match aws {
         None => (None, None),
-        Some(a) => (observe(ctx, a, &ctx.dlq_name(), &dlq).await?, observe(ctx, a, &ctx.queue_name(), &q).await?),
+        Some(a) => (observe(a, &ctx.home, &ctx.dlq_name(), &dlq).await?, observe(a, &ctx.home, &ctx.queue_name(), &q).await?),
     };
     let policy_now = q_now.as_ref().map(|(_, p)| json!({"policy": p}));
     Ok(vec![
@@ -106,6 +112,16 @@ pub async fn plan(ctx: &Ctx, aws: Option<&Aws>) -> anyhow::Result<Vec<Change>> {
         Change::diff("sqs-queue", ctx.queue_name(), &ctx.home, q, q_now.map(|x| x.0)),
         Change::diff("sqs-queue-policy", ctx.queue_name(), &ctx.home, json!({"policy": ctx.queue_policy()}), policy_now),
     ])
+}
+
+/// The forwarder's dead-letter queue in `region`: same settings as the notifications' dead-letter queue.
+pub async fn plan_forwarder_dlq(ctx: &Ctx, aws: Option<&Aws>, region: &str) -> anyhow::Result<Vec<Change>> {
+    let want = desired_dlq(ctx);
+    let now = match aws {
+        None => None,
+        Some(a) => observe(a, region, &ctx.forwarder_dlq_name(), &want).await?,
+    };
+    Ok(vec![Change::diff("sqs-queue", ctx.forwarder_dlq_name(), region, want, now.map(|x| x.0))])
 }
 
 fn attributes(details: &Value) -> HashMap<A, String> {
@@ -118,7 +134,7 @@ fn attributes(details: &Value) -> HashMap<A, String> {
 }
 
 pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
-    let sqs = client(ctx, aws);
+    let sqs = client(aws, &c.region);
     let name = &c.name;
     match c.kind.as_str() {
         "sqs-queue" => {
@@ -133,7 +149,7 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
                     Err(e) => return Err(explain(e, &format!("creating queue {name}"), "sqs:CreateQueue")),
                 }
             }
-            let url = queue_url(ctx, aws, name).await?.ok_or_else(|| anyhow!("queue {name} vanished"))?;
+            let url = queue_url_in(aws, &c.region, name).await?.ok_or_else(|| anyhow!("queue {name} vanished"))?;
             sqs.set_queue_attributes()
                 .queue_url(&url)
                 .set_attributes(Some(attrs))
@@ -148,7 +164,7 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
                 .map_err(|e| explain(e, &format!("tagging queue {name}"), "sqs:TagQueue"))?;
         }
         "sqs-queue-policy" => {
-            let url = queue_url(ctx, aws, name).await?.ok_or_else(|| anyhow!("queue {name} does not exist"))?;
+            let url = queue_url_in(aws, &c.region, name).await?.ok_or_else(|| anyhow!("queue {name} does not exist"))?;
             sqs.set_queue_attributes()
                 .queue_url(&url)
                 .attributes(A::Policy, c.details["policy"].to_string())
