@@ -11,11 +11,23 @@ use crate::settings::Common;
 pub struct Output {
     pub json: bool,
     pub quiet: bool,
+    /// When set, the JSON document is kept here instead of printed (a command nested in another's output).
+    capture: Option<std::sync::Arc<std::sync::Mutex<Option<serde_json::Value>>>>,
 }
 
 impl Output {
     pub fn new(c: &Common) -> Output {
-        Output { json: c.json(), quiet: c.quiet > 0 }
+        Output { json: c.json(), quiet: c.quiet > 0, capture: None }
+    }
+
+    /// The same output, but the JSON document is captured for the caller to nest in its own.
+    pub fn capturing(&self) -> Output {
+        Output { capture: Some(Default::default()), ..self.clone() }
+    }
+
+    /// The captured JSON document, if any.
+    pub fn captured(&self) -> Option<serde_json::Value> {
+        self.capture.as_ref().and_then(|c| c.lock().unwrap_or_else(|p| p.into_inner()).take())
     }
 
     /// A human line on stdout (suppressed in JSON mode, where stdout holds one document).
@@ -34,6 +46,10 @@ impl Output {
 
     /// The one JSON document of a `--output json` run.
     pub fn json_doc(&self, v: &serde_json::Value) {
+        if let Some(c) = &self.capture {
+            *c.lock().unwrap_or_else(|p| p.into_inner()) = Some(v.clone());
+            return;
+        }
         let mut out = std::io::stdout().lock();
         let _ = serde_json::to_writer_pretty(&mut out, v);
         let _ = writeln!(out);

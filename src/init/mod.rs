@@ -384,18 +384,31 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
 
     // --- backfill ---
     let backfill = d.backfill.unwrap_or(true) && opensearch_url.is_some();
+    let args = BackfillArgs { bucket: Some(ctx.bucket.clone()), ..Default::default() };
     if out.json {
+        // One document on stdout: the backfill's summary goes inside the plan's.
         let mut doc = plan.to_json(&header, applied);
         doc["state_file"] = json!(state_path.display().to_string());
+        let mut exit = Exit::Success;
         if backfill {
-            doc["backfill"] = json!("not run with --output json (one document on stdout); run `trailsetup backfill`");
+            let sub = out.capturing();
+            let r = crate::ingest::backfill(common, &args, &sub).await;
+            if let Some(v) = sub.captured() {
+                doc["backfill"] = v["backfill"].clone();
+            }
+            match r {
+                Ok(e) => exit = e,
+                Err(e) => {
+                    out.json_doc(&doc);
+                    return Err(e.context("the pipeline is set up; loading the existing logs failed (rerun `trailsetup backfill`)"));
+                }
+            }
         }
         out.json_doc(&doc);
-        return Ok(Exit::Success);
+        return Ok(exit);
     }
     if backfill {
         out.note("Loading the logs already in the bucket (trailsetup backfill)…");
-        let args = BackfillArgs { bucket: Some(ctx.bucket.clone()), ..Default::default() };
         return crate::ingest::backfill(common, &args, out).await;
     }
     Ok(Exit::Success)
