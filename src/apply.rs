@@ -1,5 +1,6 @@
-//! Walk the plan: dependencies by stage (IAM, S3 and SQS first — three chains in parallel; then each trail region
-//! in parallel: log group → topic → topic policy → subscription → trail; then OpenSearch). A no-op is skipped.
+//! Walk the plan: dependencies by stage (IAM, S3 and SQS first — IAM, S3 and one SQS chain per region in parallel;
+//! then each trail region in parallel: log group → topic → topic policy → subscription → trail; then OpenSearch;
+//! then each forwarder region in parallel: function → permission → subscription filter). A no-op is skipped.
 //! A failure names the resource; AWS's code and message and the permission to grant come from `aws::explain`.
 
 use anyhow::Context as _;
@@ -15,22 +16,23 @@ pub struct Applied {
     pub opensearch_endpoint: Option<String>,
 }
 
-fn stage(kind: &str) -> (u8, &'static str) {
-    match kind {
-        k if k.starts_with("iam-") => (0, "iam"),
-        k if k.starts_with("s3-") => (0, "s3"),
-        k if k.starts_with("sqs-") => (0, "sqs"),
-        k if k.starts_with("opensearch-") => (2, "opensearch"),
-        _ => (1, ""),
+/// (stage, chain key): changes with the same key run in plan order; chains of one stage run in parallel.
+fn stage(c: &Change) -> (u8, String) {
+    match c.kind.as_str() {
+        k if k.starts_with("iam-") => (0, "iam".into()),
+        k if k.starts_with("s3-") => (0, "s3".into()),
+        k if k.starts_with("sqs-") => (0, format!("sqs/{}", c.region)),
+        k if k.starts_with("opensearch-") => (2, "opensearch".into()),
+        k if k.starts_with("lambda-") || k == "logs-subscription-filter" => (3, c.region.clone()),
+        _ => (1, c.region.clone()),
     }
 }
 
 /// Changes grouped into stages; each stage a list of chains that may run in parallel.
 pub fn schedule(plan: &Plan) -> Vec<Vec<Vec<&Change>>> {
-    let mut stages: Vec<Vec<(String, Vec<&Change>)>> = vec![Vec::new(), Vec::new(), Vec::new()];
+    let mut stages: Vec<Vec<(String, Vec<&Change>)>> = vec![Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     for c in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
-        let (s, key) = stage(&c.kind);
-        let key = if s == 1 { c.region.clone() } else { key.to_string() };
+        let (s, key) = stage(c);
         let chains = &mut stages[s as usize];
         match chains.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => v.push(c),
@@ -49,6 +51,7 @@ async fn apply_one(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<Option<St
         k if k.starts_with("sns-") => resources::sns::apply(ctx, aws, c).await.map(|_| None),
         k if k.starts_with("logs-") => resources::logs::apply(ctx, aws, c).await.map(|_| None),
         "cloudtrail-trail" => resources::cloudtrail::apply(ctx, aws, c).await.map(|_| None),
+        k if k.starts_with("lambda-") => resources::lambda::apply(ctx, aws, c).await.map(|_| None),
         k if k.starts_with("opensearch-") => resources::opensearch::apply(ctx, aws, c).await,
         other => Err(anyhow::anyhow!("no apply step for kind {other} (not built yet)")),
     };
@@ -119,12 +122,17 @@ mod tests {
         let ctx = resources::test_ctx(TrailMode::PerRegion);
         let plan = resources::plan(&ctx, None).await.unwrap();
         let s = schedule(&plan);
-        assert_eq!(s.len(), 3);
-        assert_eq!(s[0].len(), 3); // iam, s3, sqs chains in parallel
+        assert_eq!(s.len(), 4);
+        assert_eq!(s[0].len(), 2 + 3); // iam, s3, and one sqs chain per region in parallel
         assert_eq!(s[1].len(), 3); // one chain per region
         for chain in &s[1] {
             let kinds: Vec<&str> = chain.iter().map(|c| c.kind.as_str()).collect();
             assert_eq!(kinds, ["logs-log-group", "sns-topic", "sns-topic-policy", "sns-subscription", "cloudtrail-trail"]);
+        }
+        assert_eq!(s[3].len(), 3); // one forwarder chain per region
+        for chain in &s[3] {
+            let kinds: Vec<&str> = chain.iter().map(|c| c.kind.as_str()).collect();
+            assert_eq!(kinds, ["lambda-function", "lambda-permission", "logs-subscription-filter"]);
         }
     }
 }

@@ -124,12 +124,13 @@ async fn observe_policy(ctx: &Ctx, aws: &Aws, arn: &str) -> anyhow::Result<Optio
 }
 
 pub async fn plan(ctx: &Ctx, aws: Option<&Aws>) -> anyhow::Result<Vec<Change>> {
+    let (ingest_arn, forwarder_arn) = (ctx.ingest_policy_arn(), ctx.forwarder_policy_arn());
     let (role, policy, fw_policy, fw_role) = match aws {
         None => (None, None, None, None),
         Some(a) => futures::try_join!(
             observe_role(ctx, a),
-            observe_policy(ctx, a, &ctx.ingest_policy_arn()),
-            observe_policy(ctx, a, &ctx.forwarder_policy_arn()),
+            observe_policy(ctx, a, &ingest_arn),
+            observe_policy(ctx, a, &forwarder_arn),
             observe_forwarder_role(ctx, a),
         )?,
     };

@@ -1,4 +1,5 @@
-//! CloudWatch Logs: the trail's log group in each trail region (retention, KMS, tags).
+//! CloudWatch Logs: the trail's log group in each trail region (retention, KMS, tags), and its subscription
+//! filter (empty pattern: every event) to the forwarder Lambda of that region.
 
 use anyhow::anyhow;
 use serde_json::{json, Value};
@@ -43,10 +44,78 @@ pub async fn plan(ctx: &Ctx, aws: Option<&Aws>, region: &str) -> anyhow::Result<
     Ok(vec![Change::diff("logs-log-group", ctx.log_group(), region, desired(ctx), now)])
 }
 
+pub fn desired_subscription(ctx: &Ctx, region: &str) -> Value {
+    json!({"log_group": ctx.log_group(), "filter_pattern": "", "destination_arn": ctx.forwarder_function_arn(region)})
+}
+
+async fn observe_subscription(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Result<Option<Value>> {
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&aws.at(region));
+    let group = ctx.log_group();
+    let r = match logs.describe_subscription_filters().log_group_name(&group).send().await {
+        Ok(r) => r,
+        Err(e) if code(&e).as_deref() == Some("ResourceNotFoundException") => return Ok(None),
+        Err(e) => {
+            return Err(explain(e, &format!("reading the subscription filters of {group} in {region}"), "logs:DescribeSubscriptionFilters"))
+        }
+    };
+    let name = ctx.forwarder_name();
+    Ok(r.subscription_filters().iter().find(|f| f.filter_name() == Some(name.as_str())).map(|f| {
+        json!({
+            "log_group": f.log_group_name(),
+            "filter_pattern": f.filter_pattern().unwrap_or_default(),
+            "destination_arn": f.destination_arn(),
+        })
+    }))
+}
+
+/// The log group's subscription filter to the forwarder (named like the function).
+pub async fn plan_subscription(ctx: &Ctx, aws: Option<&Aws>, region: &str) -> anyhow::Result<Vec<Change>> {
+    let now = match aws {
+        None => None,
+        Some(a) => observe_subscription(ctx, a, region).await?,
+    };
+    Ok(vec![Change::diff("logs-subscription-filter", ctx.forwarder_name(), region, desired_subscription(ctx, region), now)])
+}
+
+async fn apply_subscription(aws: &Aws, c: &Change) -> anyhow::Result<()> {
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&aws.at(&c.region));
+    let group = c.details["log_group"].as_str().unwrap_or_default();
+    let dest = c.details["destination_arn"].as_str().unwrap_or_default();
+    let r = &c.region;
+    // CloudWatch Logs test-invokes the function; a just-added permission can take a few seconds to count
+    let start = std::time::Instant::now();
+    loop {
+        let res = logs
+            .put_subscription_filter()
+            .log_group_name(group)
+            .filter_name(&c.name)
+            .filter_pattern(c.details["filter_pattern"].as_str().unwrap_or_default())
+            .destination_arn(dest)
+            .send()
+            .await;
+        match res {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if code(&e).as_deref() == Some("InvalidParameterException")
+                    && start.elapsed() < std::time::Duration::from_secs(60) =>
+            {
+                tracing::info!("waiting for CloudWatch Logs to be allowed to invoke {dest}");
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            }
+            Err(e) => {
+                return Err(explain(e, &format!("subscribing {dest} to log group {group} in {r}"), "logs:PutSubscriptionFilter"))
+            }
+        }
+    }
+}
+
 pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
     let logs = aws_sdk_cloudwatchlogs::Client::new(&aws.at(&c.region));
     let name = &c.name;
     let r = &c.region;
+    if c.kind == "logs-subscription-filter" {
+        return apply_subscription(aws, c).await;
+    }
     if c.kind != "logs-log-group" {
         return Err(anyhow!("logs cannot apply {}", c.kind));
     }
