@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::Message;
+use aws_sdk_sqs::types::{Message, QueueAttributeName as A};
 use tokio::sync::Semaphore;
 
 use super::pipeline::{FileResult, Pipeline};
@@ -43,18 +43,8 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
     let s3 = crate::aws::s3(&base);
     let sink = sink(common, &a.sink, state.as_ref(), Some(&base)).await?;
     if common.dry_run {
-        let attrs = sqs_client
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await
-            .map_err(|e| crate::aws::explain(e, &format!("reading {queue_url}"), "sqs:GetQueueAttributes"))?;
-        let n = attrs
-            .attributes()
-            .and_then(|m| m.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
-            .cloned()
-            .unwrap_or_default();
+        let attrs = queue_attributes(&sqs_client, &queue_url, &[A::ApproximateNumberOfMessages]).await?;
+        let n = attrs.get(&A::ApproximateNumberOfMessages).cloned().unwrap_or_default();
         out.line(format!("ingest --dry-run: {queue_url} holds about {n} messages; nothing was read"));
         return Ok(Exit::Success);
     }
@@ -64,16 +54,7 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
     }
     // With a redrive policy, an unreadable message is made visible again at once so that SQS moves it to the
     // dead-letter queue after maxReceiveCount receives; without one it would come back forever.
-    let attrs = sqs_client
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
-        .send()
-        .await
-        .map_err(|e| crate::aws::explain(e, &format!("reading {queue_url}"), "sqs:GetQueueAttributes"))?;
-    let has_redrive = attrs
-        .attributes()
-        .is_some_and(|m| m.contains_key(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy));
+    let has_redrive = queue_attributes(&sqs_client, &queue_url, &[A::RedrivePolicy]).await?.contains_key(&A::RedrivePolicy);
     if !has_redrive {
         out.note(format!("warning: {queue_url} has no redrive policy: messages that are not notifications will keep coming back (init sets one up)"));
     }
@@ -188,42 +169,29 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
         p.finish().await;
     }
     let secs = started.elapsed().as_secs_f64();
-    if out.json {
-        let g = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed);
-        let mut v = serde_json::json!({"ingest": {
-            "files": g(&stats.files), "skipped_files": g(&stats.skipped_files), "damaged_files": g(&stats.damaged_files),
-            "records": g(&stats.records), "indexed": g(&stats.indexed), "duplicates": g(&stats.duplicates),
-            "quarantined": g(&stats.quarantined), "seconds": (secs * 1000.0).round() / 1000.0,
-            "messages": messages, "ignored_messages": ignored, "dead_letter_messages": garbage,
-            "skipped_reasons": report.skipped,
-            "damaged": report.damaged.iter().map(|(f, r)| serde_json::json!({"file": f, "reason": r})).collect::<Vec<_>>(),
-        }});
-        if g(&stats.quarantined) > 0 {
-            v["ingest"]["quarantine_file"] = quarantine_path.display().to_string().into();
-        }
-        out.json_doc(&v);
-    } else {
-        super::summary("ingest", &stats, &report, secs, &quarantine_path, None, false, out);
-        out.line(format!("  messages {messages} · ignored {ignored} · left for the dead-letter queue {garbage}"));
-    }
+    let extra = [("messages", messages), ("ignored_messages", ignored), ("dead_letter_messages", garbage)];
+    super::summary("ingest", &stats, &report, secs, &quarantine_path, None, false, &extra, out);
     if let Some(f) = fatal {
         anyhow::bail!("{f}\nmessages whose files were not fully loaded were not deleted and will come back");
     }
     Ok(super::exit_for(&stats))
 }
 
-/// No visible and no in-flight messages on the queue.
-async fn queue_is_idle(client: &aws_sdk_sqs::Client, queue: &str) -> anyhow::Result<bool> {
-    use aws_sdk_sqs::types::QueueAttributeName as A;
+async fn queue_attributes(client: &aws_sdk_sqs::Client, queue: &str, names: &[A]) -> anyhow::Result<HashMap<A, String>> {
     let r = client
         .get_queue_attributes()
         .queue_url(queue)
-        .attribute_names(A::ApproximateNumberOfMessages)
-        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .set_attribute_names(Some(names.to_vec()))
         .send()
         .await
         .map_err(|e| crate::aws::explain(e, &format!("reading {queue}"), "sqs:GetQueueAttributes"))?;
-    let n = |k: A| r.attributes().and_then(|m| m.get(&k)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    Ok(r.attributes.unwrap_or_default())
+}
+
+/// No visible and no in-flight messages on the queue.
+async fn queue_is_idle(client: &aws_sdk_sqs::Client, queue: &str) -> anyhow::Result<bool> {
+    let attrs = queue_attributes(client, queue, &[A::ApproximateNumberOfMessages, A::ApproximateNumberOfMessagesNotVisible]).await?;
+    let n = |k: A| attrs.get(&k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     Ok(n(A::ApproximateNumberOfMessages) == 0 && n(A::ApproximateNumberOfMessagesNotVisible) == 0)
 }
 

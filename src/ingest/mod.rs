@@ -416,7 +416,7 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
     }
     pb.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
-    summary("backfill", &stats, &report, secs, &quarantine_path, Some(cp.path()), a.dump_bulk.is_some(), out);
+    summary("backfill", &stats, &report, secs, &quarantine_path, Some(cp.path()), a.dump_bulk.is_some(), &[], out);
     if let Some(f) = fatal {
         anyhow::bail!("{f}\nfiles not fully loaded are not checkpointed: rerun the same command after the fix");
     }
@@ -456,8 +456,19 @@ fn progress_msg(stats: &Stats, started: Instant) -> String {
     format!("{} records · {:.0}/s", output::thousands(r), rate)
 }
 
+/// The closing summary of `backfill` and `ingest` (`extra` adds command-specific fields / lines).
 #[allow(clippy::too_many_arguments)]
-fn summary(kind: &str, stats: &Stats, report: &Report, secs: f64, quarantine: &std::path::Path, checkpoint: Option<&std::path::Path>, dumped: bool, out: &Output) {
+fn summary(
+    kind: &str,
+    stats: &Stats,
+    report: &Report,
+    secs: f64,
+    quarantine: &std::path::Path,
+    checkpoint: Option<&std::path::Path>,
+    dumped: bool,
+    extra: &[(&str, u64)],
+    out: &Output,
+) {
     let g = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed);
     let records = g(&stats.records);
     if out.json {
@@ -487,6 +498,9 @@ fn summary(kind: &str, stats: &Stats, report: &Report, secs: f64, quarantine: &s
         }
         if dumped {
             v["dumped_only"] = true.into();
+        }
+        for (k, n) in extra {
+            v[*k] = (*n).into();
         }
         out.json_doc(&serde_json::json!({ kind: v }));
         return;
@@ -522,6 +536,10 @@ fn summary(kind: &str, stats: &Stats, report: &Report, secs: f64, quarantine: &s
     }
     if dumped {
         out.line("  (bodies written with --dump-bulk; nothing was sent)");
+    }
+    if !extra.is_empty() {
+        let parts: Vec<String> = extra.iter().map(|(k, n)| format!("{} {n}", k.replace('_', " "))).collect();
+        out.line(format!("  {}", parts.join(" · ")));
     }
 }
 
@@ -644,7 +662,7 @@ async fn replay(common: &Common, a: &BackfillArgs, file: &std::path::Path, state
         std::fs::rename(file, &done).with_context(|| format!("renaming {} after replay", file.display()))?;
         out.note(format!("replayed {} → kept as {}", file.display(), done.display()));
     }
-    summary("backfill", &stats, &report, started.elapsed().as_secs_f64(), quarantine.path(), None, false, out);
+    summary("backfill", &stats, &report, started.elapsed().as_secs_f64(), quarantine.path(), None, false, &[], out);
     if let Some(f) = fatal {
         anyhow::bail!("{f}");
     }

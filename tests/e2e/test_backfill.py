@@ -51,6 +51,17 @@ def os_count(base: str, index: str) -> int:
     return r.json()["count"]
 
 
+def wait_until_count(base: str, index: str, target: int, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Poll `_count` until it reaches `target` (the process still running), for killing a run part way."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        requests.post(f"{base}/{index}/_refresh", timeout=30)
+        if requests.get(f"{base}/{index}/_count", timeout=30).json().get("count", 0) >= target:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be stopped part way"
+
+
 def os_all(base: str, index: str):
     """Every document of `index` (pattern) via search_after."""
     requests.post(f"{base}/{index}/_refresh", timeout=60)
@@ -259,14 +270,7 @@ def test_kill_9_then_resume_is_exact(trailsetup_bin, aws_env, opensearch_url, os
     argv += ["--bulk-mib", "0.1", "--bulk-concurrency", "1"]
     for target in sorted(rnd.sample(range(5_000, 50_000), 2)):
         p = subprocess.Popen(argv, env=aws_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and p.poll() is None:
-            r = requests.get(f"{opensearch_url}/{prefix}-*/_count", timeout=30).json()
-            if r.get("count", 0) >= target:
-                break
-            requests.post(f"{opensearch_url}/{prefix}-*/_refresh", timeout=30)
-            time.sleep(0.05)
-        assert p.poll() is None, "the run ended before it could be killed"
+        wait_until_count(opensearch_url, f"{prefix}-*", target, p)
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
     s, _ = backfill(run_cli, ["--source-dir", corpus, "--opensearch-url", opensearch_url, "--index-prefix", prefix,

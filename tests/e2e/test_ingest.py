@@ -7,13 +7,12 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from test_backfill import FIXTURES, backfill, fixture_vectors, os_count, synth
+from test_backfill import FIXTURES, backfill, fixture_vectors, os_count, synth, wait_until_count
 
 BUCKET = "trail-logs"
 
@@ -134,13 +133,7 @@ def test_kill_9_worker_then_restart_exact(run_cli, moto_reset, boto, opensearch_
             opensearch_url, "--index-prefix", prefix, "--visibility-timeout", "3", "--bulk-mib", "0.1",
             "--bulk-concurrency", "1"]
     p = subprocess.Popen(argv, env=aws_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and p.poll() is None:
-        requests.post(f"{opensearch_url}/{prefix}-*/_refresh", timeout=30)
-        if requests.get(f"{opensearch_url}/{prefix}-*/_count", timeout=30).json().get("count", 0) >= 8_000:
-            break
-        time.sleep(0.05)
-    assert p.poll() is None, "the worker finished before it could be killed"
+    wait_until_count(opensearch_url, f"{prefix}-*", 8_000, p)
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
     assert os_count(opensearch_url, f"{prefix}-*") < 30_000
@@ -162,12 +155,7 @@ def test_sigterm_finishes_in_flight_without_loss(run_cli, moto_reset, boto, open
     argv = [str(trailsetup_bin), "ingest", "--output", "json", "--queue-url", q, "--opensearch-url", opensearch_url,
             "--index-prefix", prefix, "--visibility-timeout", "3", "--bulk-mib", "0.1", "--bulk-concurrency", "1"]
     p = subprocess.Popen(argv, env=aws_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and p.poll() is None:
-        requests.post(f"{opensearch_url}/{prefix}-*/_refresh", timeout=30)
-        if requests.get(f"{opensearch_url}/{prefix}-*/_count", timeout=30).json().get("count", 0) >= 3_000:
-            break
-        time.sleep(0.05)
+    wait_until_count(opensearch_url, f"{prefix}-*", 3_000, p)
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=300)
     assert p.returncode in (0, 3), err.decode()[-2000:]
