@@ -180,12 +180,28 @@ impl Ctx {
                 ("IndexArn", json!(index.clone().unwrap_or_default())),
             ]),
         );
-        if index.is_none() {
-            if let Some(st) = p["Statement"].as_array_mut() {
+        if let Some(st) = p["Statement"].as_array_mut() {
+            if index.is_none() {
                 st.retain(|s| s["Sid"] != "IndexDocuments");
+            }
+            // the dead-letter queues are encrypted with the key: sending needs it
+            if let Some(k) = &self.kms_key {
+                st.push(self.kms_statement("EncryptDeadLetters", json!(["kms:GenerateDataKey", "kms:Decrypt"]), k));
             }
         }
         p
+    }
+
+    /// A statement allowing `actions` on the key; an alias is named by condition (an alias ARN cannot be the
+    /// Resource of a kms: data-plane action).
+    fn kms_statement(&self, sid: &str, actions: Value, k: &str) -> Value {
+        let key_arn = self.kms_key_arn(k);
+        match key_arn.split_once(":alias/") {
+            Some((prefix, alias)) => json!({"Sid": sid, "Effect": "Allow", "Action": actions,
+                "Resource": format!("{prefix}:key/*"),
+                "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": format!("alias/{alias}")}}}),
+            None => json!({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": key_arn}),
+        }
     }
 
     // --- policies (policies/*.json, placeholders filled) ---
