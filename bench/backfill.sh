@@ -122,7 +122,7 @@ delete_bench
 
 log "phase 2: sink ceiling (dump the exact _bulk bodies, post them with curl -P $CONC)"
 rm -rf "$WORK/dump-ceil"
-"$BIN" backfill --source-dir "$CORPUS" --dump-bulk "$WORK/dump-ceil" --index-prefix bench-ceil --restart \
+"$BIN" backfill --source-dir "$CORPUS" --dump-bulk "$WORK/dump-ceil" --opensearch-url "$OS" --index-prefix bench-ceil --restart \
   --output json >"$WORK/dump.json"
 install_template bench-ceil
 BODIES="$(find "$WORK/dump-ceil" -type f | wc -l)"
@@ -143,7 +143,7 @@ record_count python "$(count_docs bench-py)"
 delete_bench
 
 log "phase 4: transform only (trailsetup --dump-bulk to /dev/shm)"
-measure transform "$WORK/tr.json" -- "$BIN" backfill --source-dir "$CORPUS" --dump-bulk "$SHM_DUMP" \
+measure transform "$WORK/tr.json" -- "$BIN" backfill --source-dir "$CORPUS" --dump-bulk "$SHM_DUMP" --opensearch-url "$OS" \
   --restart --output json
 rm -rf "$SHM_DUMP"
 

@@ -256,7 +256,7 @@ async fn handle(
             .or_insert_with(|| super::source::S3Source { client: s3.clone(), bucket: bucket.clone(), prefix: String::new() });
         let name = format!("s3://{bucket}/{key}");
         let res = match src.get(&key).await {
-            Ok(bytes) => p.load(name.clone().into(), move || Ok(std::io::Cursor::new(bytes))).await,
+            Ok(bytes) => p.load(name.clone().into(), move || Ok(std::io::Cursor::new(bytes)), None).await,
             Err(e) => {
                 all_ok = false;
                 tracing::warn!("{e:#}");

@@ -371,8 +371,7 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
                     Source::Dir(root) => {
                         let path = root.join(&f.key);
                         tokio::spawn(async move {
-                            let res = p.load(f.key.clone().into(), move || std::fs::File::open(path)).await;
-                            drop(permit);
+                            let res = p.load(f.key.clone().into(), move || std::fs::File::open(path), Some(permit)).await;
                             let _ = tx.send((f.key, res));
                         });
                     }
@@ -380,10 +379,9 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
                         let s3 = s3.clone();
                         tokio::spawn(async move {
                             let res = match s3.get(&f.key).await {
-                                Ok(bytes) => p.load(f.key.clone().into(), move || Ok(std::io::Cursor::new(bytes))).await,
+                                Ok(bytes) => p.load(f.key.clone().into(), move || Ok(std::io::Cursor::new(bytes)), Some(permit)).await,
                                 Err(e) => FileResult::Damaged { records: 0, reason: format!("{e:#}") },
                             };
-                            drop(permit);
                             let _ = tx.send((f.key, res));
                         });
                     }

@@ -209,8 +209,10 @@ impl Pipeline {
     }
 
     /// Load one file: read it on a blocking thread, hand its documents to the sink, and resolve once every
-    /// document is settled. `open` produces the reader (a file, or bytes fetched from S3).
-    pub async fn load<R, F>(&self, name: Arc<str>, open: F) -> FileResult
+    /// document is settled. `open` produces the reader (a file, or bytes fetched from S3). `reading` (a
+    /// concurrency permit) is released as soon as the file is read, so the next file is read while these
+    /// documents are still in flight; memory stays bounded by the chunk channel and the requests in flight.
+    pub async fn load<R, F>(&self, name: Arc<str>, open: F, reading: Option<tokio::sync::OwnedSemaphorePermit>) -> FileResult
     where
         R: Read,
         F: FnOnce() -> std::io::Result<R> + Send + 'static,
@@ -276,6 +278,7 @@ impl Pipeline {
         })
         .await
         .unwrap_or_else(|e| Outcome::Damaged { records: 0, reason: format!("reader crashed: {e}") });
+        drop(reading);
         // The reading token: once released, completion fires when the last document settles.
         track.release();
         let _ = done.await;

@@ -372,42 +372,46 @@ impl Aws {
 /// Build the whole plan. With `aws`, observe each resource (read calls only); without (offline), every
 /// resource is planned as a create.
 pub async fn plan(ctx: &Ctx, aws: Option<&Aws>) -> anyhow::Result<Plan> {
-    let mut changes: Vec<Change> = Vec::new();
-    // 1. global and home-region resources, in dependency order
-    changes.extend(iam::plan(ctx, aws).await?);
-    changes.extend(s3::plan(ctx, aws).await?);
-    changes.extend(sqs::plan(ctx, aws).await?);
-    // the forwarder's dead-letter queue in each forwarder region, observed in parallel
-    let dlqs = futures::future::try_join_all(ctx.forwarder_regions().into_iter().map(|r| async move {
-        sqs::plan_forwarder_dlq(ctx, aws, &r).await
-    }))
-    .await?;
-    changes.extend(dlqs.into_iter().flatten());
-    // 2. per trail region: log group, topic (+ policy, subscription), trail — observed in parallel
+    // Every observation is a read, independent of the others: all run at once (one round trip of latency per
+    // resource chain instead of one per resource), then the changes are laid out in dependency order.
+    // 1. global and home-region resources; the forwarder's dead-letter queue in each forwarder region
+    let dlqs = futures::future::try_join_all(
+        ctx.forwarder_regions().into_iter().map(|r| async move { sqs::plan_forwarder_dlq(ctx, aws, &r).await }),
+    );
+    // 2. per trail region: log group, topic (+ policy, subscription), trail
     let per_region = futures::future::try_join_all(ctx.trail_regions().into_iter().map(|r| async move {
-        let mut v = logs::plan(ctx, aws, &r).await?;
-        v.extend(sns::plan(ctx, aws, &r).await?);
-        v.extend(cloudtrail::plan(ctx, aws, &r).await?);
-        anyhow::Ok(v)
-    }))
-    .await?;
-    for v in per_region {
-        changes.extend(v);
-    }
-    // 3. OpenSearch
-    changes.extend(opensearch::plan(ctx, aws).await?);
-    // 4. per forwarder region: function → permission for CloudWatch Logs → subscription filter (after OpenSearch:
-    //    a new domain's endpoint goes into the function's environment)
-    let endpoint = lambda::opensearch_endpoint(ctx, aws).await?;
-    let forwarders = futures::future::try_join_all(ctx.forwarder_regions().into_iter().map(|r| {
-        let endpoint = endpoint.clone();
-        async move {
-            let mut v = lambda::plan(ctx, aws, &r, &endpoint).await?;
-            v.extend(logs::plan_subscription(ctx, aws, &r).await?);
-            anyhow::Ok(v)
-        }
-    }))
-    .await?;
+        let (l, t, c) = futures::try_join!(logs::plan(ctx, aws, &r), sns::plan(ctx, aws, &r), cloudtrail::plan(ctx, aws, &r))?;
+        anyhow::Ok([l, t, c].concat())
+    }));
+    // 4. per forwarder region: function → permission for CloudWatch Logs → subscription filter (applied after
+    //    OpenSearch: a new domain's endpoint goes into the function's environment)
+    let forwarders = async {
+        let endpoint = lambda::opensearch_endpoint(ctx, aws).await?;
+        futures::future::try_join_all(ctx.forwarder_regions().into_iter().map(|r| {
+            let endpoint = endpoint.clone();
+            async move {
+                let (f, s) = futures::try_join!(lambda::plan(ctx, aws, &r, &endpoint), logs::plan_subscription(ctx, aws, &r))?;
+                anyhow::Ok([f, s].concat())
+            }
+        }))
+        .await
+    };
+    let (iam, s3, sqs, dlqs, per_region, search, forwarders) = futures::try_join!(
+        iam::plan(ctx, aws),
+        s3::plan(ctx, aws),
+        sqs::plan(ctx, aws),
+        dlqs,
+        per_region,
+        opensearch::plan(ctx, aws), // 3.
+        forwarders,
+    )?;
+    let mut changes: Vec<Change> = Vec::new();
+    changes.extend(iam);
+    changes.extend(s3);
+    changes.extend(sqs);
+    changes.extend(dlqs.into_iter().flatten());
+    changes.extend(per_region.into_iter().flatten());
+    changes.extend(search);
     changes.extend(forwarders.into_iter().flatten());
     Ok(Plan::new(changes))
 }
