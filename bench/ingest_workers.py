@@ -43,7 +43,7 @@ def main():
         q = sqs.create_queue(QueueName="bench")["QueueUrl"]
         subprocess.run([BIN, "backfill", "--bucket", "bench-logs", "--enqueue", q, "-q"], env=env, check=True)
         argv = [BIN, "ingest", "--drain", "--output", "json", "--queue-url", q, "--opensearch-url", osurl,
-                "--index-prefix", "bench-ingest", "--concurrency", "4"]
+                "--index-prefix", "bench-ingest"]
         t0 = time.monotonic()
         procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for _ in range(workers)]
         outs = [json.loads(p.communicate()[0])["ingest"] for p in procs]

@@ -205,7 +205,8 @@ pub struct SinkArgs {
     #[arg(long, env = "TRAILSETUP_INDEX_PREFIX")]
     pub index_prefix: Option<String>,
 
-    /// Parallel files in flight [default: 4 per core, at least 8]
+    /// Parallel files being read (backfill) or messages in flight (ingest) [default: 4 per core, at least 8;
+    /// ingest: 32]
     #[arg(long, env = "TRAILSETUP_CONCURRENCY")]
     pub concurrency: Option<usize>,
 

@@ -71,7 +71,10 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
             flag.store(true, Relaxed);
         });
     }
-    let sem = Arc::new(Semaphore::new(sink.concurrency));
+    // Messages in flight: each holds its message until its documents are acknowledged, so more of them than
+    // files in a backfill keep the sink busy; memory stays bounded by the pipeline's chunk channel.
+    let messages_in_flight = a.sink.concurrency.or(common.file.concurrency).unwrap_or(32);
+    let sem = Arc::new(Semaphore::new(messages_in_flight));
     let mut tasks = tokio::task::JoinSet::new();
     let mut report = Report::default();
     let mut empty_polls = 0u32;
