@@ -161,6 +161,9 @@ def test_classic_questions(run_cli, opensearch_url, os_clean):
     assert hits
     for h in hits:
         assert h["_source"]["responseElements"]["ConsoleLogin"] == "Failure"
+    # Insight events are loaded and distinguishable.
+    r = requests.post(f"{opensearch_url}/{prefix}/_count", json={"query": {"term": {"eventCategory": "Insight"}}}, timeout=60).json()
+    assert r["count"] == 5
     # Source IPs are also ip-typed (service names tolerated): a CIDR query works.
     r = requests.post(f"{opensearch_url}/{prefix}/_count", json={"query": {"term": {"sourceIPAddress.ip": "0.0.0.0/0"}}}, timeout=60).json()
     assert r["count"] > 0
