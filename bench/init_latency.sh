@@ -3,7 +3,7 @@
 # for 1 region and for 17 regions (per-region trail mode, so every region is real work), moto reset between
 # runs. Prints both wall times and the ratio; goal: 17 regions <= 2x one region.
 #
-#   bench/init_latency.sh            (env BENCH_DELAY=0.15 seconds per request, BENCH_RUNS=1 per case)
+#   bench/init_latency.sh            (env BENCH_DELAY=0.15 seconds per request, BENCH_RUNS=2 per case, best kept: the first pays moto's first-use costs)
 #
 # Starts its own moto server and proxy on free loopback ports (never touches the shared moto) and stops them
 # by PID at the end. OpenSearch: $TS_OPENSEARCH_URL from .cache/run/env (the index template is installed under
@@ -13,7 +13,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${TS_TRAILSETUP_BIN:-$ROOT/target/release/trailsetup}"
 DELAY="${BENCH_DELAY:-0.15}"
-RUNS="${BENCH_RUNS:-1}"
+RUNS="${BENCH_RUNS:-2}"
 PREFIX="bench-init"
 # 17 regions DescribeRegions (moto and AWS) lists as opt-in-not-required, all in the aws partition
 REGIONS17="us-east-1,us-east-2,us-west-1,us-west-2,ca-central-1,sa-east-1,eu-central-1,eu-north-1,eu-west-1,eu-west-2,eu-west-3,ap-northeast-1,ap-northeast-2,ap-northeast-3,ap-south-1,ap-southeast-1,ap-southeast-2"
@@ -55,6 +55,7 @@ run_case() { # regions -> prints wall seconds of the best of RUNS
   local regions="$1" best="" t
   for _ in $(seq "$RUNS"); do
     curl -sf -o /dev/null -X POST "$MOTO_URL/moto-api/reset" || die "moto reset failed"
+    curl -s -o /dev/null -X DELETE "$TS_OPENSEARCH_URL/_index_template/$PREFIX-trailsetup" || true
     local start end
     start=$(date +%s.%N)
     env -i PATH="$PATH" HOME="$WORK/home" XDG_STATE_HOME="$WORK/state" \

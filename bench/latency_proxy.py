@@ -75,7 +75,10 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=0)
     a = ap.parse_args()
     up = urllib.parse.urlsplit(a.upstream)
-    srv = ThreadingHTTPServer(("127.0.0.1", a.port), make_handler(up, a.delay))
+    # a deep listen backlog: the default (5) drops SYNs under a burst of parallel calls, and the client's
+    # retransmit after 1 s would be measured instead of the latency
+    server_cls = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 512})
+    srv = server_cls(("127.0.0.1", a.port), make_handler(up, a.delay))
     srv.daemon_threads = True
     print(f"PORT {srv.server_address[1]}", flush=True)
     try:
