@@ -194,7 +194,10 @@ impl Pipeline {
         let fatal = Arc::new(Mutex::new(None));
         let stop = Arc::new(AtomicBool::new(false));
         let chunk_bytes = (opts.bulk_bytes / 4).clamp(64 * 1024, 1024 * 1024);
-        let sink = Arc::new(Sink { client, opts, stats: stats.clone(), quarantine: quarantine.clone(), fatal: fatal.clone(), stop: stop.clone(), seq: AtomicU64::new(0) });
+        // POST /<prefix>/_bulk: every item names its index; the path keeps IAM policies scoped to `<prefix>*`
+        // (es:ESHttpPost on domain/<d>/<prefix>*) valid, where a bare /_bulk would be refused.
+        let bulk_path = format!("{}/_bulk", rules.prefix);
+        let sink = Arc::new(Sink { client, opts, bulk_path, stats: stats.clone(), quarantine: quarantine.clone(), fatal: fatal.clone(), stop: stop.clone(), seq: AtomicU64::new(0) });
         let coalescer = tokio::spawn(coalesce(chunk_rx, sink));
         Pipeline { stats, rules, filter, chunk_tx, quarantine, fatal, stop, coalescer, chunk_bytes }
     }
@@ -365,6 +368,7 @@ impl<R: Read> Read for CountingReader<'_, R> {
 struct Sink {
     client: Client,
     opts: SinkOptions,
+    bulk_path: String,
     stats: Arc<Stats>,
     quarantine: Arc<Quarantine>,
     fatal: Arc<Mutex<Option<String>>>,
@@ -529,7 +533,7 @@ impl Sink {
             batch.body.clone()
         };
         self.stats.bulk_requests.fetch_add(1, Relaxed);
-        let resp = match self.client.send(Method::POST, "_bulk", body, "application/x-ndjson", self.opts.gzip).await {
+        let resp = match self.client.send(Method::POST, &self.bulk_path, body, "application/x-ndjson", self.opts.gzip).await {
             Ok(r) => r,
             Err(e) => return (all(), None, format!("request failed: {e:#}")),
         };

@@ -113,9 +113,10 @@ class Sink:
             headers = dict(req.headers.items())
         return headers
 
-    def bulk(self, body: bytes) -> tuple[int, dict, bytes]:
-        """POST /_bulk; returns (status, headers, body). Network errors are status 0."""
-        url = self.url + "/_bulk"
+    def bulk(self, body: bytes, prefix: str) -> tuple[int, dict, bytes]:
+        """POST /<prefix>/_bulk (every item names its own index; the path keeps IAM policies scoped to
+        `<prefix>*` valid); returns (status, headers, body). Network errors are status 0."""
+        url = self.url + "/" + prefix + "/_bulk"
         req = urllib.request.Request(url, data=body, method="POST", headers=self._headers("POST", url, body))
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
@@ -223,7 +224,7 @@ class Forwarder:
                 self._sleep(attempt - 1, retry_after)
             retry_after = None
             body = b"".join(d.action() + b"\n" + d.body + b"\n" for d in pending)
-            status, headers, resp = self.sink.bulk(body)
+            status, headers, resp = self.sink.bulk(body, self.prefix)
             if status == 0 or status == 429 or status >= 500:
                 retry_after = _retry_after(headers)
                 last_reason = f"HTTP {status}: {resp[:300]!r}"
