@@ -214,7 +214,7 @@ pub struct SinkArgs {
     #[arg(long, env = "TRAILSETUP_BULK_CONCURRENCY")]
     pub bulk_concurrency: Option<usize>,
 
-    /// Target size of one `_bulk` request body, in MiB before compression [default: 5]
+    /// Target size of one `_bulk` request body, in MiB before compression [default: 2]
     #[arg(long, env = "TRAILSETUP_BULK_MIB")]
     pub bulk_mib: Option<f64>,
 

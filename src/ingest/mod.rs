@@ -149,7 +149,7 @@ pub async fn sink(common: &Common, a: &SinkArgs, state: Option<&State>, aws: Opt
     if concurrency == 0 {
         return Err(usage("--concurrency must be at least 1"));
     }
-    let bulk_mib = a.bulk_mib.unwrap_or(5.0);
+    let bulk_mib = a.bulk_mib.unwrap_or(2.0);
     if !(0.01..=100.0).contains(&bulk_mib) {
         return Err(usage("--bulk-mib must be between 0.01 and 100"));
     }

@@ -124,7 +124,7 @@ impl Client {
     }
 
     /// Send one request; `gzip` says the body is already gzip-compressed.
-    pub async fn send(&self, method: Method, path: &str, body: Vec<u8>, content_type: &str, gzip: bool) -> anyhow::Result<Response> {
+    pub async fn send(&self, method: Method, path: &str, body: bytes::Bytes, content_type: &str, gzip: bool) -> anyhow::Result<Response> {
         let url = self.base.join(path.trim_start_matches('/')).context("building request URL")?;
         let mut headers = http::HeaderMap::new();
         headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_str(content_type)?);
@@ -153,10 +153,10 @@ impl Client {
     /// A control request (ping, template): transient failures (connection, 429, 5xx) are retried a few
     /// times with capped backoff before the last answer is returned.
     pub async fn json(&self, method: Method, path: &str, body: Option<&serde_json::Value>) -> anyhow::Result<Response> {
-        let bytes = match body {
+        let bytes = bytes::Bytes::from(match body {
             Some(v) => serde_json::to_vec(v)?,
             None => Vec::new(),
-        };
+        });
         let mut attempt = 0u32;
         loop {
             let r = self.send(method.clone(), path, bytes.clone(), "application/json", false).await;

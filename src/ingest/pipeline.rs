@@ -125,6 +125,18 @@ struct DocRef {
     end: usize,
 }
 
+/// A request body being sent: shared, so retries and the HTTP client need no copy.
+struct Batch {
+    body: bytes::Bytes,
+    docs: Vec<DocRef>,
+}
+
+impl From<Chunk> for Batch {
+    fn from(c: Chunk) -> Batch {
+        Batch { body: bytes::Bytes::from(c.body), docs: c.docs }
+    }
+}
+
 /// A run of documents in `_bulk` form.
 #[derive(Default)]
 struct Chunk {
@@ -190,7 +202,7 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn start(client: Client, rules: DocRules, filter: TimeFilter, opts: SinkOptions, quarantine: Arc<Quarantine>) -> Pipeline {
         let stats = Arc::new(Stats::default());
-        let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(16);
+        let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(8);
         let fatal = Arc::new(Mutex::new(None));
         let stop = Arc::new(AtomicBool::new(false));
         let chunk_bytes = (opts.bulk_bytes / 4).clamp(64 * 1024, 1024 * 1024);
@@ -427,7 +439,8 @@ impl Sink {
     }
 
     /// Send a batch until every document in it is settled.
-    async fn deliver(&self, mut batch: Chunk) {
+    async fn deliver(&self, batch: Chunk) {
+        let mut batch = Batch::from(batch);
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
@@ -459,7 +472,7 @@ impl Sink {
                 next.body.extend_from_slice(&batch.body[d.start..d.end]);
                 next.docs.push(DocRef { file: d.file.clone(), start, end: next.body.len() });
             }
-            batch = next;
+            batch = Batch::from(next);
             self.stats.retries.fetch_add(1, Relaxed);
             let fatal = self.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone();
             if started.elapsed() > self.opts.retry_deadline || fatal.is_some() {
@@ -507,7 +520,7 @@ impl Sink {
 
     /// One `_bulk` round trip. Returns the positions to retry (None when all are settled), a server hint for
     /// the delay, and a description of the failure.
-    async fn attempt(&self, batch: &Chunk) -> (Option<Vec<usize>>, Option<Duration>, String) {
+    async fn attempt(&self, batch: &Batch) -> (Option<Vec<usize>>, Option<Duration>, String) {
         let all = || Some((0..batch.docs.len()).collect::<Vec<_>>());
         if let Some(dir) = &self.opts.dump_dir {
             let n = self.seq.fetch_add(1, Relaxed);
@@ -526,7 +539,7 @@ impl Sink {
             let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(batch.body.len() / 6), flate2::Compression::fast());
             let _ = e.write_all(&batch.body);
             match e.finish() {
-                Ok(b) => b,
+                Ok(b) => bytes::Bytes::from(b),
                 Err(e) => return (all(), None, format!("gzip: {e}")),
             }
         } else {
