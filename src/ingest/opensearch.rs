@@ -103,6 +103,9 @@ impl Client {
             let pem = std::fs::read(p).with_context(|| format!("reading --ca-bundle {}", p.display()))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| crate::error::usage(format!("--ca-bundle {}: not a PEM bundle ({e})", p.display())))?;
+            if certs.is_empty() {
+                return Err(crate::error::usage(format!("--ca-bundle {}: no PEM certificate in it", p.display())));
+            }
             for c in certs {
                 b = b.add_root_certificate(c);
             }
@@ -256,6 +259,36 @@ async fn sign(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sigv4_signs_with_service_region_and_payload_hash() {
+        use sha2::Digest;
+        let creds = aws_credential_types::Credentials::new("AKIDEXAMPLE", "secret", Some("tok".into()), None, "test");
+        let provider = SharedCredentialsProvider::new(creds);
+        let url = url::Url::parse("https://abc.eu-west-1.aoss.amazonaws.com/cloudtrail/_bulk").unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/x-ndjson"));
+        sign(&mut headers, &Method::POST, &url, b"{}\n", "aoss", "eu-west-1", &provider).await.unwrap();
+        let auth = headers["authorization"].to_str().unwrap();
+        assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"), "{auth}");
+        assert!(auth.contains("/eu-west-1/aoss/aws4_request"), "{auth}");
+        assert!(auth.contains("SignedHeaders=") && auth.contains("host"), "{auth}");
+        assert_eq!(headers["x-amz-content-sha256"].to_str().unwrap(), hex::encode(sha2::Sha256::digest(b"{}\n")));
+        assert_eq!(headers["x-amz-security-token"].to_str().unwrap(), "tok");
+        assert!(headers.contains_key("x-amz-date"));
+    }
+
+    #[test]
+    fn bad_ca_bundle_is_a_usage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ca.pem");
+        std::fs::write(&p, b"not a certificate").unwrap();
+        let e = Client::new("https://localhost:9200", Auth::None, Some(&p), Duration::from_secs(1)).err().unwrap();
+        assert_eq!(crate::error::exit_for(&e), crate::error::Exit::Usage);
+        assert!(e.to_string().contains("--ca-bundle"), "{e:#}");
+    }
+
     #[test]
     fn host_hints() {
         assert_eq!(super::aws_host_hint("search-d-abc.us-east-1.es.amazonaws.com"), Some(("es", "us-east-1".into())));

@@ -266,3 +266,31 @@ def test_rejects_without_dlq_are_logged_to_stdout(fw_env, opensearch_url, fixtur
     assert s["rejected"] == len(lines) >= 1
     m = json.loads(lines[0][len(forwarder.REJECT_PREFIX) + 1:])
     assert m["id"] == target.id and m["index"] == target.index and m["document"] == target.document()
+
+
+# --- 4. the forwarder and backfill build the same documents ----------------------------------------
+
+def test_forwarder_then_backfill_adds_nothing_and_the_other_way_round(fw_env, opensearch_url, fixture_texts, run_cli, monkeypatch):
+    from test_backfill import FIXTURES
+
+    def backfill_json(prefix: str) -> dict:
+        rc, out, err = run_cli(["backfill", "--output", "json", "--source-dir", str(FIXTURES), "--opensearch-url",
+                                opensearch_url, "--index-prefix", prefix, "--restart"])
+        assert rc == 0, err[-2000:]
+        return json.loads(out)["backfill"]
+
+    prefix = fw_env
+    unique = expected_unique(fixture_texts, prefix)
+    s = run(fixture_texts)
+    assert s["indexed"] == unique and s["rejected"] == 0
+    b = backfill_json(prefix)
+    assert b["records"] == 1505 and b["indexed"] == 0 and b["duplicates"] == 1505
+    assert count(opensearch_url, prefix) == unique
+
+    other = prefix + "-b"
+    b = backfill_json(other)
+    assert b["indexed"] == expected_unique(fixture_texts, other)
+    monkeypatch.setenv("INDEX_PREFIX", other)
+    s = run(fixture_texts)
+    assert s["indexed"] == 0 and s["duplicates"] == 1505
+    assert count(opensearch_url, other) == b["indexed"]
