@@ -247,7 +247,6 @@ impl Pipeline {
                 Err(e) => return Outcome::Damaged { records: 0, reason: format!("cannot open: {e}") },
             };
             let mut chunk = Chunk::default();
-            let mut counted = 0u64;
             let o = decode::read_log(CountingReader(reader, &stats.bytes_read), |rec| {
                 if stop.load(Relaxed) {
                     return Flow::Stop;
@@ -258,7 +257,6 @@ impl Pipeline {
                 });
                 match r {
                     Ok(d) if filter.admits(d.time.as_ref()) => {
-                        counted += 1;
                         stats.records.fetch_add(1, Relaxed);
                         t2.add();
                         chunk.docs.push(DocRef { file: t2.clone(), start, end: chunk.body.len() });
@@ -269,7 +267,6 @@ impl Pipeline {
                     }
                     Err(reason) => {
                         chunk.body.truncate(start);
-                        counted += 1;
                         stats.records.fetch_add(1, Relaxed);
                         if let Err(e) = quarantine.record(&t2.name, &reason, rec) {
                             tracing::error!("writing quarantine: {e:#}");
@@ -288,7 +285,6 @@ impl Pipeline {
             if !chunk.docs.is_empty() {
                 let _ = tx.blocking_send(chunk);
             }
-            let _ = counted;
             o
         })
         .await

@@ -250,7 +250,8 @@ impl Ctx {
         render(
             OPENSEARCH_POLICY,
             &self.vars(&[
-                ("Principals", json!([self.caller_arn.clone()])),
+                // The caller (IAM master user) and the forwarder, which writes documents; nobody else.
+                ("Principals", json!([self.caller_arn.clone(), self.forwarder_role_arn()])),
                 ("Domain", json!(domain)),
                 ("Region", json!(self.home)),
             ]),
