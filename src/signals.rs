@@ -14,6 +14,15 @@ pub async fn wait() {
             _ = term.recv() => {},
         }
         tracing::warn!("signal received: finishing what is in flight, then stopping (again to force)");
+        // A second signal stops at once: nothing unacknowledged was checkpointed, so a rerun still resumes.
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+            eprintln!("error: stopped by a second signal; completed files are checkpointed, rerun to resume");
+            std::process::exit(1);
+        });
     }
     #[cfg(not(unix))]
     {

@@ -339,7 +339,7 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
                 }
                 pb.set_message(progress_msg(&stats, started));
             }
-            f = file_rx.recv(), if !listing_done && !interrupted.load(Relaxed) => {
+            f = file_rx.recv(), if !listing_done && !stopping(&interrupted, &pipeline) => {
                 let Some(f) = f else {
                     listing_done = true;
                     if in_flight == 0 { break; }
@@ -391,10 +391,12 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
                 if in_flight == 0 { break; }
             }
         }
-        if (listing_done || interrupted.load(Relaxed)) && in_flight == 0 {
+        if (listing_done || stopping(&interrupted, &pipeline)) && in_flight == 0 {
             break;
         }
     }
+    // The lister may be waiting to hand over more files: closing the channel lets it finish.
+    drop(file_rx);
     if let Err(e) = lister.await.context("listing task")? {
         // A listing failure after some files were loaded: keep what was done, then fail.
         if use_checkpoint {
@@ -422,6 +424,11 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
         anyhow::bail!("interrupted: completed files are checkpointed; rerun the same command to resume");
     }
     Ok(exit_for(&stats))
+}
+
+/// A signal arrived, or the sink failed for good: read no more files.
+fn stopping(interrupted: &std::sync::atomic::AtomicBool, pipeline: &Pipeline) -> bool {
+    interrupted.load(Relaxed) || pipeline.fatal().is_some()
 }
 
 fn exit_for(stats: &Stats) -> Exit {
