@@ -143,33 +143,40 @@ pub async fn plan(ctx: &Ctx, aws: Option<&Aws>) -> anyhow::Result<Vec<Change>> {
     ])
 }
 
+/// Create the role of `c` when the plan says so (an existing one is fine), then set its trust policy.
+async fn ensure_role(ctx: &Ctx, iam: &aws_sdk_iam::Client, c: &Change, description: &str) -> anyhow::Result<()> {
+    let name = &c.name;
+    let trust = c.details["assume_role_policy"].to_string();
+    if c.action == Action::Create {
+        match iam
+            .create_role()
+            .role_name(name)
+            .assume_role_policy_document(&trust)
+            .description(description)
+            .tags(tag(ctx)?)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if code(&e).as_deref() == Some("EntityAlreadyExists") => {}
+            Err(e) => return Err(explain(e, &format!("creating role {name}"), "iam:CreateRole")),
+        }
+    }
+    iam.update_assume_role_policy()
+        .role_name(name)
+        .policy_document(&trust)
+        .send()
+        .await
+        .map_err(|e| explain(e, &format!("setting the trust policy of role {name}"), "iam:UpdateAssumeRolePolicy"))?;
+    Ok(())
+}
+
 pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
     let iam = client(ctx, aws);
     let name = &c.name;
     match c.kind.as_str() {
         "iam-role" if *name == ctx.forwarder_name() => {
-            let trust = c.details["assume_role_policy"].to_string();
-            if c.action == Action::Create {
-                match iam
-                    .create_role()
-                    .role_name(name)
-                    .assume_role_policy_document(&trust)
-                    .description("The CloudWatch Logs -> OpenSearch forwarder Lambda (trailsetup)")
-                    .tags(tag(ctx)?)
-                    .send()
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) if code(&e).as_deref() == Some("EntityAlreadyExists") => {}
-                    Err(e) => return Err(explain(e, &format!("creating role {name}"), "iam:CreateRole")),
-                }
-            }
-            iam.update_assume_role_policy()
-                .role_name(name)
-                .policy_document(&trust)
-                .send()
-                .await
-                .map_err(|e| explain(e, &format!("setting the trust policy of role {name}"), "iam:UpdateAssumeRolePolicy"))?;
+            ensure_role(ctx, &iam, c, "The CloudWatch Logs -> OpenSearch forwarder Lambda (trailsetup)").await?;
             for arn in c.details["attached_policies"].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
                 iam.attach_role_policy()
                     .role_name(name)
@@ -186,28 +193,7 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
                 .map_err(|e| explain(e, &format!("tagging role {name}"), "iam:TagRole"))?;
         }
         "iam-role" => {
-            let trust = c.details["assume_role_policy"].to_string();
-            if c.action == Action::Create {
-                match iam
-                    .create_role()
-                    .role_name(name)
-                    .assume_role_policy_document(&trust)
-                    .description("CloudTrail writes the trail's events to CloudWatch Logs (trailsetup)")
-                    .tags(tag(ctx)?)
-                    .send()
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) if code(&e).as_deref() == Some("EntityAlreadyExists") => {}
-                    Err(e) => return Err(explain(e, &format!("creating role {name}"), "iam:CreateRole")),
-                }
-            }
-            iam.update_assume_role_policy()
-                .role_name(name)
-                .policy_document(&trust)
-                .send()
-                .await
-                .map_err(|e| explain(e, &format!("setting the trust policy of role {name}"), "iam:UpdateAssumeRolePolicy"))?;
+            ensure_role(ctx, &iam, c, "CloudTrail writes the trail's events to CloudWatch Logs (trailsetup)").await?;
             iam.put_role_policy()
                 .role_name(name)
                 .policy_name(INLINE_NAME)
