@@ -143,7 +143,7 @@ pub async fn plan(ctx: &Ctx, aws: Option<&Aws>) -> anyhow::Result<Vec<Change>> {
     ])
 }
 
-/// Create the role of `c` when the plan says so (an existing one is fine), then set its trust policy.
+/// Create the role of `c` when the plan says so (an existing one is fine), then set its trust policy and tag.
 async fn ensure_role(ctx: &Ctx, iam: &aws_sdk_iam::Client, c: &Change, description: &str) -> anyhow::Result<()> {
     let name = &c.name;
     let trust = c.details["assume_role_policy"].to_string();
@@ -168,6 +168,12 @@ async fn ensure_role(ctx: &Ctx, iam: &aws_sdk_iam::Client, c: &Change, descripti
         .send()
         .await
         .map_err(|e| explain(e, &format!("setting the trust policy of role {name}"), "iam:UpdateAssumeRolePolicy"))?;
+    iam.tag_role()
+        .role_name(name)
+        .tags(tag(ctx)?)
+        .send()
+        .await
+        .map_err(|e| explain(e, &format!("tagging role {name}"), "iam:TagRole"))?;
     Ok(())
 }
 
@@ -185,12 +191,6 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
                     .await
                     .map_err(|e| explain(e, &format!("attaching {arn} to role {name}"), "iam:AttachRolePolicy"))?;
             }
-            iam.tag_role()
-                .role_name(name)
-                .tags(tag(ctx)?)
-                .send()
-                .await
-                .map_err(|e| explain(e, &format!("tagging role {name}"), "iam:TagRole"))?;
         }
         "iam-role" => {
             ensure_role(ctx, &iam, c, "CloudTrail writes the trail's events to CloudWatch Logs (trailsetup)").await?;
@@ -201,12 +201,6 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
                 .send()
                 .await
                 .map_err(|e| explain(e, &format!("setting the permissions of role {name}"), "iam:PutRolePolicy"))?;
-            iam.tag_role()
-                .role_name(name)
-                .tags(tag(ctx)?)
-                .send()
-                .await
-                .map_err(|e| explain(e, &format!("tagging role {name}"), "iam:TagRole"))?;
         }
         "iam-policy" => {
             let doc = c.details["policy"].to_string();
