@@ -1,4 +1,5 @@
-//! Walk the plan: dependencies by stage (IAM, S3 and SQS first — IAM, S3 and one SQS chain per region in parallel;
+//! Walk the plan: dependencies by stage (key policies first, alone, so that a key whose policy cannot be changed
+//! stops the run before anything else changes; then IAM, S3 and SQS — IAM, S3 and one SQS chain per region in parallel;
 //! then each trail region in parallel: log group → topic → topic policy → subscription → trail; then OpenSearch;
 //! then each forwarder region in parallel: function → permission → subscription filter). A no-op is skipped.
 //! A failure names the resource; AWS's code and message and the permission to grant come from `aws::explain`.
@@ -7,6 +8,7 @@ use anyhow::Context as _;
 use futures::future::try_join_all;
 
 use crate::plan::{Action, Change, Plan};
+use crate::resources::opensearch::domain_client;
 use crate::resources::{self, Aws, Ctx};
 
 /// What apply learned that the plan could not know (a new domain's endpoint).
@@ -19,18 +21,19 @@ pub struct Applied {
 /// (stage, chain key): changes with the same key run in plan order; chains of one stage run in parallel.
 fn stage(c: &Change) -> (u8, String) {
     match c.kind.as_str() {
-        k if k.starts_with("iam-") => (0, "iam".into()),
-        k if k.starts_with("s3-") => (0, "s3".into()),
-        k if k.starts_with("sqs-") => (0, format!("sqs/{}", c.region)),
-        k if k.starts_with("opensearch-") => (2, "opensearch".into()),
-        k if k.starts_with("lambda-") || k == "logs-subscription-filter" => (3, c.region.clone()),
-        _ => (1, c.region.clone()),
+        "kms-key-policy" => (0, format!("kms/{}", c.name)),
+        k if k.starts_with("iam-") => (1, "iam".into()),
+        k if k.starts_with("s3-") => (1, "s3".into()),
+        k if k.starts_with("sqs-") => (1, format!("sqs/{}", c.region)),
+        k if k.starts_with("opensearch-") => (3, "opensearch".into()),
+        k if k.starts_with("lambda-") || k == "logs-subscription-filter" => (4, c.region.clone()),
+        _ => (2, c.region.clone()),
     }
 }
 
 /// Changes grouped into stages; each stage a list of chains that may run in parallel.
 pub fn schedule(plan: &Plan) -> Vec<Vec<Vec<&Change>>> {
-    let mut stages: Vec<Vec<(String, Vec<&Change>)>> = vec![Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    let mut stages: Vec<Vec<(String, Vec<&Change>)>> = vec![Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     for c in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
         let (s, key) = stage(c);
         let chains = &mut stages[s as usize];
@@ -50,6 +53,7 @@ async fn apply_one(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<Option<St
         k if k.starts_with("sqs-") => resources::sqs::apply(ctx, aws, c).await.map(|_| None),
         k if k.starts_with("sns-") => resources::sns::apply(ctx, aws, c).await.map(|_| None),
         k if k.starts_with("logs-") => resources::logs::apply(ctx, aws, c).await.map(|_| None),
+        "kms-key-policy" => resources::kms::apply(aws, c).await.map(|_| None),
         "cloudtrail-trail" => resources::cloudtrail::apply(ctx, aws, c).await.map(|_| None),
         k if k.starts_with("lambda-") => resources::lambda::apply(ctx, aws, c).await.map(|_| None),
         k if k.starts_with("opensearch-") => resources::opensearch::apply(ctx, aws, c).await,
@@ -69,7 +73,7 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, plan: &Plan, note: impl Fn(&str) + Sync
                 let mut endpoint: Option<String> = None;
                 let mut aws = aws;
                 for c in &chain {
-                    if c.kind == "opensearch-index-template" && aws.search.is_none() {
+                    if c.kind != "opensearch-domain" && c.kind.starts_with("opensearch-") && aws.search.is_none() {
                         if let Some(ep) = endpoint.as_deref() {
                             aws.search = Some(domain_client(&aws, ep, &ctx.home)?);
                         }
@@ -96,20 +100,6 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, plan: &Plan, note: impl Fn(&str) + Sync
         }
     }
     Ok(out)
-}
-
-/// A SigV4 client for a domain endpoint.
-pub fn domain_client(aws: &Aws, endpoint: &str, region: &str) -> anyhow::Result<crate::ingest::opensearch::Client> {
-    let credentials = aws
-        .cfg
-        .credentials_provider()
-        .ok_or_else(|| anyhow::anyhow!("no AWS credentials to sign OpenSearch requests with"))?;
-    crate::ingest::opensearch::Client::new(
-        endpoint,
-        crate::ingest::opensearch::Auth::SigV4 { service: "es".into(), region: region.into(), credentials },
-        None,
-        std::time::Duration::from_secs(60),
-    )
 }
 
 #[cfg(test)]

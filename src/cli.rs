@@ -151,6 +151,20 @@ pub struct InitArgs {
     #[arg(long, env = "TRAILSETUP_INDEX_PREFIX")]
     pub index_prefix: Option<String>,
 
+    /// IAM user or role ARN to make the domain's master user [default: the caller; an assumed-role session
+    /// becomes its role]
+    #[arg(long, env = "TRAILSETUP_MASTER_USER_ARN", value_name = "ARN")]
+    pub master_user_arn: Option<String>,
+
+    /// IAM role(s) your ingest workers run as (comma list): mapped in the domain's fine-grained access control and
+    /// admitted by its access policy, beside the forwarder's role
+    #[arg(long, env = "TRAILSETUP_INGEST_ROLE", value_name = "ARN[,ARN]")]
+    pub ingest_role: Option<String>,
+
+    /// Do not read or change the KMS key policy: its owner has added the statements `--dry-run -v` shows
+    #[arg(long, env = "TRAILSETUP_NO_KMS_KEY_POLICY", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_kms_key_policy: bool,
+
     /// After apply, load the logs already in the bucket
     #[arg(long, overrides_with = "no_backfill")]
     pub backfill: bool,
@@ -176,6 +190,9 @@ impl InitArgs {
             opensearch_auth: self.opensearch_auth.or(other.opensearch_auth),
             account: self.account.or(other.account),
             index_prefix: self.index_prefix.or(other.index_prefix),
+            master_user_arn: self.master_user_arn.or(other.master_user_arn),
+            ingest_role: self.ingest_role.or(other.ingest_role),
+            no_kms_key_policy: self.no_kms_key_policy || other.no_kms_key_policy,
             backfill: self.backfill || other.backfill,
             no_backfill: self.no_backfill || other.no_backfill,
         }
@@ -196,6 +213,10 @@ pub struct SinkArgs {
     /// SigV4 service name: `es` for domains, `aoss` for serverless collections [default: from the host name]
     #[arg(long, env = "TRAILSETUP_SIGV4_SERVICE", value_name = "es|aoss")]
     pub sigv4_service: Option<String>,
+
+    /// SigV4 region: the domain's region [default: from the host name, else init's state, else --region]
+    #[arg(long, env = "TRAILSETUP_SIGV4_REGION", value_name = "REGION")]
+    pub sigv4_region: Option<String>,
 
     /// PEM bundle of extra CA certificates to trust for the OpenSearch endpoint
     #[arg(long, env = "TRAILSETUP_CA_BUNDLE", value_name = "FILE")]

@@ -46,4 +46,5 @@ pub mod init;
 pub mod apply;
 pub mod plan;
 pub mod resources;
+pub mod rules;
 pub mod wizard;

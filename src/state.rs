@@ -22,6 +22,13 @@ pub struct State {
     pub opensearch_url: Option<String>,
     pub opensearch_auth: Option<crate::cli::OpenSearchAuth>,
     pub index_prefix: Option<String>,
+    /// the region SigV4 signs for (the domain's), when it is not in the endpoint's host name
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opensearch_region: Option<String>,
+    /// false when the endpoint did not answer from the machine that ran init (a VPC-only domain): the index
+    /// template is then installed by `backfill`/`ingest`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opensearch_reachable: Option<bool>,
     /// kind/name → ARN (or URL) of everything created or adopted
     pub resources: BTreeMap<String, String>,
 }

@@ -117,8 +117,13 @@ pub async fn sink(common: &Common, a: &SinkArgs, state: Option<&State>, aws: Opt
                 Some(c) => c.clone(),
                 None => crate::aws::sdk_config(common).await,
             };
-            let region = hint
-                .map(|h| h.1)
+            // the domain's region: SigV4 scoped to another region is refused
+            let region = a
+                .sigv4_region
+                .clone()
+                .or_else(|| common.file.sigv4_region.clone())
+                .or_else(|| hint.map(|h| h.1))
+                .or_else(|| state.and_then(|s| s.opensearch_region.clone()))
                 .or_else(|| cfg.region().map(|r| r.to_string()))
                 .ok_or_else(|| usage("SigV4 needs a region: pass --region or set AWS_REGION"))?;
             let credentials = cfg

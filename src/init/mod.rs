@@ -103,23 +103,27 @@ async fn identity(cfg: &aws_config::SdkConfig) -> anyhow::Result<(String, String
     Ok((account, partition, arn))
 }
 
-/// Regions enabled for the account (opt-in status respected), in the caller's partition only.
-async fn enabled_regions(cfg: &aws_config::SdkConfig, partition: &str) -> anyhow::Result<Vec<String>> {
+/// Regions enabled for the account (opt-in status respected), in the caller's partition only; and which of them
+/// are opt-in regions (status `opted-in`).
+async fn enabled_regions(cfg: &aws_config::SdkConfig, partition: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     let r = aws_sdk_ec2::Client::new(cfg)
         .describe_regions()
         .all_regions(true)
         .send()
         .await
         .map_err(|e| crate::aws::explain(e, "listing the account's regions (EC2 DescribeRegions)", "ec2:DescribeRegions"))?;
+    let ours = |x: &&aws_sdk_ec2::types::Region| x.region_name().is_some_and(|n| partition_of_region(n) == partition);
     let mut v: Vec<String> = r
         .regions()
         .iter()
+        .filter(ours)
         .filter(|x| matches!(x.opt_in_status(), Some("opt-in-not-required") | Some("opted-in")))
         .filter_map(|x| x.region_name().map(String::from))
-        .filter(|n| partition_of_region(n) == partition)
         .collect();
     v.sort();
-    Ok(v)
+    let opted: Vec<String> =
+        r.regions().iter().filter(ours).filter(|x| x.opt_in_status() == Some("opted-in")).filter_map(|x| x.region_name().map(String::from)).collect();
+    Ok((v, opted))
 }
 
 fn home_region(common: &Common) -> Option<String> {
@@ -156,7 +160,7 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
 
     // --- preflight (read-only) ---
     let mut placeholders = Vec::new();
-    let (cfg, account, partition, caller, enabled, home) = if common.offline {
+    let (cfg, account, partition, caller, enabled, opted_in, home) = if common.offline {
         let home = home_region(common).unwrap_or_else(|| {
             placeholders.push("home_region".to_string());
             "us-east-1".into()
@@ -171,7 +175,8 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         let partition = partition_of_region(&home).to_string();
         let caller = format!("arn:{partition}:iam::{account}:role/<caller>");
         placeholders.push("caller".to_string());
-        (None, account, partition, caller, Vec::new(), home)
+        let opted: Vec<String> = resources::OPT_IN_REGIONS.iter().map(|r| r.to_string()).collect();
+        (None, account, partition, caller, Vec::new(), opted, home)
     } else {
         let cfg = crate::aws::sdk_config(common).await;
         let home = cfg
@@ -186,8 +191,8 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
                 )));
             }
         }
-        let enabled = enabled_regions(&cfg, &partition).await?;
-        (Some(cfg), account, partition, caller, enabled, home)
+        let (enabled, opted) = enabled_regions(&cfg, &partition).await?;
+        (Some(cfg), account, partition, caller, enabled, opted, home)
     };
     if !common.offline && !enabled.contains(&home) {
         return Err(usage(format!(
@@ -234,20 +239,46 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         (None, Some(dn)) => OpenSearchTarget::Domain(dn.clone()),
         (None, None) => OpenSearchTarget::Domain(stack.clone()),
     };
-    let ctx = Ctx {
+    let master = a.master_user_arn.clone().or_else(|| common.file.master_user_arn.clone());
+    if let Some(m) = &master {
+        if resources::iam::parse_caller(m) != resources::iam::CallerKind::Principal || !m.contains(":iam::") {
+            return Err(usage(format!(
+                "--master-user-arn {m}: expected an IAM user or role ARN (arn:{partition}:iam::<account>:role/<path/name>); \
+                 env TRAILSETUP_MASTER_USER_ARN, config key master_user_arn"
+            )));
+        }
+    }
+    let ingest_roles = a
+        .ingest_role
+        .clone()
+        .or_else(|| common.file.ingest_role.as_ref().map(|r| r.joined()))
+        .map(|s| split_list(&s))
+        .unwrap_or_default();
+    for r in &ingest_roles {
+        if !(r.starts_with("arn:") && r.contains(":iam::") && r.contains(":role/")) {
+            return Err(usage(format!(
+                "--ingest-role {r}: expected an IAM role ARN (arn:{partition}:iam::<account>:role/<name>); env TRAILSETUP_INGEST_ROLE, config key ingest_role"
+            )));
+        }
+    }
+    let mut ctx = Ctx {
         stack: stack.clone(),
         account: account.clone(),
         partition: partition.clone(),
+        principal_arn: master.clone().unwrap_or_else(|| caller.clone()),
         caller_arn: caller,
         home: home.clone(),
+        opt_in_regions: opted_in.into_iter().filter(|r| regions.contains(r) || *r == home).collect(),
         regions: regions.clone(),
         trail_mode: d.trail_mode.unwrap_or(crate::cli::TrailMode::MultiRegion),
         bucket,
-        kms_key: d.kms_key.clone().flatten(),
+        kms: None,
+        kms_policy_external: a.no_kms_key_policy || common.file.no_kms_key_policy.unwrap_or(false),
         retention_days: d.log_retention_days.unwrap_or(wizard::DEFAULT_RETENTION),
         opensearch,
         opensearch_auth: a.opensearch_auth.or(common.file.opensearch_auth),
         index_prefix: index_prefix.clone(),
+        ingest_roles,
     };
     let os_auth = ctx.opensearch_auth;
     let aws = match &cfg {
@@ -268,6 +299,27 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
             Some(Aws { cfg: cfg.clone(), search })
         }
     };
+    // the caller as an IAM principal (an assumed-role session becomes its role, with its path)
+    if master.is_none() {
+        match &aws {
+            Some(aws) => ctx.principal_arn = resources::iam::principal_of(aws, &home, &ctx.caller_arn).await?,
+            None => {
+                if let resources::iam::CallerKind::AssumedRole { partition, account, role } = resources::iam::parse_caller(&ctx.caller_arn) {
+                    ctx.principal_arn = format!("arn:{partition}:iam::{account}:role/{role}");
+                    placeholders.push("master_user_path".to_string());
+                }
+            }
+        }
+    }
+    // --kms-key: a key ARN per region that needs one
+    if let Some(spec) = d.kms_key.clone().flatten() {
+        let needed = resources::kms::regions_needing_keys(&home, &ctx.trail_regions());
+        let keys = resources::kms::resolve(&spec, &partition, &account, &needed, aws.as_ref()).await?;
+        if !keys.resolved {
+            placeholders.push("kms_key".to_string());
+        }
+        ctx.kms = Some(keys);
+    }
 
     // --- plan ---
     let mut warnings = Vec::new();
@@ -277,7 +329,26 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     if ctx.trail_mode == crate::cli::TrailMode::MultiRegion && regions_spec.trim() != "all" {
         warnings.push("a multi-region trail records every region; --regions only narrows per-region mode and the state file".into());
     }
-    let plan = resources::plan(&ctx, aws.as_ref()).await?;
+    if let Some(w) = ctx.global_events_warning() {
+        warnings.push(w);
+    }
+    let observed = match &aws {
+        Some(a) => resources::observe(&ctx, a).await?,
+        None => resources::Observed::default(),
+    };
+    let plan = resources::changes(&ctx, &observed)?;
+    warnings.extend(resources::kms::warnings(&ctx, &observed.key_policies));
+    if let Some(w) = resources::opensearch::unreachable_warning(&plan) {
+        warnings.push(w);
+    }
+    // the plan must hold AWS's documented rules before anyone sees it as something to apply
+    let report = crate::rules::check(&ctx, &plan);
+    if !report.violations.is_empty() {
+        return Err(anyhow::anyhow!(
+            "internal error: the plan breaks AWS's documented rules (nothing was changed):\n{}",
+            report.violations.join("\n")
+        ));
+    }
     let header = Header {
         stack: stack.clone(),
         account: account.clone(),
@@ -307,6 +378,9 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         return Ok(Exit::Success);
     }
     let Some(aws) = aws else { return Err(anyhow::anyhow!("internal: no AWS config outside --offline")) };
+    if let Some(e) = resources::kms::unreadable_error(&plan) {
+        return Err(e);
+    }
 
     // --- confirm, apply, verify ---
     let mut applied = false;
@@ -368,6 +442,9 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     state.opensearch_url = opensearch_url.clone();
     state.opensearch_auth = opensearch_auth;
     state.index_prefix = Some(index_prefix.clone());
+    state.opensearch_region = Some(ctx.opensearch_region());
+    let unreachable = plan.changes.iter().any(|c| c.kind == "opensearch-index-template" && c.details["unreachable"] == true);
+    state.opensearch_reachable = opensearch_url.is_some().then_some(!unreachable);
     for (r, n) in ctx.trails() {
         state.resources.insert(format!("cloudtrail-trail/{r}/{n}"), ctx.trail_arn(&r, &n));
     }

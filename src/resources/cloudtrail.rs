@@ -16,11 +16,13 @@ pub fn desired(ctx: &Ctx, region: &str) -> Value {
         "s3_bucket": ctx.bucket,
         "sns_topic_name": ctx.topic_name(),
         "multi_region": multi,
-        "include_global_service_events": multi || region == ctx.home,
+        // global service events reach only trails in us-east-1 ("CloudTrail concepts → global service events")
+        "include_global_service_events": ctx.records_global_events(region),
         "log_file_validation": true,
         "cloudwatch_logs_log_group_arn": ctx.log_group_arn(region),
         "cloudwatch_logs_role_arn": ctx.logs_role_arn(),
-        "kms_key": ctx.kms_key,
+        // the bucket's key (same region as the bucket), as the key ARN GetTrail reports
+        "kms_key": ctx.bucket_kms_key(),
         "logging": true,
         "tags": ctx.tags(),
     })
@@ -84,23 +86,27 @@ async fn observe(ctx: &Ctx, aws: &Aws, region: &str, name: &str) -> anyhow::Resu
     })))
 }
 
-pub async fn plan(ctx: &Ctx, aws: Option<&Aws>, region: &str) -> anyhow::Result<Vec<Change>> {
+/// The trails of `region`, as found: (name, trail).
+pub async fn observe_region(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Result<Vec<(String, Option<Value>)>> {
     let mut out = Vec::new();
     for (r, name) in ctx.trails().into_iter().filter(|(r, _)| r == region) {
-        let now = match aws {
-            None => None,
-            Some(a) => observe(ctx, a, &r, &name).await?,
-        };
-        let mut want = desired(ctx, &r);
-        if let (Some(k), Some(cur)) = (&ctx.kms_key, &now) {
-            // AWS reports the key as an ARN; accept it if it names the same key
-            if cur["kms_key"].as_str().is_some_and(|c| c == ctx.kms_key_arn(k) || c.ends_with(k.as_str())) {
-                want["kms_key"] = cur["kms_key"].clone();
-            }
-        }
-        out.push(Change::diff("cloudtrail-trail", name, r, want, now));
+        let now = observe(ctx, aws, &r, &name).await?;
+        out.push((name, now));
     }
     Ok(out)
+}
+
+/// CloudTrail answers `KmsKeyId` with the key ARN ("GetTrail" API reference), and the plan names the key by its
+/// ARN (an alias is resolved with kms:DescribeKey first): a plain comparison, so an unchanged trail is a no-op.
+pub fn changes(ctx: &Ctx, region: &str, trails: &std::collections::BTreeMap<String, Option<Value>>) -> Vec<Change> {
+    ctx.trails()
+        .into_iter()
+        .filter(|(r, _)| r == region)
+        .map(|(r, name)| {
+            let now = trails.get(&name).cloned().flatten();
+            Change::diff("cloudtrail-trail", name, r.clone(), desired(ctx, &r), now)
+        })
+        .collect()
 }
 
 /// Trails not ours that already record management events (a second copy is billed).
@@ -173,7 +179,7 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
                 .enable_log_file_validation(true)
                 .cloud_watch_logs_log_group_arn(ctx.log_group_arn(r))
                 .cloud_watch_logs_role_arn(ctx.logs_role_arn())
-                .set_kms_key_id(ctx.kms_key.clone())
+                .set_kms_key_id(ctx.bucket_kms_key())
                 .tags_list(tag(ctx)?)
                 .send()
                 .await
@@ -189,7 +195,7 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
                 .enable_log_file_validation(true)
                 .cloud_watch_logs_log_group_arn(ctx.log_group_arn(r))
                 .cloud_watch_logs_role_arn(ctx.logs_role_arn())
-                .set_kms_key_id(ctx.kms_key.clone())
+                .set_kms_key_id(ctx.bucket_kms_key())
                 .send()
                 .await
                 .map(|_| ())

@@ -123,24 +123,89 @@ async fn observe_policy(ctx: &Ctx, aws: &Aws, arn: &str) -> anyhow::Result<Optio
     Ok(Some(json!({"policy": doc, "tags": tags_of(p.tags())})))
 }
 
-pub async fn plan(ctx: &Ctx, aws: Option<&Aws>) -> anyhow::Result<Vec<Change>> {
+/// The two roles and two managed policies, as found.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub logs_role: Option<Value>,
+    pub ingest_policy: Option<Value>,
+    pub forwarder_policy: Option<Value>,
+    pub forwarder_role: Option<Value>,
+}
+
+pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
     let (ingest_arn, forwarder_arn) = (ctx.ingest_policy_arn(), ctx.forwarder_policy_arn());
-    let (role, policy, fw_policy, fw_role) = match aws {
-        None => (None, None, None, None),
-        Some(a) => futures::try_join!(
-            observe_role(ctx, a),
-            observe_policy(ctx, a, &ingest_arn),
-            observe_policy(ctx, a, &forwarder_arn),
-            observe_forwarder_role(ctx, a),
-        )?,
-    };
-    Ok(vec![
-        Change::diff("iam-role", ctx.logs_role(), GLOBAL, desired_role(ctx), role),
-        Change::diff("iam-policy", ctx.ingest_policy(), GLOBAL, desired_policy(ctx), policy),
+    let (logs_role, ingest_policy, forwarder_policy, forwarder_role) = futures::try_join!(
+        observe_role(ctx, aws),
+        observe_policy(ctx, aws, &ingest_arn),
+        observe_policy(ctx, aws, &forwarder_arn),
+        observe_forwarder_role(ctx, aws),
+    )?;
+    Ok(Observed { logs_role, ingest_policy, forwarder_policy, forwarder_role })
+}
+
+pub fn changes(ctx: &Ctx, o: &Observed) -> Vec<Change> {
+    vec![
+        Change::diff("iam-role", ctx.logs_role(), GLOBAL, desired_role(ctx), o.logs_role.clone()),
+        Change::diff("iam-policy", ctx.ingest_policy(), GLOBAL, desired_policy(ctx), o.ingest_policy.clone()),
         // the policy first: the role attaches it
-        Change::diff("iam-policy", ctx.forwarder_name(), GLOBAL, desired_forwarder_policy(ctx), fw_policy),
-        Change::diff("iam-role", ctx.forwarder_name(), GLOBAL, desired_forwarder_role(ctx), fw_role),
-    ])
+        Change::diff("iam-policy", ctx.forwarder_name(), GLOBAL, desired_forwarder_policy(ctx), o.forwarder_policy.clone()),
+        Change::diff("iam-role", ctx.forwarder_name(), GLOBAL, desired_forwarder_role(ctx), o.forwarder_role.clone()),
+    ]
+}
+
+/// The IAM principal behind a caller ARN, as a policy or the domain's master user must name it: a user or role
+/// ARN. An assumed-role session (`arn:…:sts::<acct>:assumed-role/<role>/<session>`, what SSO and CI callers
+/// are) is neither: it becomes its role's ARN, path included, read with `iam:GetRole` ("IAM JSON policy elements:
+/// Principal" → role sessions; the session ARN omits the role's path).
+pub async fn principal_of(aws: &Aws, home: &str, caller: &str) -> anyhow::Result<String> {
+    match parse_caller(caller) {
+        CallerKind::Principal => Ok(caller.to_string()),
+        CallerKind::AssumedRole { role, .. } => {
+            let iam = aws_sdk_iam::Client::new(&aws.at(home));
+            let r = iam.get_role().role_name(&role).send().await.map_err(|e| {
+                explain(e, &format!("reading role {role} (the caller's assumed role, to name it as OpenSearch master user)"), "iam:GetRole")
+            })?;
+            r.role.map(|x| x.arn).ok_or_else(|| anyhow!("GetRole {role}: empty answer"))
+        }
+        CallerKind::Other(what) => Err(crate::error::usage(format!(
+            "the caller {caller} is {what}, which cannot be the OpenSearch master user; pass --master-user-arn with an IAM \
+             user or role ARN (env TRAILSETUP_MASTER_USER_ARN, config key master_user_arn)"
+        ))),
+    }
+}
+
+/// What kind of caller ARN STS returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CallerKind {
+    /// an IAM user or role ARN, or the account root: usable as is
+    Principal,
+    /// an assumed-role session: `partition`, `account`, `role` name (without path)
+    AssumedRole { partition: String, account: String, role: String },
+    Other(&'static str),
+}
+
+pub fn parse_caller(arn: &str) -> CallerKind {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    if parts.len() != 6 || parts[0] != "arn" {
+        return CallerKind::Other("not an ARN");
+    }
+    match (parts[2], parts[5].split('/').next().unwrap_or_default()) {
+        ("iam", "user" | "role" | "root") => CallerKind::Principal,
+        ("sts", "assumed-role") => {
+            let mut it = parts[5].split('/');
+            it.next();
+            match it.next() {
+                Some(role) if !role.is_empty() => CallerKind::AssumedRole {
+                    partition: parts[1].to_string(),
+                    account: parts[4].to_string(),
+                    role: role.to_string(),
+                },
+                _ => CallerKind::Other("an assumed-role ARN without a role name"),
+            }
+        }
+        ("sts", "federated-user") => CallerKind::Other("a federated user session"),
+        _ => CallerKind::Other("not an IAM user or role"),
+    }
 }
 
 /// Create the role of `c` when the plan says so (an existing one is fine), then set its trust policy and tag.
@@ -261,4 +326,21 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
         other => return Err(anyhow!("iam cannot apply {other}")),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callers() {
+        assert_eq!(parse_caller("arn:aws:iam::123456789012:user/admin"), CallerKind::Principal);
+        assert_eq!(parse_caller("arn:aws:iam::123456789012:role/ci/deployer"), CallerKind::Principal);
+        assert_eq!(
+            parse_caller("arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Admin_0123/jane@example.com"),
+            CallerKind::AssumedRole { partition: "aws".into(), account: "123456789012".into(), role: "AWSReservedSSO_Admin_0123".into() }
+        );
+        assert!(matches!(parse_caller("arn:aws:sts::123456789012:federated-user/alice"), CallerKind::Other(_)));
+        assert!(matches!(parse_caller("nonsense"), CallerKind::Other(_)));
+    }
 }

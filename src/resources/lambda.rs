@@ -60,16 +60,10 @@ const PASSWORD_VAR: &str = "OPENSEARCH_PASSWORD";
 
 /// What `OPENSEARCH_URL` will be: the `--opensearch-url`, an existing domain's endpoint, or for a domain that does
 /// not exist yet a placeholder resolved at apply time.
-pub async fn opensearch_endpoint(ctx: &Ctx, aws: Option<&Aws>) -> anyhow::Result<String> {
+pub fn opensearch_endpoint(ctx: &Ctx, o: &super::opensearch::Observed) -> String {
     match &ctx.opensearch {
-        OpenSearchTarget::Url(u) => Ok(u.trim_end_matches('/').to_string()),
-        OpenSearchTarget::Domain(d) => {
-            let found = match aws {
-                None => None,
-                Some(a) => domain_endpoint(a, &ctx.home, d).await?,
-            };
-            Ok(found.unwrap_or_else(|| placeholder_endpoint(d)))
-        }
+        OpenSearchTarget::Url(u) => u.trim_end_matches('/').to_string(),
+        OpenSearchTarget::Domain(d) => o.endpoint.clone().unwrap_or_else(|| placeholder_endpoint(d)),
     }
 }
 
@@ -96,6 +90,11 @@ pub fn desired_function(ctx: &Ctx, region: &str, opensearch_url: &str, dlq_url: 
     let mut env = Map::new();
     env.insert("OPENSEARCH_URL".into(), json!(opensearch_url));
     env.insert("OPENSEARCH_AUTH".into(), json!(ctx.forwarder_auth()));
+    if ctx.forwarder_auth() == "sigv4" {
+        // SigV4 is scoped to the domain's region, not the function's own (a per-region forwarder in eu-west-1
+        // writing to a us-east-1 domain is refused with "Credential should be scoped to a valid region")
+        env.insert("OPENSEARCH_REGION".into(), json!(ctx.opensearch_region()));
+    }
     env.insert("INDEX_PREFIX".into(), json!(ctx.index_prefix));
     env.insert("DLQ_URL".into(), json!(dlq_url));
     if ctx.forwarder_auth() == "basic" {
@@ -214,24 +213,32 @@ async fn observe_permission(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Resul
     })))
 }
 
-/// The function and its invoke permission in `region`.
-pub async fn plan(ctx: &Ctx, aws: Option<&Aws>, region: &str, opensearch_url: &str) -> anyhow::Result<Vec<Change>> {
-    let zip = code_zip()?;
-    let sha = code_sha256(&zip);
+/// The function in a region, as found: its dead-letter queue's URL, the function, its invoke permission.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub dlq_url: Option<String>,
+    pub function: Option<Value>,
+    pub permission: Option<Value>,
+}
+
+pub async fn observe(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Result<Observed> {
     let dlq = ctx.forwarder_dlq_name();
-    let (dlq_url, function, permission) = match aws {
-        None => (None, None, None),
-        Some(a) => futures::try_join!(
-            super::sqs::queue_url_in(a, region, &dlq),
-            observe_function(ctx, a, region),
-            observe_permission(ctx, a, region),
-        )?,
-    };
-    let dlq_url = dlq_url.unwrap_or_else(|| expected_queue_url(ctx, region, &dlq));
+    let (dlq_url, function, permission) = futures::try_join!(
+        super::sqs::queue_url_in(aws, region, &dlq),
+        observe_function(ctx, aws, region),
+        observe_permission(ctx, aws, region),
+    )?;
+    Ok(Observed { dlq_url, function, permission })
+}
+
+/// The function and its invoke permission in `region`.
+pub fn changes(ctx: &Ctx, region: &str, opensearch_url: &str, o: &Observed) -> anyhow::Result<Vec<Change>> {
+    let sha = code_sha256(&code_zip()?);
+    let dlq_url = o.dlq_url.clone().unwrap_or_else(|| expected_queue_url(ctx, region, &ctx.forwarder_dlq_name()));
     let name = ctx.forwarder_name();
     Ok(vec![
-        Change::diff("lambda-function", &name, region, desired_function(ctx, region, opensearch_url, &dlq_url, &sha), function),
-        Change::diff("lambda-permission", &name, region, desired_permission(ctx, region), permission),
+        Change::diff("lambda-function", &name, region, desired_function(ctx, region, opensearch_url, &dlq_url, &sha), o.function.clone()),
+        Change::diff("lambda-permission", &name, region, desired_permission(ctx, region), o.permission.clone()),
     ])
 }
 

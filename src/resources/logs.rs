@@ -8,11 +8,13 @@ use super::{Aws, Ctx, TAG_KEY};
 use crate::aws::{code, explain};
 use crate::plan::{Action, Change};
 
-pub fn desired(ctx: &Ctx) -> Value {
-    json!({"retention_days": ctx.retention_days, "kms_key": ctx.kms_key.as_ref().map(|k| ctx.kms_key_arn(k)), "tags": ctx.tags()})
+/// CreateLogGroup/AssociateKmsKey take the ARN of a key, never an alias ("Encrypt log data in CloudWatch Logs
+/// using AWS Key Management Service"): `kms_key_for` holds key ARNs resolved with kms:DescribeKey.
+pub fn desired(ctx: &Ctx, region: &str) -> Value {
+    json!({"retention_days": ctx.retention_days, "kms_key": ctx.kms_key_for(region), "tags": ctx.tags()})
 }
 
-async fn observe(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Result<Option<Value>> {
+pub async fn observe(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Result<Option<Value>> {
     let logs = aws_sdk_cloudwatchlogs::Client::new(&aws.at(region));
     let name = ctx.log_group();
     let r = logs
@@ -36,19 +38,15 @@ async fn observe(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Result<Option<Va
     })))
 }
 
-pub async fn plan(ctx: &Ctx, aws: Option<&Aws>, region: &str) -> anyhow::Result<Vec<Change>> {
-    let now = match aws {
-        None => None,
-        Some(a) => observe(ctx, a, region).await?,
-    };
-    Ok(vec![Change::diff("logs-log-group", ctx.log_group(), region, desired(ctx), now)])
+pub fn changes(ctx: &Ctx, region: &str, now: Option<Value>) -> Vec<Change> {
+    vec![Change::diff("logs-log-group", ctx.log_group(), region, desired(ctx, region), now)]
 }
 
 pub fn desired_subscription(ctx: &Ctx, region: &str) -> Value {
     json!({"log_group": ctx.log_group(), "filter_pattern": "", "destination_arn": ctx.forwarder_function_arn(region)})
 }
 
-async fn observe_subscription(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Result<Option<Value>> {
+pub async fn observe_subscription(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Result<Option<Value>> {
     let logs = aws_sdk_cloudwatchlogs::Client::new(&aws.at(region));
     let group = ctx.log_group();
     let r = match logs.describe_subscription_filters().log_group_name(&group).send().await {
@@ -69,12 +67,8 @@ async fn observe_subscription(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Res
 }
 
 /// The log group's subscription filter to the forwarder (named like the function).
-pub async fn plan_subscription(ctx: &Ctx, aws: Option<&Aws>, region: &str) -> anyhow::Result<Vec<Change>> {
-    let now = match aws {
-        None => None,
-        Some(a) => observe_subscription(ctx, a, region).await?,
-    };
-    Ok(vec![Change::diff("logs-subscription-filter", ctx.forwarder_name(), region, desired_subscription(ctx, region), now)])
+pub fn subscription_changes(ctx: &Ctx, region: &str, now: Option<Value>) -> Vec<Change> {
+    vec![Change::diff("logs-subscription-filter", ctx.forwarder_name(), region, desired_subscription(ctx, region), now)]
 }
 
 async fn apply_subscription(aws: &Aws, c: &Change) -> anyhow::Result<()> {

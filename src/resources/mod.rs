@@ -4,12 +4,15 @@
 
 pub mod cloudtrail;
 pub mod iam;
+pub mod kms;
 pub mod lambda;
 pub mod logs;
 pub mod opensearch;
 pub mod s3;
 pub mod sns;
 pub mod sqs;
+
+use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 use aws_config::SdkConfig;
@@ -27,24 +30,66 @@ pub enum OpenSearchTarget {
     Url(String),
 }
 
+/// The customer managed KMS key(s) of `--kms-key`, resolved to key ARNs per region. Keys and aliases are
+/// regional: every regional resource (topic, queue, log group, dead-letter queue) is given the key of its own
+/// region; trails use the bucket's (home region) key ("AWS KMS concepts → multi-Region keys"; CloudTrail:
+/// "the KMS key and the S3 bucket must be in the same AWS Region").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsKeys {
+    /// as the user gave it (`alias/x`, an id, an ARN, or `REGION=KEY,...`)
+    pub given: String,
+    /// region → key ARN (`arn:…:kms:<region>:<account>:key/<id>`); an alias ARN only offline, when it could
+    /// not be resolved (then `resolved` is false and the plan says so)
+    pub keys: BTreeMap<String, String>,
+    pub resolved: bool,
+}
+
 /// Everything a resource needs to know to compute its desired state; no AWS calls.
 #[derive(Debug, Clone)]
 pub struct Ctx {
     pub stack: String,
     pub account: String,
     pub partition: String,
+    /// the caller as STS names it (may be an assumed-role session)
     pub caller_arn: String,
+    /// the caller as an IAM principal: a user or role ARN (with its path); an assumed-role session is turned
+    /// into its role ("IAM JSON policy elements: Principal" → role sessions). The domain's master user.
+    pub principal_arn: String,
     pub home: String,
     pub regions: Vec<String>,
+    /// the regions among `regions` (and home) that are opt-in regions (DescribeRegions: `opted-in`)
+    pub opt_in_regions: Vec<String>,
     pub trail_mode: TrailMode,
     pub bucket: String,
-    pub kms_key: Option<String>,
+    pub kms: Option<KmsKeys>,
+    /// do not read or write the key policy (`--no-kms-key-policy`): its owner added our statements
+    pub kms_policy_external: bool,
     pub retention_days: i32,
     pub opensearch: OpenSearchTarget,
     /// `--opensearch-auth` as given; `None` = sigv4 for AWS endpoints and domains, else none
     pub opensearch_auth: Option<OpenSearchAuth>,
     pub index_prefix: String,
+    /// IAM roles of ingest workers to map in the domain's fine-grained access control (`--ingest-role`)
+    pub ingest_roles: Vec<String>,
 }
+
+/// The region that receives global service events (IAM, STS, CloudFront) in each partition ("CloudTrail
+/// concepts → global service events": US East (N. Virginia) in the aws partition).
+pub fn global_events_region(partition: &str) -> &'static str {
+    match partition {
+        "aws-cn" => "cn-north-1",
+        "aws-us-gov" => "us-gov-west-1",
+        _ => "us-east-1",
+    }
+}
+
+/// Opt-in regions of the aws partition, for `--offline` plans (online, DescribeRegions says which regions are
+/// opt-in: `OptInStatus` `opted-in`). "Managing AWS Regions" in the AWS Account Management guide.
+pub const OPT_IN_REGIONS: &[&str] = &[
+    "af-south-1", "ap-east-1", "ap-east-2", "ap-south-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5",
+    "ap-southeast-6", "ap-southeast-7", "ca-west-1", "eu-central-2", "eu-south-1", "eu-south-2", "il-central-1",
+    "me-central-1", "me-south-1", "mx-central-1",
+];
 
 impl Ctx {
     /// (region, trail name) of every trail.
@@ -58,11 +103,40 @@ impl Ctx {
     pub fn trail_regions(&self) -> Vec<String> {
         self.trails().into_iter().map(|t| t.0).collect()
     }
+    /// Does the trail of `region` record global service events? A multi-region trail always; per-region, only
+    /// the trail in the partition's global-events region (us-east-1), where those events are delivered.
+    pub fn records_global_events(&self, region: &str) -> bool {
+        self.trail_mode == TrailMode::MultiRegion || region == global_events_region(&self.partition)
+    }
+    /// A warning when no trail records IAM/STS/CloudFront events (per-region mode without us-east-1).
+    pub fn global_events_warning(&self) -> Option<String> {
+        let g = global_events_region(&self.partition);
+        (!self.trail_regions().iter().any(|r| self.records_global_events(r))).then(|| {
+            format!(
+                "no trail records global service events (IAM, STS, CloudFront): CloudTrail delivers them to {g} only, \
+                 and {g} is not among the regions; add {g} to --regions or use --trail-mode multi-region"
+            )
+        })
+    }
+    pub fn is_opt_in(&self, region: &str) -> bool {
+        self.opt_in_regions.iter().any(|r| r == region)
+    }
+    /// The key ARN for resources in `region` (`None`: SSE-S3 / SQS-managed / service-owned encryption).
+    pub fn kms_key_for(&self, region: &str) -> Option<String> {
+        self.kms.as_ref().and_then(|k| k.keys.get(region).cloned())
+    }
+    /// The key of the bucket, hence of every trail.
+    pub fn bucket_kms_key(&self) -> Option<String> {
+        self.kms_key_for(&self.home)
+    }
     pub fn trail_arn(&self, region: &str, name: &str) -> String {
         format!("arn:{}:cloudtrail:{region}:{}:trail/{name}", self.partition, self.account)
     }
     pub fn trail_arns(&self) -> Vec<String> {
         self.trails().iter().map(|(r, n)| self.trail_arn(r, n)).collect()
+    }
+    pub fn trail_arns_in(&self, region: &str) -> Vec<String> {
+        self.trails().iter().filter(|(r, _)| r == region).map(|(r, n)| self.trail_arn(r, n)).collect()
     }
     pub fn topic_name(&self) -> String {
         format!("{}-cloudtrail", self.stack)
@@ -72,6 +146,18 @@ impl Ctx {
     }
     pub fn topic_arns(&self) -> Vec<String> {
         self.trail_regions().iter().map(|r| self.topic_arn(r)).collect()
+    }
+    /// The SNS service principals that deliver our topics to the home-region queue: `sns.amazonaws.com`, and
+    /// `sns.<region>.amazonaws.com` for a topic in an opt-in region other than the queue's (SNS developer guide,
+    /// "Cross-region delivery": opt-in region → default region needs the regional principal).
+    pub fn sns_principals(&self) -> Vec<String> {
+        let mut p = vec!["sns.amazonaws.com".to_string()];
+        for r in self.trail_regions() {
+            if r != self.home && self.is_opt_in(&r) {
+                p.push(format!("sns.{r}.amazonaws.com"));
+            }
+        }
+        p
     }
     pub fn queue_name(&self) -> String {
         format!("{}-notifications", self.stack)
@@ -85,8 +171,13 @@ impl Ctx {
     pub fn log_group(&self) -> String {
         format!("/aws/cloudtrail/{}", self.stack)
     }
+    /// The log group as CloudTrail's `CloudWatchLogsLogGroupArn` names it (with `:*`).
     pub fn log_group_arn(&self, region: &str) -> String {
-        format!("arn:{}:logs:{region}:{}:log-group:{}:*", self.partition, self.account, self.log_group())
+        format!("{}:*", self.log_group_arn_bare(region))
+    }
+    /// The log group's ARN without `:*`: the value of the `kms:EncryptionContext:aws:logs:arn` context.
+    pub fn log_group_arn_bare(&self, region: &str) -> String {
+        format!("arn:{}:logs:{region}:{}:log-group:{}", self.partition, self.account, self.log_group())
     }
     pub fn logs_role(&self) -> String {
         format!("{}-cloudtrail-logs", self.stack)
@@ -102,6 +193,17 @@ impl Ctx {
     }
     pub fn tags(&self) -> Value {
         json!({ TAG_KEY: self.stack })
+    }
+    /// The region of the OpenSearch endpoint: a domain's is the home region; an AWS endpoint URL names its own.
+    pub fn opensearch_region(&self) -> String {
+        match &self.opensearch {
+            OpenSearchTarget::Domain(_) => self.home.clone(),
+            OpenSearchTarget::Url(u) => aws_endpoint(u).map(|x| x.1).unwrap_or_else(|| self.home.clone()),
+        }
+    }
+    /// The role of the domain's fine-grained access control that our writers are mapped to.
+    pub fn writer_role(&self) -> String {
+        format!("{}-writer", self.stack)
     }
 
     // --- the CloudWatch Logs → OpenSearch forwarder (one function per region whose trail writes to CloudWatch Logs) ---
@@ -184,24 +286,13 @@ impl Ctx {
             if index.is_none() {
                 st.retain(|s| s["Sid"] != "IndexDocuments");
             }
-            // the dead-letter queues are encrypted with the key: sending needs it
-            if let Some(k) = &self.kms_key {
-                st.push(self.kms_statement("EncryptDeadLetters", json!(["kms:GenerateDataKey", "kms:Decrypt"]), k));
+            // the dead-letter queues are encrypted with the key of their region: sending needs it
+            let keys: Vec<String> = regions.iter().filter_map(|r| self.kms_key_for(r)).collect();
+            if !keys.is_empty() {
+                st.push(kms_statement("EncryptDeadLetters", json!(["kms:GenerateDataKey", "kms:Decrypt"]), &keys));
             }
         }
         p
-    }
-
-    /// A statement allowing `actions` on the key; an alias is named by condition (an alias ARN cannot be the
-    /// Resource of a kms: data-plane action).
-    fn kms_statement(&self, sid: &str, actions: Value, k: &str) -> Value {
-        let key_arn = self.kms_key_arn(k);
-        match key_arn.split_once(":alias/") {
-            Some((prefix, alias)) => json!({"Sid": sid, "Effect": "Allow", "Action": actions,
-                "Resource": format!("{prefix}:key/*"),
-                "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": format!("alias/{alias}")}}}),
-            None => json!({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": key_arn}),
-        }
     }
 
     // --- policies (policies/*.json, placeholders filled) ---
@@ -211,62 +302,79 @@ impl Ctx {
     }
     pub fn topic_policy(&self, region: &str) -> Value {
         // only the trail(s) of this region publish here
-        let arns: Vec<String> =
-            self.trails().iter().filter(|(r, _)| r == region).map(|(r, n)| self.trail_arn(r, n)).collect();
-        render(TOPIC_POLICY, &self.vars(&[("TopicArn", json!(self.topic_arn(region))), ("TrailArns", json!(arns))]))
+        render(TOPIC_POLICY, &self.vars(&[("TopicArn", json!(self.topic_arn(region))), ("TrailArns", json!(self.trail_arns_in(region)))]))
     }
     pub fn queue_policy(&self) -> Value {
-        render(QUEUE_POLICY, &self.vars(&[]))
+        render(QUEUE_POLICY, &self.vars(&[("SnsPrincipals", json!(self.sns_principals()))]))
+    }
+    /// The es: resources ingest workers (backfill, ingest) use: `GET /` (ping), the index template, and
+    /// `_bulk`/documents under `<prefix>*`. `None` when the sink is not an Amazon OpenSearch domain with SigV4.
+    pub fn ingest_es_resources(&self) -> Option<Value> {
+        let index = self.forwarder_index_arn()?;
+        let domain = index.rsplit_once('/').map(|x| x.0.to_string()).unwrap_or_default();
+        Some(json!({
+            "write": [index],
+            "read": [format!("{domain}/"), format!("{domain}/_index_template/{}", crate::ingest::template::name(&self.index_prefix))],
+            "template": format!("{domain}/_index_template/{}", crate::ingest::template::name(&self.index_prefix)),
+        }))
     }
     pub fn ingest_worker_policy(&self) -> Value {
         let mut p = render(INGEST_POLICY, &self.vars(&[]));
-        if let Some(k) = &self.kms_key {
-            if let Some(st) = p["Statement"].as_array_mut() {
-                let key_arn = self.kms_key_arn(k);
-                // kms:Decrypt is authorised on the key, never on an alias ARN: name an alias by condition
-                let st_json = match key_arn.split_once(":alias/") {
-                    Some((prefix, _)) => json!({"Sid": "DecryptLogs", "Effect": "Allow", "Action": "kms:Decrypt",
-                        "Resource": format!("{prefix}:key/*"),
-                        "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": format!("alias/{}", key_arn.split_once(":alias/").map(|x| x.1).unwrap_or_default())}}}),
-                    None => json!({"Sid": "DecryptLogs", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": key_arn}),
-                };
-                st.push(st_json);
+        if let Some(st) = p["Statement"].as_array_mut() {
+            // the bucket and the queue are encrypted with the home region's key
+            if let Some(k) = self.bucket_kms_key() {
+                st.push(kms_statement("DecryptLogs", json!("kms:Decrypt"), &[k]));
+            }
+            if let Some(es) = self.ingest_es_resources() {
+                st.push(json!({"Sid": "IndexDocuments", "Effect": "Allow", "Action": ["es:ESHttpPost", "es:ESHttpPut"],
+                    "Resource": es["write"]}));
+                st.push(json!({"Sid": "CheckDomainAndTemplate", "Effect": "Allow", "Action": ["es:ESHttpGet", "es:ESHttpHead"],
+                    "Resource": es["read"]}));
+                st.push(json!({"Sid": "InstallTemplate", "Effect": "Allow", "Action": "es:ESHttpPut", "Resource": es["template"]}));
             }
         }
         p
     }
+    /// Trust of the role CloudTrail assumes to deliver to CloudWatch Logs: `cloudtrail.amazonaws.com`, no
+    /// condition (CloudTrail User Guide, "Role policy document for CloudTrail to use CloudWatch Logs for
+    /// monitoring": confused-deputy conditions do not apply to this role).
     pub fn logs_trust_policy(&self) -> Value {
         render(LOGS_TRUST, &self.vars(&[]))
     }
+    /// `logs:CreateLogStream`/`logs:PutLogEvents` on the streams CloudTrail creates in our log group:
+    /// `<account>_CloudTrail_<region>*` (one stream per region whose events the trail records: all regions for
+    /// a multi-region trail, its own region for a per-region trail).
     pub fn logs_permissions_policy(&self) -> Value {
         let arns: Vec<String> = self
             .trail_regions()
             .iter()
-            .map(|r| format!("arn:{}:logs:{r}:{}:log-group:{}:log-stream:*", self.partition, self.account, self.log_group()))
+            .map(|r| {
+                let stream = match self.trail_mode {
+                    TrailMode::MultiRegion => format!("{}_CloudTrail_*", self.account),
+                    TrailMode::PerRegion => format!("{}_CloudTrail_{r}*", self.account),
+                };
+                format!("{}:log-stream:{stream}", self.log_group_arn_bare(r))
+            })
             .collect();
         render(LOGS_PERMISSIONS, &self.vars(&[("LogStreamArns", json!(arns))]))
+    }
+    /// The principals the domain's access policy admits: the caller (IAM master user), the forwarder and the
+    /// ingest workers' roles.
+    pub fn opensearch_principals(&self) -> Vec<String> {
+        let mut v = vec![self.principal_arn.clone(), self.forwarder_role_arn()];
+        v.extend(self.ingest_roles.iter().cloned());
+        v.dedup();
+        v
     }
     pub fn opensearch_access_policy(&self, domain: &str) -> Value {
         render(
             OPENSEARCH_POLICY,
             &self.vars(&[
-                // The caller (IAM master user) and the forwarder, which writes documents; nobody else.
-                ("Principals", json!([self.caller_arn.clone(), self.forwarder_role_arn()])),
+                ("Principals", json!(self.opensearch_principals())),
                 ("Domain", json!(domain)),
                 ("Region", json!(self.home)),
             ]),
         )
-    }
-
-    /// A key id/alias as an ARN for policies (`alias/x` → `arn:…:alias/x`, a bare id → `arn:…:key/id`).
-    pub fn kms_key_arn(&self, k: &str) -> String {
-        if k.starts_with("arn:") {
-            k.to_string()
-        } else if k.starts_with("alias/") {
-            format!("arn:{}:kms:{}:{}:{k}", self.partition, self.home, self.account)
-        } else {
-            format!("arn:{}:kms:{}:{}:key/{k}", self.partition, self.home, self.account)
-        }
     }
 
     fn vars(&self, extra: &[(&str, Value)]) -> Vec<(String, Value)> {
@@ -310,6 +418,20 @@ pub fn aws_endpoint(url: &str) -> Option<(&'static str, String, Option<String>)>
         .and_then(|rest| rest.rsplit_once('-').map(|(d, _id)| d.to_string()))
         .filter(|d| !d.is_empty());
     Some((svc, region, domain))
+}
+
+/// An IAM statement allowing `actions` on the given keys. Key ARNs only: an alias ARN is never the Resource of
+/// a kms: data-plane action ("Using aliases to control access to KMS keys"); offline, an unresolved alias is
+/// named by the `kms:ResourceAliases` condition instead.
+pub fn kms_statement(sid: &str, actions: Value, keys: &[String]) -> Value {
+    let (aliases, arns): (Vec<&String>, Vec<&String>) = keys.iter().partition(|k| k.contains(":alias/"));
+    if arns.is_empty() && !aliases.is_empty() {
+        let names: Vec<String> = aliases.iter().filter_map(|a| a.split_once(":alias/").map(|x| format!("alias/{}", x.1))).collect();
+        let prefix = aliases[0].split_once(":alias/").map(|x| x.0).unwrap_or_default();
+        return json!({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": format!("{prefix}:key/*"),
+            "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": names}}});
+    }
+    json!({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": arns})
 }
 
 /// Fill a policy template: a string that is exactly `${Var}` becomes the variable's JSON value (so a list
@@ -370,51 +492,103 @@ impl Aws {
     }
 }
 
+/// What observation found, per resource; `Default` (nothing found) is the offline plan's view. Plans are
+/// built from this by the pure [`changes`], so tests build plans for adopted resources without AWS.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub iam: iam::Observed,
+    pub s3: s3::Observed,
+    pub sqs: sqs::Observed,
+    /// region → the forwarder's dead-letter queue
+    pub forwarder_dlqs: BTreeMap<String, Option<Value>>,
+    /// region → the trail's log group
+    pub log_groups: BTreeMap<String, Option<Value>>,
+    /// region → topic, its policy and subscription
+    pub topics: BTreeMap<String, Option<sns::Observed>>,
+    /// trail name → trail
+    pub trails: BTreeMap<String, Option<Value>>,
+    pub opensearch: opensearch::Observed,
+    /// region → forwarder function and its invoke permission
+    pub functions: BTreeMap<String, lambda::Observed>,
+    /// region → the log group's subscription filter to the forwarder
+    pub subscription_filters: BTreeMap<String, Option<Value>>,
+    /// key ARN → its key policy
+    pub key_policies: BTreeMap<String, kms::Observed>,
+}
+
+/// Observe every resource (read calls only), all at once: one round trip of latency per resource chain
+/// instead of one per resource.
+pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
+    let fw_regions = ctx.forwarder_regions();
+    let trail_regions = ctx.trail_regions();
+    let dlqs = futures::future::try_join_all(fw_regions.iter().map(|r| async move {
+        anyhow::Ok((r.clone(), sqs::observe_forwarder_dlq(ctx, aws, r).await?))
+    }));
+    let per_region = futures::future::try_join_all(trail_regions.iter().map(|r| async move {
+        let (l, t, c) = futures::try_join!(logs::observe(ctx, aws, r), sns::observe(ctx, aws, r), cloudtrail::observe_region(ctx, aws, r))?;
+        anyhow::Ok((r.clone(), l, t, c))
+    }));
+    let forwarders = futures::future::try_join_all(fw_regions.iter().map(|r| async move {
+        let (f, s) = futures::try_join!(lambda::observe(ctx, aws, r), logs::observe_subscription(ctx, aws, r))?;
+        anyhow::Ok((r.clone(), f, s))
+    }));
+    let (iam, s3, sqs, dlqs, per_region, search, forwarders, keys) = futures::try_join!(
+        iam::observe(ctx, aws),
+        s3::observe(ctx, aws),
+        sqs::observe(ctx, aws),
+        dlqs,
+        per_region,
+        opensearch::observe(ctx, aws),
+        forwarders,
+        kms::observe(ctx, aws),
+    )?;
+    let mut o = Observed { iam, s3, sqs, opensearch: search, key_policies: keys, ..Default::default() };
+    o.forwarder_dlqs = dlqs.into_iter().collect();
+    for (r, l, t, c) in per_region {
+        o.log_groups.insert(r.clone(), l);
+        o.topics.insert(r, t);
+        o.trails.extend(c);
+    }
+    for (r, f, s) in forwarders {
+        o.functions.insert(r.clone(), f);
+        o.subscription_filters.insert(r, s);
+    }
+    Ok(o)
+}
+
+/// The plan from what was observed: pure, in dependency order.
+pub fn changes(ctx: &Ctx, o: &Observed) -> anyhow::Result<Plan> {
+    let mut c: Vec<Change> = Vec::new();
+    c.extend(kms::changes(ctx, &o.key_policies));
+    c.extend(iam::changes(ctx, &o.iam));
+    c.extend(s3::changes(ctx, &o.s3));
+    c.extend(sqs::changes(ctx, &o.sqs));
+    for r in ctx.forwarder_regions() {
+        c.extend(sqs::forwarder_dlq_changes(ctx, &r, o.forwarder_dlqs.get(&r).cloned().flatten()));
+    }
+    for r in ctx.trail_regions() {
+        c.extend(logs::changes(ctx, &r, o.log_groups.get(&r).cloned().flatten()));
+        c.extend(sns::changes(ctx, &r, o.topics.get(&r).cloned().flatten()));
+        c.extend(cloudtrail::changes(ctx, &r, &o.trails));
+    }
+    c.extend(opensearch::changes(ctx, &o.opensearch));
+    let endpoint = lambda::opensearch_endpoint(ctx, &o.opensearch);
+    for r in ctx.forwarder_regions() {
+        let f = o.functions.get(&r).cloned().unwrap_or_default();
+        c.extend(lambda::changes(ctx, &r, &endpoint, &f)?);
+        c.extend(logs::subscription_changes(ctx, &r, o.subscription_filters.get(&r).cloned().flatten()));
+    }
+    Ok(Plan::new(c))
+}
+
 /// Build the whole plan. With `aws`, observe each resource (read calls only); without (offline), every
 /// resource is planned as a create.
 pub async fn plan(ctx: &Ctx, aws: Option<&Aws>) -> anyhow::Result<Plan> {
-    // Every observation is a read, independent of the others: all run at once (one round trip of latency per
-    // resource chain instead of one per resource), then the changes are laid out in dependency order.
-    // 1. global and home-region resources; the forwarder's dead-letter queue in each forwarder region
-    let dlqs = futures::future::try_join_all(
-        ctx.forwarder_regions().into_iter().map(|r| async move { sqs::plan_forwarder_dlq(ctx, aws, &r).await }),
-    );
-    // 2. per trail region: log group, topic (+ policy, subscription), trail
-    let per_region = futures::future::try_join_all(ctx.trail_regions().into_iter().map(|r| async move {
-        let (l, t, c) = futures::try_join!(logs::plan(ctx, aws, &r), sns::plan(ctx, aws, &r), cloudtrail::plan(ctx, aws, &r))?;
-        anyhow::Ok([l, t, c].concat())
-    }));
-    // 4. per forwarder region: function → permission for CloudWatch Logs → subscription filter (applied after
-    //    OpenSearch: a new domain's endpoint goes into the function's environment)
-    let forwarders = async {
-        let endpoint = lambda::opensearch_endpoint(ctx, aws).await?;
-        futures::future::try_join_all(ctx.forwarder_regions().into_iter().map(|r| {
-            let endpoint = endpoint.clone();
-            async move {
-                let (f, s) = futures::try_join!(lambda::plan(ctx, aws, &r, &endpoint), logs::plan_subscription(ctx, aws, &r))?;
-                anyhow::Ok([f, s].concat())
-            }
-        }))
-        .await
+    let o = match aws {
+        Some(a) => observe(ctx, a).await?,
+        None => Observed::default(),
     };
-    let (iam, s3, sqs, dlqs, per_region, search, forwarders) = futures::try_join!(
-        iam::plan(ctx, aws),
-        s3::plan(ctx, aws),
-        sqs::plan(ctx, aws),
-        dlqs,
-        per_region,
-        opensearch::plan(ctx, aws), // 3.
-        forwarders,
-    )?;
-    let mut changes: Vec<Change> = Vec::new();
-    changes.extend(iam);
-    changes.extend(s3);
-    changes.extend(sqs);
-    changes.extend(dlqs.into_iter().flatten());
-    changes.extend(per_region.into_iter().flatten());
-    changes.extend(search);
-    changes.extend(forwarders.into_iter().flatten());
-    Ok(Plan::new(changes))
+    changes(ctx, &o)
 }
 
 #[cfg(test)]
@@ -424,15 +598,19 @@ pub(crate) fn test_ctx(mode: TrailMode) -> Ctx {
         account: "123456789012".into(),
         partition: "aws".into(),
         caller_arn: "arn:aws:iam::123456789012:user/admin".into(),
+        principal_arn: "arn:aws:iam::123456789012:user/admin".into(),
         home: "us-east-1".into(),
         regions: vec!["us-east-1".into(), "us-west-2".into(), "eu-west-1".into()],
+        opt_in_regions: vec![],
         trail_mode: mode,
         bucket: "trailsetup-123456789012-us-east-1".into(),
-        kms_key: None,
+        kms: None,
+        kms_policy_external: false,
         retention_days: 90,
         opensearch: OpenSearchTarget::Url("http://127.0.0.1:9200".into()),
         opensearch_auth: None,
         index_prefix: "cloudtrail".into(),
+        ingest_roles: vec![],
     }
 }
 

@@ -1,6 +1,13 @@
 //! OpenSearch: an Amazon OpenSearch Service domain created or adopted (encryption at rest, node-to-node,
-//! HTTPS with TLS 1.2+, fine-grained access control with the caller as IAM master, an access policy naming only
-//! the caller), or an existing endpoint (`--opensearch-url`); then the index template for `<prefix>-*`.
+//! HTTPS with TLS 1.2+ and forward secrecy, fine-grained access control with the caller as IAM master user, an
+//! access policy naming only our principals), or an existing endpoint (`--opensearch-url`); then, inside the
+//! domain, the fine-grained access control role our writers are mapped to, and the index template for
+//! `<prefix>-*`.
+//!
+//! The endpoint may not be reachable from this machine (a VPC-only domain, one still being created): that is a
+//! known, reported state, never a change and never a failure. `backfill`/`ingest` install the template before
+//! their first document anyway; the role mapping's requests are printed for the user to run where it is
+//! reachable.
 
 use std::time::{Duration, Instant};
 
@@ -9,17 +16,60 @@ use aws_sdk_opensearch::types::{
     AdvancedSecurityOptionsInput, ClusterConfig, DomainEndpointOptions, EbsOptions, EncryptionAtRestOptions,
     MasterUserOptions, NodeToNodeEncryptionOptions, OpenSearchPartitionInstanceType, Tag, TlsSecurityPolicy, VolumeType,
 };
+use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::{Aws, Ctx, OpenSearchTarget, TAG_KEY};
 use crate::aws::{code, explain};
+use crate::ingest::opensearch::Client;
 use crate::ingest::template;
 use crate::plan::{Action, Change};
 
+/// Engine versions are `OpenSearch_<major>.<minor>` (or `Elasticsearch_<x>.<y>`): CreateDomain `EngineVersion`.
 pub const ENGINE_VERSION: &str = "OpenSearch_2.19";
 pub const INSTANCE_TYPE: &str = "t3.small.search";
-pub const TLS_POLICY: &str = "Policy-Min-TLS-1-2-2019-07";
+/// TLS 1.2 with perfect forward secrecy ciphers only ("Security in Amazon OpenSearch Service" →
+/// `TLSSecurityPolicy`).
+pub const TLS_POLICY: &str = "Policy-Min-TLS-1-2-PFS-2023-10";
+/// The TLS policies DomainEndpointOptions accepts (OpenSearch Service API reference, `DomainEndpointOptions`).
+pub const TLS_POLICIES: &[&str] = &["Policy-Min-TLS-1-0-2019-07", "Policy-Min-TLS-1-2-2019-07", "Policy-Min-TLS-1-2-PFS-2023-10"];
+/// Sid of our statement in the domain's access policy (merged by Sid into an adopted domain's).
+pub const ACCESS_SID: &str = "TrailsetupAccess";
 const DOMAIN_WAIT: Duration = Duration::from_secs(45 * 60);
+
+/// What a read of something inside the domain (index template, security role) found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Probe {
+    /// not looked at: offline, or the domain does not exist yet
+    #[default]
+    NotChecked,
+    /// the endpoint did not answer from here (the reason)
+    Unreachable(String),
+    /// the endpoint answered: what is there (`None`: nothing)
+    Found(Option<Value>),
+}
+
+/// Fine-grained access control (the security plugin), as found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Security {
+    /// not known: offline, or the domain does not exist yet (a domain we create has it on)
+    #[default]
+    Unknown,
+    /// off: no role mapping is needed (or possible)
+    Off,
+    /// on; the probe of our role and its mapping
+    On(Probe),
+}
+
+/// The domain (or endpoint) as found.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub domain: Option<Value>,
+    /// `https://…` once the domain has an endpoint
+    pub endpoint: Option<String>,
+    pub template: Probe,
+    pub security: Security,
+}
 
 pub fn desired_domain(ctx: &Ctx, domain: &str) -> Value {
     json!({
@@ -38,11 +88,106 @@ pub fn desired_domain(ctx: &Ctx, domain: &str) -> Value {
     })
 }
 
+/// Our statement replaces the one with our Sid; statements someone else put in an adopted domain's access
+/// policy are kept.
+pub fn merged_access_policy(ctx: &Ctx, domain: &str, existing: Option<&Value>) -> Value {
+    let ours = ctx.opensearch_access_policy(domain);
+    let mut statements: Vec<Value> = match existing.map(|e| &e["Statement"]) {
+        Some(Value::Array(a)) => a.clone(),
+        Some(Value::Object(o)) => vec![Value::Object(o.clone())],
+        _ => Vec::new(),
+    };
+    statements.retain(|s| s["Sid"] != ACCESS_SID);
+    statements.extend(ours["Statement"].as_array().cloned().unwrap_or_default());
+    let mut p = ours;
+    p["Statement"] = Value::Array(statements);
+    p
+}
+
 pub fn desired_template(ctx: &Ctx, endpoint: &str) -> Value {
     json!({"endpoint": endpoint, "name": template::name(&ctx.index_prefix), "index_patterns": [format!("{}-*", ctx.index_prefix)], "alias": ctx.index_prefix})
 }
 
-async fn observe_domain(ctx: &Ctx, aws: &Aws, domain: &str) -> anyhow::Result<Option<(Value, Option<String>)>> {
+// --- fine-grained access control: our role and its mapping (security plugin REST API) ---
+
+/// `PUT _plugins/_security/api/roles/<role>`: what our writers may do. Cluster: `GET /` (cluster_monitor),
+/// `_bulk` (cluster_composite_ops), the composable index template. Indices `<prefix>-*` and the alias
+/// `<prefix>`: read/write documents (crud), create the daily index on first write, its mapping and alias.
+pub fn writer_role_body(ctx: &Ctx) -> Value {
+    json!({
+        "cluster_permissions": ["cluster_monitor", "cluster_composite_ops", "indices:admin/index_template/get", "indices:admin/index_template/put"],
+        "index_permissions": [{
+            "index_patterns": [format!("{}-*", ctx.index_prefix), ctx.index_prefix.clone()],
+            "allowed_actions": ["crud", "create_index", "indices:admin/mapping/put", "indices:admin/aliases"],
+        }],
+    })
+}
+
+/// `PUT _plugins/_security/api/rolesmapping/<role>`: the IAM roles mapped to it as backend roles (the forwarder,
+/// the ingest workers), plus any backend roles, users and hosts someone else already mapped.
+pub fn writer_mapping_body(ctx: &Ctx, existing: Option<&Value>) -> Value {
+    let mut backend: Vec<String> = vec![ctx.forwarder_role_arn()];
+    backend.extend(ctx.ingest_roles.iter().cloned());
+    let list = |k: &str| -> Vec<String> {
+        existing.and_then(|e| e[k].as_array()).into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect()
+    };
+    for b in list("backend_roles") {
+        if !backend.contains(&b) {
+            backend.push(b);
+        }
+    }
+    json!({"backend_roles": backend, "hosts": list("hosts"), "users": list("users")})
+}
+
+pub fn role_path(ctx: &Ctx) -> String {
+    format!("_plugins/_security/api/roles/{}", ctx.writer_role())
+}
+pub fn mapping_path(ctx: &Ctx) -> String {
+    format!("_plugins/_security/api/rolesmapping/{}", ctx.writer_role())
+}
+
+/// The requests that make the role and its mapping, as the plan shows them and apply sends them.
+pub fn role_mapping_requests(ctx: &Ctx, role: &Value, mapping: &Value) -> Value {
+    json!([
+        {"method": "PUT", "path": role_path(ctx), "body": role},
+        {"method": "PUT", "path": mapping_path(ctx), "body": mapping},
+    ])
+}
+
+/// A role as GET returns it (`{"<role>": {"reserved":…, "cluster_permissions":…, "index_permissions": [{…,
+/// "fls": [], "masked_fields": []}]}}`) → the fields we set.
+fn role_core(v: &Value) -> Value {
+    json!({
+        "cluster_permissions": v["cluster_permissions"].clone(),
+        "index_permissions": v["index_permissions"].as_array().into_iter().flatten().map(|p| json!({
+            "index_patterns": p["index_patterns"].clone(), "allowed_actions": p["allowed_actions"].clone()})).collect::<Vec<_>>(),
+    })
+}
+fn mapping_core(v: &Value) -> Value {
+    json!({"backend_roles": v["backend_roles"].clone(), "hosts": v["hosts"].clone(), "users": v["users"].clone()})
+}
+
+// --- observe ---
+
+/// A SigV4 client for a domain endpoint, signing for the endpoint's region (its host names it).
+pub fn domain_client(aws: &Aws, endpoint: &str, fallback_region: &str) -> anyhow::Result<Client> {
+    let credentials = aws
+        .cfg
+        .credentials_provider()
+        .ok_or_else(|| anyhow!("no AWS credentials to sign OpenSearch requests with"))?;
+    let region = url::Url::parse(endpoint)
+        .ok()
+        .and_then(|u| u.host_str().and_then(crate::ingest::opensearch::aws_host_hint).map(|h| h.1))
+        .unwrap_or_else(|| fallback_region.to_string());
+    Client::new(
+        endpoint,
+        crate::ingest::opensearch::Auth::SigV4 { service: "es".into(), region, credentials },
+        None,
+        Duration::from_secs(60),
+    )
+}
+
+async fn describe_domain(ctx: &Ctx, aws: &Aws, domain: &str) -> anyhow::Result<Option<(Value, Option<String>)>> {
     let os = aws_sdk_opensearch::Client::new(&aws.at(&ctx.home));
     let d = match os.describe_domain().domain_name(domain).send().await {
         Ok(r) => r.domain_status.ok_or_else(|| anyhow!("DescribeDomain {domain}: empty answer"))?,
@@ -59,7 +204,7 @@ async fn observe_domain(ctx: &Ctx, aws: &Aws, domain: &str) -> anyhow::Result<Op
     let cc = d.cluster_config();
     let ep = d.domain_endpoint_options();
     let sec = d.advanced_security_options();
-    let policy = d.access_policies().map(super::parse_policy).transpose()?;
+    let policy = d.access_policies().filter(|p| !p.trim().is_empty()).map(super::parse_policy).transpose()?;
     let endpoint = d.endpoint().map(String::from).or_else(|| d.endpoints().and_then(|m| m.values().next().cloned()));
     Ok(Some((
         json!({
@@ -80,93 +225,273 @@ async fn observe_domain(ctx: &Ctx, aws: &Aws, domain: &str) -> anyhow::Result<Op
     )))
 }
 
-pub async fn plan(ctx: &Ctx, aws: Option<&Aws>) -> anyhow::Result<Vec<Change>> {
+/// One quick `GET /`, no retries: does the endpoint answer from here at all?
+async fn reachable(client: &Client) -> Result<(), String> {
+    let r = tokio::time::timeout(
+        Duration::from_secs(15),
+        client.send(Method::GET, "", bytes::Bytes::new(), "application/json", false),
+    )
+    .await;
+    match r {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("{e:#}")),
+        Err(_) => Err("no answer within 15 s".into()),
+    }
+}
+
+async fn probe_template(ctx: &Ctx, client: &Client, endpoint: &str) -> Probe {
+    match template::installed_matches(client, &ctx.index_prefix).await {
+        Ok(None) => Probe::Found(None),
+        Ok(Some(true)) => Probe::Found(Some(desired_template(ctx, endpoint))),
+        Ok(Some(false)) => Probe::Found(Some(json!({"endpoint": endpoint, "name": template::name(&ctx.index_prefix), "differs": true}))),
+        Err(e) => Probe::Unreachable(format!("{e:#}")),
+    }
+}
+
+/// GET a security API object: `Ok(None)` on the plugin's 404 (`{"status":"NOT_FOUND",…}`).
+async fn get_security(client: &Client, path: &str, key: &str) -> anyhow::Result<Option<Value>> {
+    let r = client.json(Method::GET, path, None).await?;
+    if r.status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !r.status.is_success() {
+        return Err(anyhow!("GET {path}: HTTP {}: {}", r.status, r.text()));
+    }
+    let v: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    Ok(v.get(key).cloned())
+}
+
+async fn probe_security(ctx: &Ctx, client: &Client) -> Probe {
+    let role = ctx.writer_role();
+    let r = async {
+        let (rp, mp) = (role_path(ctx), mapping_path(ctx));
+        let (a, b) = futures::try_join!(get_security(client, &rp, &role), get_security(client, &mp, &role))?;
+        anyhow::Ok(json!({"role": a.map(|v| role_core(&v)), "mapping": b.map(|v| mapping_core(&v))}))
+    };
+    match r.await {
+        Ok(v) => Probe::Found(Some(v)),
+        Err(e) => Probe::Unreachable(format!("{e:#}")),
+    }
+}
+
+/// Does an endpoint run the security plugin? (`GET _plugins/_security/authinfo` answers only then.)
+async fn has_security_plugin(client: &Client) -> bool {
+    matches!(client.json(Method::GET, "_plugins/_security/authinfo", None).await, Ok(r) if r.status.is_success())
+}
+
+pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
+    match &ctx.opensearch {
+        OpenSearchTarget::Url(u) => {
+            let Some(client) = aws.search.clone() else { return Ok(Observed::default()) };
+            let mut o = Observed { endpoint: Some(u.clone()), ..Default::default() };
+            if let Err(e) = reachable(&client).await {
+                o.template = Probe::Unreachable(e.clone());
+                return Ok(o);
+            }
+            o.template = probe_template(ctx, &client, u).await;
+            // backend roles are IAM ARNs: a role mapping only makes sense for SigV4 callers
+            o.security = if ctx.forwarder_auth() == "sigv4" && has_security_plugin(&client).await {
+                Security::On(probe_security(ctx, &client).await)
+            } else {
+                Security::Off
+            };
+            Ok(o)
+        }
+        OpenSearchTarget::Domain(domain) => {
+            let Some((d, endpoint)) = describe_domain(ctx, aws, domain).await? else { return Ok(Observed::default()) };
+            let fgac = d["fine_grained_access_control"] == true;
+            let mut o = Observed { domain: Some(d), endpoint: endpoint.clone(), ..Default::default() };
+            o.security = if fgac { Security::On(Probe::NotChecked) } else { Security::Off };
+            let Some(ep) = endpoint else { return Ok(o) };
+            let client = match aws.search.clone() {
+                Some(c) => c,
+                None => domain_client(aws, &ep, &ctx.home)?,
+            };
+            if let Err(e) = reachable(&client).await {
+                o.template = Probe::Unreachable(e.clone());
+                if fgac {
+                    o.security = Security::On(Probe::Unreachable(e));
+                }
+                return Ok(o);
+            }
+            o.template = probe_template(ctx, &client, &ep).await;
+            if fgac {
+                o.security = Security::On(probe_security(ctx, &client).await);
+            }
+            Ok(o)
+        }
+    }
+}
+
+// --- diff ---
+
+pub fn changes(ctx: &Ctx, o: &Observed) -> Vec<Change> {
     let mut out = Vec::new();
     let endpoint = match &ctx.opensearch {
         OpenSearchTarget::Url(u) => u.clone(),
         OpenSearchTarget::Domain(domain) => {
-            let want = desired_domain(ctx, domain);
-            let now = match aws {
-                None => None,
-                Some(a) => observe_domain(ctx, a, domain).await?,
-            };
-            let endpoint = now.as_ref().and_then(|n| n.1.clone());
-            if let (Some(a), Some(ep)) = (aws, &endpoint) {
-                if a.search.is_none() {
-                    let mut a2 = a.clone();
-                    a2.search = crate::apply::domain_client(a, ep, &ctx.home).ok();
-                    return finish(ctx, Some(&a2), out, ep.clone(), domain, now.map(|n| n.0), want).await;
-                }
-            }
-            return finish(ctx, aws, out, endpoint.unwrap_or_else(|| format!("(endpoint of domain {domain}, known once it is created)")), domain, now.map(|n| n.0), want).await;
-        }
-    };
-    template_change(ctx, aws, &mut out, &endpoint).await;
-    Ok(out)
-}
-
-async fn finish(ctx: &Ctx, aws: Option<&Aws>, mut out: Vec<Change>, endpoint: String, domain: &str, current: Option<Value>, mut want: Value) -> anyhow::Result<Vec<Change>> {
-    {
-        {
-            match &current {
-                // adopted: keep its engine version, size and master user; we only add what secures it
+            let mut want = desired_domain(ctx, domain);
+            match &o.domain {
+                // adopted: keep its engine version, size, master user and security mode; we only add what secures
+                // it, and our statement in its access policy beside the others
                 Some(cur) => {
-                    for k in ["engine_version", "instance_type", "instance_count", "ebs_gib", "internal_user_database"] {
+                    for k in ["engine_version", "instance_type", "instance_count", "ebs_gib", "internal_user_database", "fine_grained_access_control"] {
                         want[k] = cur[k].clone();
                     }
+                    want["access_policy"] = merged_access_policy(ctx, domain, cur["access_policy"].as_object().map(|_| &cur["access_policy"]));
                 }
                 None => {
-                    want["master_user_arn"] = json!(ctx.caller_arn);
+                    want["master_user_arn"] = json!(ctx.principal_arn);
                 }
             }
-            out.push(Change::diff("opensearch-domain", domain, &ctx.home, want, current));
+            out.push(Change::diff("opensearch-domain", domain, &ctx.home, want, o.domain.clone()));
+            o.endpoint.clone().unwrap_or_else(|| format!("(endpoint of domain {domain}, known once it is created)"))
         }
+    };
+    if let Some(c) = role_mapping_change(ctx, o) {
+        out.push(c);
     }
-    template_change(ctx, aws, &mut out, &endpoint).await;
-    Ok(out)
+    out.push(template_change(ctx, &o.template, &endpoint));
+    out
 }
 
-async fn template_change(ctx: &Ctx, aws: Option<&Aws>, out: &mut Vec<Change>, endpoint: &str) {
-    let want = desired_template(ctx, endpoint);
-    let now = match aws.and_then(|a| a.search.as_ref()) {
-        None => None,
-        Some(client) => match template::installed_matches(client, &ctx.index_prefix).await {
-            Ok(Some(true)) => Some(want.clone()),
-            Ok(Some(false)) => Some(json!({"endpoint": endpoint, "name": template::name(&ctx.index_prefix), "differs": true})),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!("OpenSearch at {endpoint} not reachable to check the index template: {e:#}");
-                None
-            }
-        },
-    };
-    out.push(Change::diff("opensearch-index-template", template::name(&ctx.index_prefix), "-", want, now));
+fn unreachable_noop(kind: &str, name: String, region: &str, mut details: Value, why: &str, then: &str) -> Change {
+    details["unreachable"] = json!(true);
+    details["reason"] = json!(why);
+    details["then"] = json!(then);
+    Change { action: Action::NoOp, kind: kind.into(), name, region: region.into(), details, current: None }
 }
+
+fn role_mapping_change(ctx: &Ctx, o: &Observed) -> Option<Change> {
+    let probe = match (&ctx.opensearch, &o.security) {
+        (_, Security::Off) => return None,
+        // a URL endpoint we could not look at: we do not know that it has the security plugin
+        (OpenSearchTarget::Url(_), Security::Unknown) => return None,
+        (_, Security::Unknown) => Probe::NotChecked,
+        (_, Security::On(p)) => p.clone(),
+    };
+    let region = ctx.opensearch_region();
+    let found = match &probe {
+        Probe::Found(Some(v)) => Some(v.clone()),
+        _ => None,
+    };
+    let role = writer_role_body(ctx);
+    let mapping = writer_mapping_body(ctx, found.as_ref().map(|f| &f["mapping"]).filter(|m| !m.is_null()));
+    let want = json!({"role": ctx.writer_role(), "role_body": role, "mapping_body": mapping});
+    let mut details = want.clone();
+    details["requests"] = role_mapping_requests(ctx, &role, &mapping);
+    match probe {
+        Probe::Unreachable(why) => Some(unreachable_noop(
+            "opensearch-role-mapping",
+            ctx.writer_role(),
+            &region,
+            details,
+            &why,
+            "send `requests` from a machine that reaches the domain (as its master user)",
+        )),
+        Probe::NotChecked | Probe::Found(None) => {
+            Some(Change { action: Action::Create, kind: "opensearch-role-mapping".into(), name: ctx.writer_role(), region, details, current: None })
+        }
+        Probe::Found(Some(v)) => {
+            let cur = json!({"role": ctx.writer_role(), "role_body": v["role"], "mapping_body": v["mapping"]});
+            let mut c = Change::diff("opensearch-role-mapping", ctx.writer_role(), region, want, Some(cur));
+            if c.action == Action::Update && (v["role"].is_null() || v["mapping"].is_null()) {
+                c.action = Action::Create;
+            }
+            c.details = details;
+            Some(c)
+        }
+    }
+}
+
+fn template_change(ctx: &Ctx, probe: &Probe, endpoint: &str) -> Change {
+    let want = desired_template(ctx, endpoint);
+    match probe {
+        Probe::Unreachable(why) => unreachable_noop(
+            "opensearch-index-template",
+            template::name(&ctx.index_prefix),
+            "-",
+            want,
+            why,
+            "`trailsetup backfill`/`ingest` install it before their first document",
+        ),
+        Probe::NotChecked | Probe::Found(None) => Change::diff("opensearch-index-template", template::name(&ctx.index_prefix), "-", want, None),
+        Probe::Found(Some(v)) => Change::diff("opensearch-index-template", template::name(&ctx.index_prefix), "-", want, Some(v.clone())),
+    }
+}
+
+/// One line per change that could not be looked at, for the plan's warnings (said once).
+pub fn unreachable_warning(plan: &crate::plan::Plan) -> Option<String> {
+    let c = plan.changes.iter().find(|c| c.details["unreachable"] == true)?;
+    Some(format!(
+        "OpenSearch at {} does not answer from this machine ({}): the index template is left to `trailsetup backfill`/`ingest`{}",
+        plan.changes.iter().find(|c| c.kind == "opensearch-index-template").map(|c| c.details["endpoint"].as_str().unwrap_or("?")).unwrap_or("?"),
+        c.details["reason"].as_str().unwrap_or("unreachable"),
+        if plan.changes.iter().any(|c| c.kind == "opensearch-role-mapping" && c.details["unreachable"] == true) {
+            "; the fine-grained access control role mapping must be made from a machine that reaches it (its requests are in the plan, -v)"
+        } else {
+            ""
+        }
+    ))
+}
+
+// --- apply ---
 
 pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<Option<String>> {
     match c.kind.as_str() {
         "opensearch-domain" => apply_domain(ctx, aws, c).await.map(Some),
-        "opensearch-index-template" => {
-            let client = match &aws.search {
-                Some(cl) => cl.clone(),
-                None => return Err(anyhow!("no OpenSearch client to install the index template with")),
+        "opensearch-role-mapping" => {
+            let Some(client) = reachable_client(aws, "the fine-grained access control role mapping").await else {
+                eprintln!(
+                    "warning: OpenSearch is not reachable from here; map the roles from a machine that reaches it:\n{}",
+                    serde_json::to_string_pretty(&c.details["requests"]).unwrap_or_default()
+                );
+                return Ok(None);
             };
-            let v = match client.ping().await {
-                Ok(v) => v,
-                Err(e) => {
-                    // not reachable from here (a VPC domain, a firewall): backfill/ingest install it before the
-                    // first document anyway
-                    tracing::warn!("index template not installed now: {e:#}; `trailsetup backfill`/`ingest` install it before the first document");
-                    eprintln!("warning: OpenSearch is not reachable from here; the index template will be installed by backfill/ingest");
-                    return Ok(None);
+            for r in c.details["requests"].as_array().into_iter().flatten() {
+                let path = r["path"].as_str().unwrap_or_default();
+                let resp = client.json(Method::PUT, path, Some(&r["body"])).await?;
+                if resp.status == reqwest::StatusCode::FORBIDDEN || resp.status == reqwest::StatusCode::UNAUTHORIZED {
+                    return Err(anyhow!(
+                        "OpenSearch refused PUT {path} ({}): only the domain's master user (or a user with the security_manager \
+                         role) may change roles; run init as {} or send the request as the master user",
+                        resp.status,
+                        ctx.principal_arn
+                    ));
                 }
+                if !resp.status.is_success() {
+                    return Err(anyhow!("PUT {path}: HTTP {}: {}", resp.status, resp.text()));
+                }
+            }
+            Ok(None)
+        }
+        "opensearch-index-template" => {
+            let Some(client) = reachable_client(aws, "the index template").await else {
+                eprintln!("warning: OpenSearch is not reachable from here; the index template will be installed by backfill/ingest");
+                return Ok(None);
             };
             template::install(&client, &ctx.index_prefix).await?;
-            tracing::info!("OpenSearch {v}: index template {} installed", template::name(&ctx.index_prefix));
+            tracing::info!("index template {} installed", template::name(&ctx.index_prefix));
             Ok(None)
         }
         other => Err(anyhow!("opensearch cannot apply {other}")),
     }
+}
+
+/// The search client, if there is one and it answers.
+async fn reachable_client(aws: &Aws, what: &str) -> Option<Client> {
+    let client = aws.search.clone()?;
+    match reachable(&client).await {
+        Ok(()) => Some(client),
+        Err(e) => {
+            tracing::info!("{what} not applied now: {e}");
+            None
+        }
+    }
+}
+
+fn endpoint_options() -> DomainEndpointOptions {
+    DomainEndpointOptions::builder().enforce_https(true).tls_security_policy(TlsSecurityPolicy::from(TLS_POLICY)).build()
 }
 
 async fn apply_domain(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<String> {
@@ -186,19 +511,14 @@ async fn apply_domain(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<String
                     .build(),
             )
             .ebs_options(EbsOptions::builder().ebs_enabled(true).volume_type(VolumeType::Gp3).volume_size(10).build())
-            .encryption_at_rest_options(EncryptionAtRestOptions::builder().enabled(true).set_kms_key_id(ctx.kms_key.clone()).build())
+            .encryption_at_rest_options(EncryptionAtRestOptions::builder().enabled(true).set_kms_key_id(ctx.kms_key_for(&ctx.home)).build())
             .node_to_node_encryption_options(NodeToNodeEncryptionOptions::builder().enabled(true).build())
-            .domain_endpoint_options(
-                DomainEndpointOptions::builder()
-                    .enforce_https(true)
-                    .tls_security_policy(TlsSecurityPolicy::from(TLS_POLICY))
-                    .build(),
-            )
+            .domain_endpoint_options(endpoint_options())
             .advanced_security_options(
                 AdvancedSecurityOptionsInput::builder()
                     .enabled(true)
                     .internal_user_database_enabled(false)
-                    .master_user_options(MasterUserOptions::builder().master_user_arn(&ctx.caller_arn).build())
+                    .master_user_options(MasterUserOptions::builder().master_user_arn(&ctx.principal_arn).build())
                     .build(),
             )
             .access_policies(&policy)
@@ -211,21 +531,18 @@ async fn apply_domain(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<String
             Err(e) => return Err(explain(e, &format!("creating OpenSearch domain {name}"), "es:CreateDomain")),
         }
     } else {
-        // never touches the master user of an adopted domain
-        os.update_domain_config()
-            .domain_name(name)
-            .access_policies(&policy)
-            .encryption_at_rest_options(EncryptionAtRestOptions::builder().enabled(true).build())
-            .node_to_node_encryption_options(NodeToNodeEncryptionOptions::builder().enabled(true).build())
-            .domain_endpoint_options(
-                DomainEndpointOptions::builder()
-                    .enforce_https(true)
-                    .tls_security_policy(TlsSecurityPolicy::from(TLS_POLICY))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| explain(e, &format!("updating OpenSearch domain {name}"), "es:UpdateDomainConfig"))?;
+        // Never touches the master user or the security mode of an adopted domain. Encryption at rest and
+        // node-to-node encryption are sent only when they are off: once on they cannot be turned off, and
+        // resending encryption at rest would name another key than the one the domain has.
+        let cur = c.current.clone().unwrap_or_default();
+        let mut req = os.update_domain_config().domain_name(name).access_policies(&policy).domain_endpoint_options(endpoint_options());
+        if cur["encryption_at_rest"] != true {
+            req = req.encryption_at_rest_options(EncryptionAtRestOptions::builder().enabled(true).set_kms_key_id(ctx.kms_key_for(&ctx.home)).build());
+        }
+        if cur["node_to_node_encryption"] != true {
+            req = req.node_to_node_encryption_options(NodeToNodeEncryptionOptions::builder().enabled(true).build());
+        }
+        req.send().await.map_err(|e| explain(e, &format!("updating OpenSearch domain {name}"), "es:UpdateDomainConfig"))?;
         let arn = format!("arn:{}:es:{}:{}:domain/{name}", ctx.partition, ctx.home, ctx.account);
         os.add_tags()
             .arn(arn)
@@ -238,7 +555,7 @@ async fn apply_domain(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<String
     let started = Instant::now();
     let mut delay = Duration::from_secs(5);
     loop {
-        if let Some((_, Some(ep))) = observe_domain(ctx, aws, name).await? {
+        if let Some((_, Some(ep))) = describe_domain(ctx, aws, name).await? {
             return Ok(ep);
         }
         if started.elapsed() > DOMAIN_WAIT {
@@ -250,5 +567,61 @@ async fn apply_domain(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<String
         eprintln!("waiting for OpenSearch domain {name} to get an endpoint ({}s so far; domains take 10-20 minutes)", started.elapsed().as_secs());
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::TrailMode;
+
+    fn domain_ctx() -> Ctx {
+        let mut c = crate::resources::test_ctx(TrailMode::MultiRegion);
+        c.opensearch = OpenSearchTarget::Domain("logs".into());
+        c
+    }
+
+    #[test]
+    fn adopted_access_policy_keeps_other_statements() {
+        let ctx = domain_ctx();
+        let theirs = json!({"Version": "2012-10-17", "Statement": [
+            {"Sid": "Analysts", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:role/analyst"}, "Action": "es:ESHttpGet", "Resource": "*"},
+            {"Sid": ACCESS_SID, "Effect": "Allow", "Principal": {"AWS": "old"}, "Action": "es:*", "Resource": "*"}]});
+        let m = merged_access_policy(&ctx, "logs", Some(&theirs));
+        let sids: Vec<&str> = m["Statement"].as_array().unwrap().iter().map(|s| s["Sid"].as_str().unwrap()).collect();
+        assert_eq!(sids, ["Analysts", ACCESS_SID]);
+        assert_eq!(m["Statement"][1]["Principal"]["AWS"][1], "arn:aws:iam::123456789012:role/trailsetup-forwarder");
+    }
+
+    #[test]
+    fn role_mapping_is_planned_and_idempotent() {
+        let ctx = domain_ctx();
+        // a new domain: created, with the documented requests
+        let c = role_mapping_change(&ctx, &Observed::default()).unwrap();
+        assert_eq!(c.action, Action::Create);
+        assert_eq!(c.details["requests"][0]["path"], "_plugins/_security/api/roles/trailsetup-writer");
+        assert_eq!(c.details["requests"][1]["path"], "_plugins/_security/api/rolesmapping/trailsetup-writer");
+        assert_eq!(c.details["requests"][1]["body"]["backend_roles"], json!(["arn:aws:iam::123456789012:role/trailsetup-forwarder"]));
+        // as GET returns them after the PUTs: nothing to do
+        let found = json!({"role": role_core(&json!({"reserved": false, "cluster_permissions": writer_role_body(&ctx)["cluster_permissions"],
+            "index_permissions": [{"index_patterns": ["cloudtrail-*", "cloudtrail"], "fls": [], "masked_fields": [],
+            "allowed_actions": writer_role_body(&ctx)["index_permissions"][0]["allowed_actions"]}]})),
+            "mapping": mapping_core(&json!({"hosts": [], "users": [], "reserved": false, "backend_roles": ["arn:aws:iam::123456789012:role/trailsetup-forwarder"]}))});
+        let o = Observed { security: Security::On(Probe::Found(Some(found))), ..Default::default() };
+        assert_eq!(role_mapping_change(&ctx, &o).unwrap().action, Action::NoOp);
+        // someone else's backend role stays mapped
+        let found = json!({"role": null, "mapping": {"backend_roles": ["arn:aws:iam::123456789012:role/other"], "hosts": [], "users": ["bob"]}});
+        let o = Observed { security: Security::On(Probe::Found(Some(found))), ..Default::default() };
+        let c = role_mapping_change(&ctx, &o).unwrap();
+        assert_eq!(c.action, Action::Create);
+        assert_eq!(c.details["mapping_body"]["backend_roles"].as_array().unwrap().len(), 2);
+        assert_eq!(c.details["mapping_body"]["users"], json!(["bob"]));
+        // unreachable: a no-op, said, never a change
+        let o = Observed { security: Security::On(Probe::Unreachable("dns".into())), template: Probe::Unreachable("dns".into()), ..Default::default() };
+        let all = changes(&ctx, &o);
+        assert!(all.iter().skip(1).all(|c| c.action == Action::NoOp && c.details["unreachable"] == true), "{all:?}");
+        // FGAC off: no mapping
+        let o = Observed { security: Security::Off, ..Default::default() };
+        assert!(role_mapping_change(&ctx, &o).is_none());
     }
 }

@@ -13,7 +13,7 @@ use crate::aws::{code, explain};
 use crate::plan::{Action, Change};
 
 pub fn desired_bucket(ctx: &Ctx) -> Value {
-    let enc = match &ctx.kms_key {
+    let enc = match ctx.bucket_kms_key() {
         None => json!({"algorithm": "AES256"}),
         Some(k) => json!({"algorithm": "aws:kms", "kms_key": k}),
     };
@@ -42,21 +42,24 @@ pub fn merged_policy(ctx: &Ctx, existing: Option<&Value>) -> Value {
     p
 }
 
-pub async fn plan(ctx: &Ctx, aws: Option<&Aws>) -> anyhow::Result<Vec<Change>> {
-    let (bucket_now, policy_now) = match aws {
-        None => (None, None),
-        Some(a) => observe(ctx, a).await?,
-    };
-    let policy = merged_policy(ctx, policy_now.as_ref().and_then(|p| p.as_ref()));
-    let policy_current = match (&bucket_now, policy_now) {
+/// The bucket's settings (`None`: no such bucket) and its policy (`Some(None)`: a bucket without policy).
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub bucket: Option<Value>,
+    pub policy: Option<Option<Value>>,
+}
+
+pub fn changes(ctx: &Ctx, o: &Observed) -> Vec<Change> {
+    let policy = merged_policy(ctx, o.policy.as_ref().and_then(|p| p.as_ref()));
+    let policy_current = match (&o.bucket, &o.policy) {
         (None, _) => None,
         (Some(_), Some(Some(p))) => Some(json!({"policy": p})),
         (Some(_), _) => Some(json!({"policy": null})),
     };
-    Ok(vec![
-        Change::diff("s3-bucket", &ctx.bucket, &ctx.home, desired_bucket(ctx), bucket_now),
+    vec![
+        Change::diff("s3-bucket", &ctx.bucket, &ctx.home, desired_bucket(ctx), o.bucket.clone()),
         Change::diff("s3-bucket-policy", &ctx.bucket, &ctx.home, json!({"policy": policy}), policy_current),
-    ])
+    ]
 }
 
 fn client(ctx: &Ctx, aws: &Aws) -> aws_sdk_s3::Client {
@@ -64,7 +67,7 @@ fn client(ctx: &Ctx, aws: &Aws) -> aws_sdk_s3::Client {
 }
 
 /// observe: `None` when the bucket does not exist; an error when it exists but is not the caller's.
-async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<(Option<Value>, Option<Option<Value>>)> {
+pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
     let s3 = client(ctx, aws);
     let b = &ctx.bucket;
     match s3.head_bucket().bucket(b).send().await {
@@ -72,7 +75,7 @@ async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<(Option<Value>, Option<
         Err(e) => {
             let status = e.raw_response().map(|r| r.status().as_u16());
             match (code(&e).as_deref(), status) {
-                (Some("NotFound") | Some("NoSuchBucket"), _) | (_, Some(404)) => return Ok((None, None)),
+                (Some("NotFound") | Some("NoSuchBucket"), _) | (_, Some(404)) => return Ok(Observed::default()),
                 (_, Some(403)) => return Err(taken(b)),
                 _ => return Err(explain(e, &format!("checking bucket {b}"), "s3:ListBucket")),
             }
@@ -141,7 +144,7 @@ async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<(Option<Value>, Option<
         "versioning": ver,
         "tags": match tag { Some(t) => json!({TAG_KEY: t}), None => json!({}) },
     });
-    Ok((Some(current), Some(policy)))
+    Ok(Observed { bucket: Some(current), policy: Some(policy) })
 }
 
 fn taken(b: &str) -> anyhow::Error {
@@ -186,13 +189,14 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| explain(e, &format!("blocking public access on {b}"), "s3:PutBucketPublicAccessBlock"))?;
             let mut def = ServerSideEncryptionByDefault::builder();
-            def = match &ctx.kms_key {
+            let key = ctx.bucket_kms_key();
+            def = match &key {
                 None => def.sse_algorithm(ServerSideEncryption::Aes256),
                 Some(k) => def.sse_algorithm(ServerSideEncryption::AwsKms).kms_master_key_id(k),
             };
             let rule = ServerSideEncryptionRule::builder()
                 .apply_server_side_encryption_by_default(def.build().context("encryption rule")?)
-                .bucket_key_enabled(ctx.kms_key.is_some())
+                .bucket_key_enabled(key.is_some())
                 .build();
             s3.put_bucket_encryption()
                 .bucket(b)

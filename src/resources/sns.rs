@@ -9,9 +9,12 @@ use super::{parse_policy, Aws, Ctx, TAG_KEY};
 use crate::aws::{code, explain};
 use crate::plan::{Action, Change};
 
-pub fn desired_topic(ctx: &Ctx) -> Value {
-    json!({"kms_key": ctx.kms_key, "tags": ctx.tags()})
+pub fn desired_topic(ctx: &Ctx, region: &str) -> Value {
+    json!({"kms_key": ctx.kms_key_for(region), "tags": ctx.tags()})
 }
+
+/// A topic as found: its settings, its policy, and our subscription (if there is one).
+pub type Observed = (Value, Value, Option<Value>);
 
 pub fn desired_subscription(ctx: &Ctx, region: &str) -> Value {
     json!({"topic_arn": ctx.topic_arn(region), "protocol": "sqs", "endpoint": ctx.queue_arn(&ctx.queue_name())})
@@ -25,7 +28,7 @@ fn client(aws: &Aws, region: &str) -> aws_sdk_sns::Client {
     aws_sdk_sns::Client::new(&aws.at(region))
 }
 
-async fn observe(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Result<Option<(Value, Value, Option<Value>)>> {
+pub async fn observe(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Result<Option<Observed>> {
     let sns = client(aws, region);
     let arn = ctx.topic_arn(region);
     let attrs = match sns.get_topic_attributes().topic_arn(&arn).send().await {
@@ -54,20 +57,16 @@ async fn observe(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Result<Option<(V
     Ok(Some((topic, json!({"policy": policy}), sub)))
 }
 
-pub async fn plan(ctx: &Ctx, aws: Option<&Aws>, region: &str) -> anyhow::Result<Vec<Change>> {
-    let now = match aws {
-        None => None,
-        Some(a) => observe(ctx, a, region).await?,
-    };
+pub fn changes(ctx: &Ctx, region: &str, now: Option<Observed>) -> Vec<Change> {
     let (topic, policy, sub) = match now {
         None => (None, None, None),
         Some((t, p, s)) => (Some(t), Some(p), s),
     };
-    Ok(vec![
-        Change::diff("sns-topic", ctx.topic_name(), region, desired_topic(ctx), topic),
+    vec![
+        Change::diff("sns-topic", ctx.topic_name(), region, desired_topic(ctx, region), topic),
         Change::diff("sns-topic-policy", ctx.topic_name(), region, json!({"policy": ctx.topic_policy(region)}), policy),
         Change::diff("sns-subscription", subscription_name(ctx), region, desired_subscription(ctx, region), sub),
-    ])
+    ]
 }
 
 pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
@@ -78,12 +77,12 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
         "sns-topic" => {
             if c.action == Action::Create {
                 let mut req = sns.create_topic().name(ctx.topic_name()).tags(Tag::builder().key(TAG_KEY).value(&ctx.stack).build()?);
-                if let Some(k) = &ctx.kms_key {
+                if let Some(k) = ctx.kms_key_for(r) {
                     req = req.attributes("KmsMasterKeyId", k);
                 }
                 req.send().await.map_err(|e| explain(e, &format!("creating topic {arn}"), "sns:CreateTopic"))?;
             } else {
-                if let Some(k) = &ctx.kms_key {
+                if let Some(k) = ctx.kms_key_for(r) {
                     sns.set_topic_attributes()
                         .topic_arn(&arn)
                         .attribute_name("KmsMasterKeyId")

@@ -13,9 +13,9 @@ use crate::plan::{Action, Change};
 
 pub const MAX_RECEIVE_COUNT: u32 = 5;
 
-fn sse(ctx: &Ctx) -> Map<String, Value> {
+fn sse(ctx: &Ctx, region: &str) -> Map<String, Value> {
     let mut m = Map::new();
-    match &ctx.kms_key {
+    match ctx.kms_key_for(region) {
         None => {
             m.insert("SqsManagedSseEnabled".into(), json!("true"));
         }
@@ -26,14 +26,14 @@ fn sse(ctx: &Ctx) -> Map<String, Value> {
     m
 }
 
-pub fn desired_dlq(ctx: &Ctx) -> Value {
-    let mut a = sse(ctx);
+pub fn desired_dlq(ctx: &Ctx, region: &str) -> Value {
+    let mut a = sse(ctx, region);
     a.insert("MessageRetentionPeriod".into(), json!("1209600"));
     json!({"attributes": a, "tags": ctx.tags()})
 }
 
 pub fn desired_queue(ctx: &Ctx) -> Value {
-    let mut a = sse(ctx);
+    let mut a = sse(ctx, &ctx.home);
     a.insert("MessageRetentionPeriod".into(), json!("345600"));
     a.insert("VisibilityTimeout".into(), json!("300"));
     a.insert(
@@ -61,7 +61,7 @@ pub async fn queue_url_in(aws: &Aws, region: &str, name: &str) -> anyhow::Result
 }
 
 /// observe: (attributes we manage, tags, policy) or `None`.
-async fn observe(aws: &Aws, region: &str, name: &str, desired: &Value) -> anyhow::Result<Option<(Value, Option<Value>)>> {
+async fn observe_queue(aws: &Aws, region: &str, name: &str, desired: &Value) -> anyhow::Result<Option<(Value, Option<Value>)>> {
     let Some(url) = queue_url_in(aws, region, name).await? else { return Ok(None) };
     let sqs = client(aws, region);
     let r = sqs
@@ -99,29 +99,37 @@ async fn observe(aws: &Aws, region: &str, name: &str, desired: &Value) -> anyhow
     Ok(Some((json!({"attributes": cur, "tags": tags}), policy)))
 }
 
-pub async fn plan(ctx: &Ctx, aws: Option<&Aws>) -> anyhow::Result<Vec<Change>> {
-    let dlq = desired_dlq(ctx);
-    let q = desired_queue(ctx);
-    let (dlq_now, q_now) = match aws {
-        None => (None, None),
-        Some(a) => (observe(a, &ctx.home, &ctx.dlq_name(), &dlq).await?, observe(a, &ctx.home, &ctx.queue_name(), &q).await?),
-    };
-    let policy_now = q_now.as_ref().map(|(_, p)| json!({"policy": p}));
-    Ok(vec![
-        Change::diff("sqs-queue", ctx.dlq_name(), &ctx.home, dlq, dlq_now.map(|x| x.0)),
-        Change::diff("sqs-queue", ctx.queue_name(), &ctx.home, q, q_now.map(|x| x.0)),
+/// The notification queue (with its policy) and its dead-letter queue, as found.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub dlq: Option<Value>,
+    pub queue: Option<Value>,
+    /// `Some(None)`: the queue exists without a policy
+    pub policy: Option<Option<Value>>,
+}
+
+pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
+    let (dn, qn, dd, qd) = (ctx.dlq_name(), ctx.queue_name(), desired_dlq(ctx, &ctx.home), desired_queue(ctx));
+    let (d, q) = futures::try_join!(observe_queue(aws, &ctx.home, &dn, &dd), observe_queue(aws, &ctx.home, &qn, &qd))?;
+    Ok(Observed { dlq: d.map(|x| x.0), policy: q.as_ref().map(|x| x.1.clone()), queue: q.map(|x| x.0) })
+}
+
+pub fn changes(ctx: &Ctx, o: &Observed) -> Vec<Change> {
+    let policy_now = o.policy.as_ref().map(|p| json!({"policy": p}));
+    vec![
+        Change::diff("sqs-queue", ctx.dlq_name(), &ctx.home, desired_dlq(ctx, &ctx.home), o.dlq.clone()),
+        Change::diff("sqs-queue", ctx.queue_name(), &ctx.home, desired_queue(ctx), o.queue.clone()),
         Change::diff("sqs-queue-policy", ctx.queue_name(), &ctx.home, json!({"policy": ctx.queue_policy()}), policy_now),
-    ])
+    ]
 }
 
 /// The forwarder's dead-letter queue in `region`: same settings as the notifications' dead-letter queue.
-pub async fn plan_forwarder_dlq(ctx: &Ctx, aws: Option<&Aws>, region: &str) -> anyhow::Result<Vec<Change>> {
-    let want = desired_dlq(ctx);
-    let now = match aws {
-        None => None,
-        Some(a) => observe(a, region, &ctx.forwarder_dlq_name(), &want).await?,
-    };
-    Ok(vec![Change::diff("sqs-queue", ctx.forwarder_dlq_name(), region, want, now.map(|x| x.0))])
+pub async fn observe_forwarder_dlq(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Result<Option<Value>> {
+    Ok(observe_queue(aws, region, &ctx.forwarder_dlq_name(), &desired_dlq(ctx, region)).await?.map(|x| x.0))
+}
+
+pub fn forwarder_dlq_changes(ctx: &Ctx, region: &str, now: Option<Value>) -> Vec<Change> {
+    vec![Change::diff("sqs-queue", ctx.forwarder_dlq_name(), region, desired_dlq(ctx, region), now)]
 }
 
 fn attributes(details: &Value) -> HashMap<A, String> {

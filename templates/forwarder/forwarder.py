@@ -10,7 +10,11 @@ Environment:
   OPENSEARCH_URL            endpoint, e.g. https://search-x.us-east-1.es.amazonaws.com (required)
   OPENSEARCH_AUTH           sigv4 (default) | basic | none
   OPENSEARCH_USER/_PASSWORD for basic
-  AWS_REGION                for sigv4 (service `es`, or `aoss` when the host contains `.aoss.`)
+  OPENSEARCH_REGION         the domain's region, for sigv4 (init sets it). Without it: the region in the
+                            endpoint host (`….<region>.es.amazonaws.com`), else AWS_REGION. The Lambda's
+                            own region is not the domain's when a per-region forwarder writes to a domain
+                            in the home region: SigV4 must be scoped to the domain's region.
+                            Service `es`, or `aoss` when the host contains `.aoss.`.
   INDEX_PREFIX              default `cloudtrail`
   REDACT_SESSION_TOKEN      default true
   DLQ_URL                   SQS queue for rejected records; unset -> `TRAILSETUP_REJECT {json}` on stdout
@@ -34,6 +38,7 @@ import gzip
 import json
 import os
 import random
+import re
 import sys
 import time
 import urllib.error
@@ -74,6 +79,18 @@ def decode_event(event: dict) -> dict:
 
 # --- HTTP + auth -----------------------------------------------------------------------------------
 
+def region_from_host(host: str) -> str | None:
+    """`search-x-abc.eu-west-1.es.amazonaws.com` -> eu-west-1 (also `.aoss.` and `.amazonaws.com.cn`)."""
+    m = re.search(r"\.([a-z]{2}(?:-[a-z]+)+-\d+)\.(?:es|aoss)\.amazonaws\.com(?:\.cn)?$", host)
+    return m.group(1) if m else None
+
+
+def signing_region(host: str) -> str:
+    """The region SigV4 is scoped to: the domain's, never merely the function's own."""
+    return (os.environ.get("OPENSEARCH_REGION", "").strip() or region_from_host(host)
+            or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+
+
 class Sink:
     def __init__(self, url: str, auth: str, timeout: float) -> None:
         self.url = url.rstrip("/")
@@ -86,7 +103,7 @@ class Sink:
 
             host = urllib.parse.urlsplit(self.url).hostname or ""
             service = "aoss" if ".aoss." in host else "es"
-            region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+            region = signing_region(host)
             creds = botocore.session.Session().get_credentials()
             if creds is None:
                 raise RuntimeError("OPENSEARCH_AUTH=sigv4 but no AWS credentials found")

@@ -294,3 +294,25 @@ def test_forwarder_then_backfill_adds_nothing_and_the_other_way_round(fw_env, op
     s = run(fixture_texts)
     assert s["indexed"] == 0 and s["duplicates"] == 1505
     assert count(opensearch_url, other) == b["indexed"]
+
+
+# --- SigV4 is scoped to the domain's region, not the function's (OpenSearch Service Developer Guide, "Signing HTTP
+# requests to Amazon OpenSearch Service"; a wrong scope is refused with "Credential should be scoped to a valid
+# region") -------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("opensearch_region,url,want", [
+    ("us-east-1", "http://127.0.0.1:9", "us-east-1"),                                          # what init sets
+    ("", "https://search-audit-abc123.us-east-1.es.amazonaws.com", "us-east-1"),               # from the host
+    ("", "https://vpc-audit-abc123.ap-southeast-3.es.amazonaws.com", "ap-southeast-3"),
+    ("", "https://abc.cn-north-1.es.amazonaws.com.cn", "cn-north-1"),
+    ("", "http://127.0.0.1:9", "eu-west-1"),                                                   # last resort
+])
+def test_forwarder_signs_for_the_domain_region(monkeypatch, opensearch_region, url, want):
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")  # the Lambda's own region
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("OPENSEARCH_REGION", opensearch_region)
+    s = forwarder.Sink(url, "sigv4", 5)
+    h = s._headers("POST", url + "/cloudtrail/_bulk", b"{}\n")
+    auth = h["Authorization"]
+    assert f"/{want}/es/aws4_request" in auth, auth

@@ -1,0 +1,553 @@
+//! AWS's documented rules, checked over a plan before it is shown or applied.
+//!
+//! moto (and the SDK) accept values and policies that AWS refuses or that silently lose events; these rules
+//! encode what AWS's documentation says, each naming the page it comes from. `init` refuses a plan that breaks
+//! one (an internal error: nothing is changed), and the test suite runs every rule over plans for many
+//! account shapes (both trail modes, home regions, KMS, opt-in regions, assumed-role callers, adopted
+//! resources), requiring each rule to find something to check in every plan, so that none passes vacuously.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::cli::TrailMode;
+use crate::plan::{Action, Change, Plan};
+use crate::resources::{global_events_region, kms, opensearch, Ctx, OpenSearchTarget};
+
+/// One rule: its name, the AWS documentation page it encodes, and its check.
+pub struct Rule {
+    pub name: &'static str,
+    pub doc: &'static str,
+    pub check: fn(&Ctx, &Plan, &mut Checker),
+}
+
+/// What a rule saw: how many things it checked, and what was wrong.
+#[derive(Default)]
+pub struct Checker {
+    pub checked: usize,
+    pub violations: Vec<String>,
+}
+
+impl Checker {
+    /// Count one check; record `msg` when `ok` is false.
+    pub fn ok(&mut self, ok: bool, msg: impl FnOnce() -> String) {
+        self.checked += 1;
+        if !ok {
+            self.violations.push(msg());
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Report {
+    /// rule name → number of things checked
+    pub checked: BTreeMap<&'static str, usize>,
+    /// "<rule> (<doc>): <what is wrong>"
+    pub violations: Vec<String>,
+}
+
+pub fn check(ctx: &Ctx, plan: &Plan) -> Report {
+    let mut r = Report::default();
+    for rule in RULES {
+        let mut c = Checker::default();
+        (rule.check)(ctx, plan, &mut c);
+        r.checked.insert(rule.name, c.checked);
+        r.violations.extend(c.violations.into_iter().map(|v| format!("{} ({}): {v}", rule.name, rule.doc)));
+    }
+    r
+}
+
+// --- helpers over plans and policies ---
+
+fn of_kind<'a>(plan: &'a Plan, kind: &'a str) -> impl Iterator<Item = &'a Change> + 'a {
+    plan.changes.iter().filter(move |c| c.kind == kind)
+}
+
+fn named<'a>(plan: &'a Plan, kind: &str, name: &str) -> Option<&'a Change> {
+    plan.changes.iter().find(|c| c.kind == kind && c.name == name)
+}
+
+fn list(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a.clone(),
+        Value::Null => Vec::new(),
+        other => vec![other.clone()],
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    list(v).into_iter().filter_map(|x| x.as_str().map(String::from)).collect()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn statements(policy: &Value) -> Vec<Value> {
+    list(&policy["Statement"])
+}
+
+fn statement<'a>(sts: &'a [Value], sid: &str) -> Option<&'a Value> {
+    sts.iter().find(|s| s["Sid"] == sid)
+}
+
+/// A condition value, whatever the operator's case (`StringEquals`/`ArnEquals`/…), by key (case-insensitive).
+fn condition(st: &Value, op: &str, key: &str) -> Vec<String> {
+    st["Condition"][op]
+        .as_object()
+        .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| strings(v)))
+        .unwrap_or_default()
+}
+
+/// Every policy document in a change's details (a policy is an object with `Statement`).
+fn policies_in(v: &Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Object(m) => {
+            if m.contains_key("Statement") {
+                out.push(v.clone());
+            }
+            for x in m.values() {
+                policies_in(x, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| policies_in(x, out)),
+        _ => {}
+    }
+}
+
+fn key_region(arn: &str) -> Option<String> {
+    arn.starts_with("arn:").then(|| arn.split(':').nth(3).unwrap_or_default().to_string())
+}
+
+fn is_key_arn(arn: &str) -> bool {
+    kms::parse_key_arn(arn).is_some()
+}
+
+/// `placeholders` offline: an alias that could not be resolved is allowed, and said.
+fn unresolved(ctx: &Ctx) -> bool {
+    ctx.kms.as_ref().is_some_and(|k| !k.resolved)
+}
+
+// --- the rules ---
+
+pub const RULES: &[Rule] = &[
+    Rule {
+        name: "cloudtrail-logs-role-trust",
+        doc: "CloudTrail User Guide, \"Role policy document for CloudTrail to use CloudWatch Logs for monitoring\"",
+        check: |ctx, plan, c| {
+            // confused-deputy conditions are not supported on this role's trust: CloudTrail's delivery breaks with them
+            let Some(role) = named(plan, "iam-role", &ctx.logs_role()) else { return c.ok(false, || "no CloudTrail → CloudWatch Logs role".into()) };
+            for st in statements(&role.details["assume_role_policy"]) {
+                c.ok(st["Principal"]["Service"] == "cloudtrail.amazonaws.com" && strings(&st["Action"]) == ["sts:AssumeRole"], || {
+                    format!("trust statement must let cloudtrail.amazonaws.com sts:AssumeRole: {st}")
+                });
+                c.ok(st.get("Condition").is_none(), || format!("the trust statement must carry no condition (aws:SourceArn/aws:SourceAccount are not supported here): {st}"));
+            }
+        },
+    },
+    Rule {
+        name: "cloudtrail-logs-role-permissions",
+        doc: "CloudTrail User Guide, \"Role policy document for CloudTrail to use CloudWatch Logs for monitoring\"",
+        check: |ctx, plan, c| {
+            let Some(role) = named(plan, "iam-role", &ctx.logs_role()) else { return c.ok(false, || "no CloudTrail → CloudWatch Logs role".into()) };
+            let policy = &role.details["inline_policies"][crate::resources::iam::INLINE_NAME];
+            let mut resources = Vec::new();
+            for st in statements(policy) {
+                c.ok(sorted(strings(&st["Action"])) == ["logs:CreateLogStream", "logs:PutLogEvents"], || format!("only logs:CreateLogStream and logs:PutLogEvents: {st}"));
+                resources.extend(strings(&st["Resource"]));
+            }
+            for r in ctx.trail_regions() {
+                let stream = match ctx.trail_mode {
+                    TrailMode::MultiRegion => format!("{}_CloudTrail_", ctx.account),
+                    TrailMode::PerRegion => format!("{}_CloudTrail_{r}", ctx.account),
+                };
+                let want = format!("{}:log-stream:{stream}", ctx.log_group_arn_bare(&r));
+                c.ok(resources.iter().any(|x| x.starts_with(&want) && x.ends_with('*')), || {
+                    format!("the log streams of {r} must be named by CloudTrail's prefix {want}*: {resources:?}")
+                });
+            }
+            c.ok(resources.iter().all(|x| x.contains(":log-stream:") && x.contains("_CloudTrail_")), || format!("resources wider than CloudTrail's streams: {resources:?}"));
+        },
+    },
+    Rule {
+        name: "global-service-events",
+        doc: "CloudTrail User Guide, \"CloudTrail concepts\" → \"Global service events\" (delivered to trails in US East (N. Virginia))",
+        check: |ctx, plan, c| {
+            let g = global_events_region(&ctx.partition);
+            for t in of_kind(plan, "cloudtrail-trail") {
+                let want = ctx.trail_mode == TrailMode::MultiRegion || t.region == g;
+                c.ok(t.details["include_global_service_events"] == want, || {
+                    format!("trail {} in {}: IncludeGlobalServiceEvents must be {want} (global events reach {g} only)", t.name, t.region)
+                });
+            }
+            let any = of_kind(plan, "cloudtrail-trail").any(|t| t.details["include_global_service_events"] == true);
+            c.ok(any || ctx.global_events_warning().is_some(), || "no trail records global service events and the plan does not warn".into());
+        },
+    },
+    Rule {
+        name: "forwarder-signs-for-domain-region",
+        doc: "OpenSearch Service Developer Guide, \"Signing HTTP requests to Amazon OpenSearch Service\" (SigV4 credential scope = the domain's region)",
+        check: |ctx, plan, c| {
+            for f in of_kind(plan, "lambda-function") {
+                let env = &f.details["environment"];
+                if env["OPENSEARCH_AUTH"] == "sigv4" {
+                    let want = ctx.opensearch_region();
+                    let host_region = env["OPENSEARCH_URL"].as_str().and_then(crate::resources::aws_endpoint).map(|x| x.1);
+                    c.ok(env["OPENSEARCH_REGION"] == want.as_str() && host_region.is_none_or(|h| h == want), || {
+                        format!("forwarder in {} signs for {} but the domain is in {want}", f.region, env["OPENSEARCH_REGION"])
+                    });
+                } else {
+                    c.ok(env.get("OPENSEARCH_REGION").is_none(), || format!("forwarder in {}: OPENSEARCH_REGION without sigv4", f.region));
+                }
+            }
+        },
+    },
+    Rule {
+        name: "fgac-role-mapping",
+        doc: "OpenSearch Service Developer Guide, \"Fine-grained access control in Amazon OpenSearch Service\" → mapping roles; OpenSearch \"Security plugin REST API\" (roles, rolesmapping)",
+        check: |ctx, plan, c| {
+            let fgac = of_kind(plan, "opensearch-domain").any(|d| d.details["fine_grained_access_control"] == true);
+            let mappings: Vec<&Change> = of_kind(plan, "opensearch-role-mapping").collect();
+            if fgac {
+                c.ok(mappings.len() == 1, || format!("fine-grained access control is on: one role mapping must be planned, found {}", mappings.len()));
+            }
+            if matches!(ctx.opensearch, OpenSearchTarget::Domain(_)) && !fgac {
+                c.ok(mappings.is_empty(), || "a role mapping on a domain without fine-grained access control".into());
+            }
+            if !fgac && mappings.is_empty() {
+                c.ok(true, String::new);
+            }
+            for m in mappings {
+                let reqs = list(&m.details["requests"]);
+                let role = ctx.writer_role();
+                c.ok(reqs.len() == 2 && reqs.iter().all(|r| r["method"] == "PUT"), || format!("two PUT requests expected: {reqs:?}"));
+                c.ok(reqs.first().is_some_and(|r| r["path"] == format!("_plugins/_security/api/roles/{role}")), || format!("first request must create the role: {reqs:?}"));
+                c.ok(reqs.get(1).is_some_and(|r| r["path"] == format!("_plugins/_security/api/rolesmapping/{role}")), || format!("second request must map it: {reqs:?}"));
+                let body = reqs.get(1).map(|r| r["body"].clone()).unwrap_or_default();
+                let backend = strings(&body["backend_roles"]);
+                let mut need = vec![ctx.forwarder_role_arn()];
+                need.extend(ctx.ingest_roles.iter().cloned());
+                c.ok(need.iter().all(|n| backend.contains(n)), || format!("backend_roles {backend:?} must hold {need:?}"));
+                c.ok(body["hosts"].is_array() && body["users"].is_array(), || format!("rolesmapping body needs backend_roles, hosts, users: {body}"));
+                let rb = reqs.first().map(|r| r["body"].clone()).unwrap_or_default();
+                let ip = list(&rb["index_permissions"]);
+                c.ok(
+                    ip.iter().any(|p| strings(&p["index_patterns"]).contains(&format!("{}-*", ctx.index_prefix))
+                        && ["crud", "create_index"].iter().all(|a| strings(&p["allowed_actions"]).iter().any(|x| x == a))),
+                    || format!("the role must write and create {}-*: {rb}", ctx.index_prefix),
+                );
+                let cp = strings(&rb["cluster_permissions"]);
+                c.ok(cp.iter().any(|p| p == "cluster_composite_ops" || p == "indices:data/write/bulk"), || format!("the role must allow _bulk: {cp:?}"));
+                c.ok(cp.iter().any(|p| p == "indices:admin/index_template/put"), || format!("the role must allow the index template: {cp:?}"));
+            }
+        },
+    },
+    Rule {
+        name: "ingest-worker-es-actions",
+        doc: "OpenSearch Service Developer Guide, \"Identity and Access Management in Amazon OpenSearch Service\" (es:ESHttp* on domain/<name>/<path>)",
+        check: |ctx, plan, c| {
+            let Some(p) = named(plan, "iam-policy", &ctx.ingest_policy()) else { return c.ok(false, || "no ingest-worker policy".into()) };
+            let sts = statements(&p.details["policy"]);
+            match ctx.forwarder_index_arn() {
+                Some(index) => {
+                    let st = statement(&sts, "IndexDocuments");
+                    c.ok(st.is_some_and(|s| sorted(strings(&s["Action"])) == ["es:ESHttpPost", "es:ESHttpPut"] && strings(&s["Resource"]) == [index.clone()]),
+                        || format!("the ingest worker must post/put to {index} only: {st:?}"));
+                    c.ok(sts.iter().filter(|s| strings(&s["Action"]).iter().any(|a| a.starts_with("es:")))
+                        .all(|s| strings(&s["Resource"]).iter().all(|r| r.contains(":domain/"))), || "es: actions on something else than a domain path".into());
+                }
+                None => c.ok(!sts.iter().any(|s| strings(&s["Action"]).iter().any(|a| a.starts_with("es:"))), || "es: actions for a sink that is not an AWS domain".into()),
+            }
+        },
+    },
+    Rule {
+        name: "principals-are-iam-users-or-roles",
+        doc: "IAM User Guide, \"AWS JSON policy elements: Principal\" (role sessions vs roles); OpenSearch Service \"Fine-grained access control\" (master user ARN)",
+        check: |ctx, plan, c| {
+            c.ok(!ctx.principal_arn.contains(":sts::"), || format!("the caller principal {} is a session, not a user or role", ctx.principal_arn));
+            for d in of_kind(plan, "opensearch-domain") {
+                if let Some(m) = d.details["master_user_arn"].as_str() {
+                    c.ok(m.contains(":iam::") && (m.contains(":role/") || m.contains(":user/")), || format!("MasterUserARN {m} must be an IAM user or role"));
+                }
+            }
+            let mut all = Vec::new();
+            for ch in &plan.changes {
+                policies_in(&ch.details, &mut all);
+            }
+            for p in all {
+                for st in statements(&p) {
+                    for a in strings(&st["Principal"]["AWS"]) {
+                        c.ok(!a.contains(":sts::") && !a.contains(":assumed-role/"), || format!("policy principal {a} is a session ARN"));
+                    }
+                }
+            }
+        },
+    },
+    Rule {
+        name: "kms-key-policies",
+        doc: "CloudTrail \"Configure AWS KMS key policies for CloudTrail\"; SNS \"Enable compatibility between event sources from AWS services and encrypted topics\"; SQS \"Key management\"; CloudWatch Logs \"Encrypt log data in CloudWatch Logs using AWS Key Management Service\"",
+        check: |ctx, plan, c| {
+            let Some(k) = &ctx.kms else {
+                c.ok(of_kind(plan, "kms-key-policy").next().is_none(), || "key policy changes without a key".into());
+                return;
+            };
+            for (region, arn) in &k.keys {
+                let ch = of_kind(plan, "kms-key-policy").find(|x| &x.name == arn);
+                c.ok(ch.is_some(), || format!("no kms-key-policy change for {arn}"));
+                let Some(ch) = ch else { continue };
+                let sts = if ch.details.get("policy").is_some() { statements(&ch.details["policy"]) } else { list(&ch.details["statements"]) };
+                for want in kms::required_statements(ctx, region) {
+                    let sid = want["Sid"].as_str().unwrap_or_default();
+                    let have = statement(&sts, sid);
+                    c.ok(have == Some(&want), || format!("key {arn}: statement {sid} missing or different"));
+                    c.ok(want.get("Condition").is_some() && want["Principal"]["Service"] != Value::Null, || format!("key {arn}: {sid} must name a service and a condition"));
+                }
+                let need: Vec<&str> = if *region == ctx.home { vec!["TrailsetupCloudTrailEncryptLogs", "TrailsetupSnsToQueue"] } else { vec![] };
+                for sid in need {
+                    c.ok(statement(&sts, sid).is_some(), || format!("key {arn} in the home region needs {sid}"));
+                }
+                if ctx.trail_regions().contains(region) {
+                    c.ok(statement(&sts, "TrailsetupCloudWatchLogs").is_some_and(|s| s["Principal"]["Service"].as_str().is_some_and(|p| p.starts_with(&format!("logs.{region}.")))),
+                        || format!("key {arn}: CloudWatch Logs of {region} must be the regional principal logs.{region}.amazonaws.com"));
+                }
+            }
+        },
+    },
+    Rule {
+        name: "kms-keys-are-regional",
+        doc: "AWS KMS Developer Guide, \"Multi-Region keys in AWS KMS\"; CloudTrail \"Encrypting CloudTrail log files with AWS KMS keys\" (the key and the bucket in the same Region)",
+        check: |ctx, plan, c| {
+            let refs = key_refs(plan);
+            if ctx.kms.is_none() {
+                c.ok(refs.is_empty(), || format!("resources name KMS keys without --kms-key: {refs:?}"));
+                for b in of_kind(plan, "s3-bucket") {
+                    c.ok(b.details["encryption"]["algorithm"] == "AES256", || "the bucket must default to SSE-S3".into());
+                }
+                return;
+            }
+            for (kind, region, key) in refs {
+                let want = if kind == "cloudtrail-trail" { ctx.home.clone() } else { region.clone() };
+                c.ok(key_region(&key).as_deref() == Some(want.as_str()), || format!("{kind} in {region} uses key {key}, which is not in {want}"));
+            }
+            for p in of_kind(plan, "iam-policy") {
+                for st in statements(&p.details["policy"]) {
+                    if strings(&st["Action"]).iter().any(|a| a.starts_with("kms:")) {
+                        let keys = strings(&st["Resource"]);
+                        c.ok(keys.iter().all(|k| is_key_arn(k) || (unresolved(ctx) && k.ends_with(":key/*"))), || format!("policy {} names keys that are not key ARNs: {keys:?}", p.name));
+                    }
+                }
+            }
+        },
+    },
+    Rule {
+        name: "kms-key-arns-not-aliases",
+        doc: "CloudWatch Logs API Reference, \"CreateLogGroup\"/\"AssociateKmsKey\" (kmsKeyId: the ARN of the key); CloudTrail API Reference, \"GetTrail\" (KmsKeyId is reported as the key ARN)",
+        check: |ctx, plan, c| {
+            let refs = key_refs(plan);
+            if refs.is_empty() {
+                c.ok(ctx.kms.is_none(), || "a key was given but no resource uses it".into());
+            }
+            for (kind, region, key) in refs {
+                c.ok(is_key_arn(&key) || unresolved(ctx), || format!("{kind} in {region} names {key}: resolve it to a key ARN (kms:DescribeKey)"));
+            }
+        },
+    },
+    Rule {
+        name: "sns-cross-region-opt-in",
+        doc: "Amazon SNS Developer Guide, \"Cross-region delivery\" (opt-in Region topics: principal sns.<region>.amazonaws.com)",
+        check: |ctx, plan, c| {
+            let Some(q) = named(plan, "sqs-queue-policy", &ctx.queue_name()) else { return c.ok(false, || "no queue policy".into()) };
+            let st = statement(&statements(&q.details["policy"]), "TrailsetupTopicsSend").cloned().unwrap_or_default();
+            let principals = strings(&st["Principal"]["Service"]);
+            c.ok(principals.iter().any(|p| p == "sns.amazonaws.com"), || format!("the queue policy must admit sns.amazonaws.com: {principals:?}"));
+            for r in ctx.trail_regions() {
+                if r != ctx.home && ctx.is_opt_in(&r) {
+                    let want = format!("sns.{r}.amazonaws.com");
+                    c.ok(principals.contains(&want), || format!("the topic in opt-in region {r} delivers only if the queue policy names {want}"));
+                }
+            }
+        },
+    },
+    Rule {
+        name: "adopted-policies-keep-their-statements",
+        doc: "Amazon OpenSearch Service Developer Guide, \"Identity and Access Management\" (resource-based policies); Amazon S3 User Guide, \"Bucket policies\" (one policy per bucket: writing it replaces it)",
+        check: |ctx, plan, c| {
+            let mut pairs: Vec<(&Change, &str)> = Vec::new();
+            for b in of_kind(plan, "s3-bucket-policy") {
+                pairs.push((b, "policy"));
+            }
+            for d in of_kind(plan, "opensearch-domain") {
+                pairs.push((d, "access_policy"));
+            }
+            for k in of_kind(plan, "kms-key-policy").filter(|k| k.details.get("policy").is_some()) {
+                pairs.push((k, "policy"));
+            }
+            if pairs.is_empty() {
+                c.ok(matches!(ctx.opensearch, OpenSearchTarget::Url(_)), || "no bucket or domain policy planned".into());
+            }
+            for (ch, field) in pairs {
+                let want = statements(&ch.details[field]);
+                let have = ch.current.as_ref().map(|cur| statements(&cur[field])).unwrap_or_default();
+                for st in have.iter().filter(|s| !s["Sid"].as_str().is_some_and(|x| x.starts_with("Trailsetup"))) {
+                    c.ok(want.contains(st), || format!("{} {}: the existing statement {st} would be dropped", ch.kind, ch.name));
+                }
+                c.ok(want.iter().any(|s| s["Sid"].as_str().is_some_and(|x| x.starts_with("Trailsetup"))), || format!("{} {}: our statements are missing", ch.kind, ch.name));
+            }
+        },
+    },
+    Rule {
+        name: "opensearch-domain-settings",
+        doc: "Amazon OpenSearch Service API Reference, \"CreateDomain\"/\"DomainEndpointOptions\" (TLSSecurityPolicy values, EngineVersion format); Developer Guide, \"Encryption of data at rest\" (cannot be disabled once on)",
+        check: |ctx, plan, c| {
+            let domains: Vec<&Change> = of_kind(plan, "opensearch-domain").collect();
+            if domains.is_empty() {
+                c.ok(matches!(ctx.opensearch, OpenSearchTarget::Url(_)), || "a domain target without a domain change".into());
+            }
+            for d in domains {
+                let tls = d.details["tls_security_policy"].as_str().unwrap_or_default();
+                c.ok(tls == opensearch::TLS_POLICY && opensearch::TLS_POLICIES.contains(&tls), || format!("TLS policy {tls:?}: use {}", opensearch::TLS_POLICY));
+                let v = d.details["engine_version"].as_str().unwrap_or_default();
+                c.ok(engine_version_ok(v), || format!("engine version {v:?} is not OpenSearch_<major>.<minor>"));
+                c.ok(d.details["encryption_at_rest"] == true && d.details["node_to_node_encryption"] == true && d.details["enforce_https"] == true, || "domain must encrypt at rest, node to node, and require HTTPS".into());
+                if let Some(cur) = &d.current {
+                    for k in ["engine_version", "instance_type", "instance_count", "fine_grained_access_control"] {
+                        c.ok(cur[k] == d.details[k], || format!("adopted domain {}: {k} must be kept as it is", d.name));
+                    }
+                    c.ok(d.details.get("master_user_arn").is_none(), || format!("adopted domain {}: the master user is never changed", d.name));
+                }
+            }
+        },
+    },
+    Rule {
+        name: "unreachable-endpoint-is-not-a-change",
+        doc: "Amazon OpenSearch Service Developer Guide, \"Launching your Amazon OpenSearch Service domains within a VPC\" (a VPC domain's endpoint is reachable only from the VPC)",
+        check: |_ctx, plan, c| {
+            let t: Vec<&Change> = of_kind(plan, "opensearch-index-template").collect();
+            c.ok(t.len() == 1, || format!("one index template change expected, found {}", t.len()));
+            for ch in plan.changes.iter().filter(|x| x.details["unreachable"] == true) {
+                c.ok(ch.action == Action::NoOp, || format!("{} {} is unreachable from here and must not be planned as a change", ch.kind, ch.name));
+            }
+        },
+    },
+    Rule {
+        name: "bucket-policy-for-cloudtrail",
+        doc: "CloudTrail User Guide, \"Amazon S3 bucket policy for CloudTrail\"; Amazon S3 User Guide, \"Enforce encryption in transit\" (aws:SecureTransport)",
+        check: |ctx, plan, c| {
+            let Some(b) = named(plan, "s3-bucket-policy", &ctx.bucket) else { return c.ok(false, || "no bucket policy".into()) };
+            let sts = statements(&b.details["policy"]);
+            let trails = sorted(ctx.trail_arns());
+            let acl = statement(&sts, "TrailsetupCloudTrailAclCheck");
+            c.ok(acl.is_some_and(|s| s["Action"] == "s3:GetBucketAcl" && sorted(condition(s, "StringEquals", "aws:SourceArn")) == trails), || format!("ACL check limited to {trails:?}: {acl:?}"));
+            let w = statement(&sts, "TrailsetupCloudTrailWrite");
+            c.ok(
+                w.is_some_and(|s| s["Resource"] == format!("arn:{}:s3:::{}/AWSLogs/{}/*", ctx.partition, ctx.bucket, ctx.account)
+                    && condition(s, "StringEquals", "s3:x-amz-acl") == ["bucket-owner-full-control"]
+                    && sorted(condition(s, "StringEquals", "aws:SourceArn")) == trails),
+                || format!("write statement (AWSLogs/<account>/*, bucket-owner-full-control, aws:SourceArn): {w:?}"),
+            );
+            let d = statement(&sts, "TrailsetupDenyInsecureTransport");
+            c.ok(d.is_some_and(|s| s["Effect"] == "Deny" && condition(s, "Bool", "aws:SecureTransport") == ["false"]), || "TLS-only deny missing".into());
+        },
+    },
+    Rule {
+        name: "topic-and-queue-policies-limited-by-source-arn",
+        doc: "CloudTrail User Guide, \"Amazon SNS topic policy for CloudTrail\"; Amazon SNS Developer Guide, \"Fanout to Amazon SQS queues\" (queue policy with aws:SourceArn)",
+        check: |ctx, plan, c| {
+            for t in of_kind(plan, "sns-topic-policy") {
+                let st = statement(&statements(&t.details["policy"]), "TrailsetupCloudTrailPublish").cloned().unwrap_or_default();
+                c.ok(st["Principal"]["Service"] == "cloudtrail.amazonaws.com" && st["Action"] == "SNS:Publish"
+                    && sorted(condition(&st, "StringEquals", "aws:SourceArn")) == sorted(ctx.trail_arns_in(&t.region)),
+                    || format!("topic {} in {}: only the trail(s) of that region may publish: {st}", t.name, t.region));
+            }
+            if let Some(q) = named(plan, "sqs-queue-policy", &ctx.queue_name()) {
+                let st = statement(&statements(&q.details["policy"]), "TrailsetupTopicsSend").cloned().unwrap_or_default();
+                c.ok(sorted(condition(&st, "ArnEquals", "aws:SourceArn")) == sorted(ctx.topic_arns()), || format!("queue policy must be limited to our topics: {st}"));
+            }
+        },
+    },
+    Rule {
+        name: "no-public-principal",
+        doc: "IAM User Guide, \"AWS JSON policy elements: Principal\" (Principal \"*\" is anyone)",
+        check: |_ctx, plan, c| {
+            for ch in &plan.changes {
+                let (mut want, mut had) = (Vec::new(), Vec::new());
+                policies_in(&ch.details, &mut want);
+                if let Some(cur) = &ch.current {
+                    policies_in(cur, &mut had);
+                }
+                let theirs: Vec<Value> = had.iter().flat_map(statements).collect();
+                // statements someone else wrote into an adopted resource are theirs to judge
+                for st in want.iter().flat_map(statements).filter(|s| !theirs.contains(s)) {
+                    let star = st["Principal"] == "*" || strings(&st["Principal"]["AWS"]).iter().any(|a| a == "*");
+                    c.ok(!(star && st["Effect"] == "Allow"), || format!("{} {}: an Allow to Principal \"*\": {st}", ch.kind, ch.name));
+                }
+            }
+        },
+    },
+    Rule {
+        name: "service-value-ranges",
+        doc: "CloudWatch Logs API Reference, \"PutRetentionPolicy\"; Amazon SQS API Reference, \"SetQueueAttributes\" (VisibilityTimeout 0-43200, MessageRetentionPeriod 60-1209600, maxReceiveCount 1-1000); AWS Lambda \"Lambda quotas\" (timeout ≤ 900 s, memory 128-10240 MB)",
+        check: |_ctx, plan, c| {
+            for g in of_kind(plan, "logs-log-group") {
+                let d = g.details["retention_days"].as_i64().unwrap_or(-1);
+                c.ok(RETENTIONS.contains(&d), || format!("log retention {d} is not one CloudWatch Logs accepts"));
+            }
+            for q in of_kind(plan, "sqs-queue") {
+                let a = &q.details["attributes"];
+                let n = |k: &str| a[k].as_str().and_then(|s| s.parse::<i64>().ok());
+                if let Some(v) = n("VisibilityTimeout") {
+                    c.ok((0..=43_200).contains(&v), || format!("queue {}: VisibilityTimeout {v}", q.name));
+                }
+                let r = n("MessageRetentionPeriod");
+                c.ok(r.is_some_and(|v| (60..=1_209_600).contains(&v)), || format!("queue {}: MessageRetentionPeriod {r:?}", q.name));
+                if let Some(m) = a["RedrivePolicy"]["maxReceiveCount"].as_str().and_then(|s| s.parse::<i64>().ok()) {
+                    c.ok((1..=1000).contains(&m), || format!("queue {}: maxReceiveCount {m}", q.name));
+                }
+            }
+            for f in of_kind(plan, "lambda-function") {
+                let t = f.details["timeout"].as_i64().unwrap_or(0);
+                let m = f.details["memory_mb"].as_i64().unwrap_or(0);
+                c.ok((1..=900).contains(&t) && (128..=10_240).contains(&m), || format!("function {}: timeout {t}, memory {m}", f.name));
+            }
+        },
+    },
+    Rule {
+        name: "logs-invoke-permission-scoped",
+        doc: "CloudWatch Logs User Guide, \"Subscription filters with AWS Lambda\" (lambda add-permission with --source-arn and --source-account)",
+        check: |ctx, plan, c| {
+            for p in of_kind(plan, "lambda-permission") {
+                c.ok(p.details["principal"] == "logs.amazonaws.com" && p.details["source_arn"] == ctx.log_group_arn(&p.region) && p.details["source_account"] == ctx.account.as_str(),
+                    || format!("invoke permission in {} must be limited to our log group and account: {}", p.region, p.details));
+            }
+        },
+    },
+];
+
+/// `retentionInDays` values PutRetentionPolicy accepts.
+pub const RETENTIONS: &[i64] = &[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+
+fn engine_version_ok(v: &str) -> bool {
+    let Some((engine, ver)) = v.split_once('_') else { return false };
+    let mut parts = ver.split('.');
+    let num = |p: Option<&str>| p.is_some_and(|x| !x.is_empty() && x.chars().all(|c| c.is_ascii_digit()));
+    matches!(engine, "OpenSearch" | "Elasticsearch") && num(parts.next()) && num(parts.next()) && parts.next().is_none()
+}
+
+/// (kind, region, key) of every KMS key a resource (not a policy) names.
+fn key_refs(plan: &Plan) -> Vec<(String, String, String)> {
+    let mut v = Vec::new();
+    for ch in &plan.changes {
+        let k = match ch.kind.as_str() {
+            "cloudtrail-trail" | "sns-topic" | "logs-log-group" => ch.details["kms_key"].as_str().map(String::from),
+            "s3-bucket" => ch.details["encryption"]["kms_key"].as_str().map(String::from),
+            "sqs-queue" => ch.details["attributes"]["KmsMasterKeyId"].as_str().map(String::from),
+            _ => None,
+        };
+        if let Some(k) = k {
+            v.push((ch.kind.clone(), ch.region.clone(), k));
+        }
+    }
+    v
+}

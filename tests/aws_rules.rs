@@ -1,0 +1,293 @@
+//! AWS's documented rules (src/rules.rs) over the plans of many account shapes, with no network.
+//!
+//! Every rule must find something to check in every plan (none passes vacuously) and find nothing wrong; and each
+//! rule must catch the defect it exists for, shown by breaking a good plan on purpose.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use trailsetup::cli::TrailMode;
+use trailsetup::plan::{Action, Plan};
+use trailsetup::resources::{self, kms, opensearch, s3, Ctx, KmsKeys, Observed, OpenSearchTarget};
+use trailsetup::rules;
+
+const ACCOUNT: &str = "123456789012";
+
+fn ctx(mode: TrailMode, home: &str, regions: &[&str]) -> Ctx {
+    let regions: Vec<String> = regions.iter().map(|r| r.to_string()).collect();
+    Ctx {
+        stack: "trailsetup".into(),
+        account: ACCOUNT.into(),
+        partition: "aws".into(),
+        caller_arn: format!("arn:aws:iam::{ACCOUNT}:user/admin"),
+        principal_arn: format!("arn:aws:iam::{ACCOUNT}:user/admin"),
+        home: home.into(),
+        opt_in_regions: regions.iter().filter(|r| resources::OPT_IN_REGIONS.contains(&r.as_str())).cloned().collect(),
+        regions,
+        trail_mode: mode,
+        bucket: format!("trailsetup-{ACCOUNT}-{home}"),
+        kms: None,
+        kms_policy_external: false,
+        retention_days: 90,
+        opensearch: OpenSearchTarget::Domain("trailsetup".into()),
+        opensearch_auth: None,
+        index_prefix: "cloudtrail".into(),
+        ingest_roles: vec![],
+    }
+}
+
+fn keys(pairs: &[(&str, &str)]) -> KmsKeys {
+    KmsKeys {
+        given: "test".into(),
+        keys: pairs.iter().map(|(r, k)| (r.to_string(), k.to_string())).collect(),
+        resolved: true,
+    }
+}
+
+/// A key policy as AWS creates it by default: the account root may use the key through IAM.
+fn default_key_policy() -> Value {
+    json!({"Version": "2012-10-17", "Id": "key-default-1", "Statement": [{"Sid": "Enable IAM User Permissions", "Effect": "Allow",
+        "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")}, "Action": "kms:*", "Resource": "*"}]})
+}
+
+fn adopted_bucket() -> s3::Observed {
+    s3::Observed {
+        bucket: Some(json!({"public_access_block": null, "encryption": {"algorithm": "AES256"}, "object_ownership": "ObjectWriter", "versioning": null, "tags": {}})),
+        policy: Some(Some(json!({"Version": "2012-10-17", "Statement": [
+            {"Sid": "AuditorsRead", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999999999999:role/auditor"}, "Action": "s3:GetObject",
+             "Resource": format!("arn:aws:s3:::trailsetup-{ACCOUNT}-eu-west-1/*")}]}))),
+    }
+}
+
+fn adopted_domain(endpoint: &str, probe: opensearch::Probe) -> opensearch::Observed {
+    opensearch::Observed {
+        domain: Some(json!({
+            "engine_version": "OpenSearch_2.11", "instance_type": "r6g.large.search", "instance_count": 3, "ebs_gib": 100,
+            "encryption_at_rest": true, "node_to_node_encryption": true, "enforce_https": true,
+            "tls_security_policy": "Policy-Min-TLS-1-2-2019-07", "fine_grained_access_control": true, "internal_user_database": false,
+            "access_policy": {"Version": "2012-10-17", "Statement": [{"Sid": "Analysts", "Effect": "Allow",
+                "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:role/analyst")}, "Action": "es:ESHttpGet",
+                "Resource": format!("arn:aws:es:eu-west-1:{ACCOUNT}:domain/trailsetup/*")}]},
+            "tags": {}})),
+        endpoint: Some(endpoint.into()),
+        template: probe.clone(),
+        security: opensearch::Security::On(match probe {
+            opensearch::Probe::Found(_) => opensearch::Probe::Found(Some(json!({"role": null,
+                "mapping": {"backend_roles": [format!("arn:aws:iam::{ACCOUNT}:role/other-writer")], "hosts": [], "users": []}}))),
+            other => other,
+        }),
+    }
+}
+
+/// The account shapes the rules must hold for.
+fn scenarios() -> Vec<(&'static str, Ctx, Observed)> {
+    let mut v = Vec::new();
+
+    let c = ctx(TrailMode::MultiRegion, "us-east-1", &["us-east-1", "eu-west-1"]);
+    v.push(("multi-region, home us-east-1, no KMS, new domain", c, Observed::default()));
+
+    let mut c = ctx(TrailMode::PerRegion, "us-east-1", &["us-east-1", "eu-west-1", "af-south-1"]);
+    c.kms = Some(keys(&[
+        ("us-east-1", "arn:aws:kms:us-east-1:123456789012:key/mrk-0a1b2c"),
+        ("eu-west-1", "arn:aws:kms:eu-west-1:123456789012:key/mrk-0a1b2c"),
+        ("af-south-1", "arn:aws:kms:af-south-1:123456789012:key/mrk-0a1b2c"),
+    ]));
+    let mut o = Observed::default();
+    for (_, k) in &c.kms.as_ref().unwrap().keys {
+        o.key_policies.insert(k.clone(), kms::Observed::Policy(default_key_policy()));
+    }
+    v.push(("per-region, opt-in af-south-1, multi-Region key", c, o));
+
+    let mut c = ctx(TrailMode::PerRegion, "eu-west-1", &["eu-west-1", "us-west-2"]);
+    c.caller_arn = format!("arn:aws:sts::{ACCOUNT}:assumed-role/AWSReservedSSO_Admin_0123/jane@example.com");
+    c.principal_arn = format!("arn:aws:iam::{ACCOUNT}:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Admin_0123");
+    c.kms = Some(keys(&[
+        ("eu-west-1", "arn:aws:kms:eu-west-1:123456789012:key/1111"),
+        ("us-west-2", "arn:aws:kms:us-west-2:123456789012:key/2222"),
+    ]));
+    c.ingest_roles = vec![format!("arn:aws:iam::{ACCOUNT}:role/workers/ingest")];
+    v.push(("per-region, home eu-west-1 without us-east-1, key per region, SSO caller", c, Observed::default()));
+
+    let mut c = ctx(TrailMode::MultiRegion, "eu-west-1", &["eu-west-1", "us-east-1"]);
+    c.kms = Some(keys(&[("eu-west-1", "arn:aws:kms:eu-west-1:123456789012:key/3333")]));
+    let mut o = Observed { s3: adopted_bucket(), ..Default::default() };
+    o.opensearch = adopted_domain("https://search-trailsetup-abc.eu-west-1.es.amazonaws.com", opensearch::Probe::Found(None));
+    o.key_policies.insert("arn:aws:kms:eu-west-1:123456789012:key/3333".into(), kms::Observed::Policy(default_key_policy()));
+    v.push(("multi-region, home eu-west-1, adopted bucket and domain, key", c, o));
+
+    let c = ctx(TrailMode::PerRegion, "us-east-1", &["us-east-1", "ap-southeast-3"]);
+    let o = Observed {
+        opensearch: adopted_domain("https://vpc-trailsetup-abc.us-east-1.es.amazonaws.com", opensearch::Probe::Unreachable("dns error".into())),
+        ..Default::default()
+    };
+    v.push(("per-region, adopted VPC domain not reachable from here", c, o));
+
+    let mut c = ctx(TrailMode::PerRegion, "eu-west-1", &["eu-west-1", "us-east-1"]);
+    c.opensearch = OpenSearchTarget::Url("https://search-logs-xyz.us-east-1.es.amazonaws.com".into());
+    v.push(("per-region, existing endpoint in another region", c, Observed::default()));
+    v
+}
+
+fn plan_of(c: &Ctx, o: &Observed) -> Plan {
+    resources::changes(c, o).unwrap()
+}
+
+#[test]
+fn every_rule_checks_something_in_every_plan_and_finds_nothing_wrong() {
+    for (name, c, o) in scenarios() {
+        let plan = plan_of(&c, &o);
+        let report = rules::check(&c, &plan);
+        assert!(report.violations.is_empty(), "{name}:\n{}", report.violations.join("\n"));
+        for (rule, n) in &report.checked {
+            assert!(*n > 0, "{name}: rule {rule} found nothing to check");
+        }
+        assert_eq!(report.checked.len(), rules::RULES.len());
+    }
+}
+
+#[test]
+fn every_rule_names_its_aws_page() {
+    for r in rules::RULES {
+        assert!(r.doc.len() > 20 && r.doc.contains('"'), "{}: {}", r.name, r.doc);
+    }
+}
+
+/// The rule `rule` reports the defect that `break_it` puts in an otherwise good plan.
+fn catches(rule: &str, scenario: usize, break_it: impl Fn(&mut Ctx, &mut Plan)) {
+    let (name, mut c, o) = scenarios().swap_remove(scenario);
+    let mut plan = plan_of(&c, &o);
+    assert!(rules::check(&c, &plan).violations.is_empty(), "{name} is good before breaking it");
+    break_it(&mut c, &mut plan);
+    let v = rules::check(&c, &plan).violations;
+    assert!(v.iter().any(|x| x.starts_with(&format!("{rule} "))), "{rule} did not catch the defect in {name}; got {v:?}");
+}
+
+fn change<'a>(plan: &'a mut Plan, kind: &str, name: Option<&str>) -> &'a mut Value {
+    &mut plan.changes.iter_mut().find(|c| c.kind == kind && name.is_none_or(|n| c.name == n)).unwrap().details
+}
+
+#[test]
+fn each_rule_catches_its_defect() {
+    catches("cloudtrail-logs-role-trust", 0, |_, p| {
+        change(p, "iam-role", Some("trailsetup-cloudtrail-logs"))["assume_role_policy"]["Statement"][0]["Condition"] =
+            json!({"StringEquals": {"aws:SourceAccount": ACCOUNT}});
+    });
+    catches("cloudtrail-logs-role-permissions", 1, |_, p| {
+        change(p, "iam-role", Some("trailsetup-cloudtrail-logs"))["inline_policies"]["cloudtrail-logs"]["Statement"][0]["Resource"] =
+            json!("arn:aws:logs:us-east-1:123456789012:log-group:/aws/cloudtrail/trailsetup:log-stream:*");
+    });
+    catches("global-service-events", 2, |c, p| {
+        // the old behaviour: global events follow the home region (eu-west-1), nobody records IAM, no warning
+        c.regions.push("us-east-1".into());
+        let _ = p;
+    });
+    catches("global-service-events", 1, |_, p| {
+        for ch in p.changes.iter_mut().filter(|c| c.kind == "cloudtrail-trail") {
+            ch.details["include_global_service_events"] = json!(ch.region == "eu-west-1");
+        }
+    });
+    catches("forwarder-signs-for-domain-region", 5, |_, p| {
+        let f = p.changes.iter_mut().find(|c| c.kind == "lambda-function" && c.region == "eu-west-1").unwrap();
+        f.details["environment"]["OPENSEARCH_REGION"] = json!("eu-west-1");
+    });
+    catches("fgac-role-mapping", 0, |_, p| {
+        p.changes.retain(|c| c.kind != "opensearch-role-mapping");
+    });
+    catches("fgac-role-mapping", 2, |_, p| {
+        change(p, "opensearch-role-mapping", None)["requests"][1]["body"]["backend_roles"] = json!(["arn:aws:iam::123456789012:role/trailsetup-forwarder"]);
+    });
+    catches("ingest-worker-es-actions", 0, |_, p| {
+        let st = change(p, "iam-policy", Some("trailsetup-ingest-worker"))["policy"]["Statement"].as_array_mut().unwrap();
+        st.retain(|s| s["Sid"] != "IndexDocuments");
+    });
+    catches("principals-are-iam-users-or-roles", 2, |c, p| {
+        c.principal_arn = c.caller_arn.clone();
+        change(p, "opensearch-domain", None)["master_user_arn"] = json!(c.caller_arn);
+    });
+    catches("kms-key-policies", 1, |_, p| {
+        let ch = p.changes.iter_mut().find(|c| c.kind == "kms-key-policy" && c.region == "af-south-1").unwrap();
+        ch.details["policy"]["Statement"].as_array_mut().unwrap().retain(|s| s["Sid"] != "TrailsetupCloudWatchLogs");
+    });
+    catches("kms-key-policies", 1, |_, p| {
+        let ch = p.changes.iter_mut().find(|c| c.kind == "kms-key-policy" && c.region == "us-east-1").unwrap();
+        for s in ch.details["policy"]["Statement"].as_array_mut().unwrap() {
+            if s["Sid"] == "TrailsetupCloudTrailEncryptLogs" {
+                s.as_object_mut().unwrap().remove("Condition");
+            }
+        }
+    });
+    catches("kms-keys-are-regional", 2, |_, p| {
+        // the old behaviour: every region pointed at the home region's key
+        let t = p.changes.iter_mut().find(|c| c.kind == "sns-topic" && c.region == "us-west-2").unwrap();
+        t.details["kms_key"] = json!("arn:aws:kms:eu-west-1:123456789012:key/1111");
+    });
+    catches("kms-key-arns-not-aliases", 3, |_, p| {
+        change(p, "logs-log-group", None)["kms_key"] = json!("arn:aws:kms:eu-west-1:123456789012:alias/logs");
+    });
+    catches("sns-cross-region-opt-in", 1, |_, p| {
+        change(p, "sqs-queue-policy", None)["policy"]["Statement"][0]["Principal"]["Service"] = json!("sns.amazonaws.com");
+    });
+    catches("adopted-policies-keep-their-statements", 3, |_, p| {
+        let d = change(p, "opensearch-domain", None);
+        d["access_policy"]["Statement"].as_array_mut().unwrap().retain(|s| s["Sid"] != "Analysts");
+    });
+    catches("adopted-policies-keep-their-statements", 3, |_, p| {
+        let d = change(p, "s3-bucket-policy", None);
+        d["policy"]["Statement"].as_array_mut().unwrap().retain(|s| s["Sid"] != "AuditorsRead");
+    });
+    catches("opensearch-domain-settings", 0, |_, p| {
+        change(p, "opensearch-domain", None)["tls_security_policy"] = json!("Policy-Min-TLS-1-2-2019-07");
+    });
+    catches("opensearch-domain-settings", 0, |_, p| {
+        change(p, "opensearch-domain", None)["engine_version"] = json!("2.19");
+    });
+    catches("opensearch-domain-settings", 3, |_, p| {
+        change(p, "opensearch-domain", None)["instance_count"] = json!(1);
+    });
+    catches("unreachable-endpoint-is-not-a-change", 4, |_, p| {
+        p.changes.iter_mut().find(|c| c.kind == "opensearch-index-template").unwrap().action = Action::Create;
+    });
+    catches("bucket-policy-for-cloudtrail", 0, |_, p| {
+        let st = change(p, "s3-bucket-policy", None)["policy"]["Statement"].as_array_mut().unwrap();
+        st[1]["Condition"]["StringEquals"].as_object_mut().unwrap().remove("s3:x-amz-acl");
+    });
+    catches("topic-and-queue-policies-limited-by-source-arn", 1, |_, p| {
+        let t = p.changes.iter_mut().find(|c| c.kind == "sns-topic-policy" && c.region == "eu-west-1").unwrap();
+        t.details["policy"]["Statement"][0]["Condition"]["StringEquals"]["aws:SourceArn"] = json!("arn:aws:cloudtrail:us-east-1:123456789012:trail/trailsetup-us-east-1");
+    });
+    catches("no-public-principal", 0, |_, p| {
+        change(p, "sqs-queue-policy", None)["policy"]["Statement"][0]["Principal"] = json!("*");
+    });
+    catches("service-value-ranges", 0, |_, p| {
+        for ch in p.changes.iter_mut().filter(|c| c.kind == "logs-log-group") {
+            ch.details["retention_days"] = json!(91);
+        }
+    });
+    catches("service-value-ranges", 0, |_, p| {
+        change(p, "sqs-queue", Some("trailsetup-notifications"))["attributes"]["VisibilityTimeout"] = json!("50000");
+    });
+    catches("logs-invoke-permission-scoped", 0, |_, p| {
+        change(p, "lambda-permission", None)["source_arn"] = json!("arn:aws:logs:us-east-1:123456789012:log-group:*");
+    });
+}
+
+#[test]
+fn second_plan_after_apply_has_no_changes_for_the_key_and_domain() {
+    // What a second run observes after the first applied: the merged key policy and domain policy, the trail's
+    // key as the key ARN GetTrail reports. Nothing to do.
+    let (_, c, o) = scenarios().swap_remove(3);
+    let first = plan_of(&c, &o);
+    let mut o2 = o.clone();
+    let kp = first.changes.iter().find(|x| x.kind == "kms-key-policy").unwrap();
+    o2.key_policies.insert(kp.name.clone(), kms::Observed::Policy(kp.details["policy"].clone()));
+    let d = first.changes.iter().find(|x| x.kind == "opensearch-domain").unwrap();
+    o2.opensearch.domain = Some(d.details.clone());
+    let t = first.changes.iter().find(|x| x.kind == "cloudtrail-trail").unwrap();
+    o2.trails = BTreeMap::from([(t.name.clone(), Some(t.details.clone()))]);
+    let second = plan_of(&c, &o2);
+    for kind in ["kms-key-policy", "opensearch-domain", "cloudtrail-trail"] {
+        let ch = second.changes.iter().find(|x| x.kind == kind).unwrap();
+        assert_eq!(ch.action, Action::NoOp, "{kind}: {}", ch.details);
+    }
+    assert_eq!(t.details["kms_key"], "arn:aws:kms:eu-west-1:123456789012:key/3333");
+}
