@@ -266,10 +266,23 @@ pub const RULES: &[Rule] = &[
         name: "principals-are-iam-users-or-roles",
         doc: "IAM User Guide, \"AWS JSON policy elements: Principal\" (role sessions vs roles); OpenSearch Service \"Fine-grained access control\" (master user ARN)",
         check: |ctx, plan, c| {
-            c.ok(!ctx.principal_arn.contains(":sts::"), || format!("the caller principal {} is a session, not a user or role", ctx.principal_arn));
+            if matches!(ctx.opensearch, OpenSearchTarget::Domain(_)) {
+                c.ok(!ctx.principal_arn.contains(":sts::"), || format!("the caller principal {} is a session, not a user or role", ctx.principal_arn));
+            }
             for d in of_kind(plan, "opensearch-domain") {
                 if let Some(m) = d.details["master_user_arn"].as_str() {
                     c.ok(m.contains(":iam::") && (m.contains(":role/") || m.contains(":user/")), || format!("MasterUserARN {m} must be an IAM user or role"));
+                }
+            }
+            for r in of_kind(plan, "iam-role") {
+                for st in statements(&r.details["assume_role_policy"]) {
+                    let svc = strings(&st["Principal"]["Service"]);
+                    c.ok(!svc.is_empty() && svc.iter().all(|s| s.ends_with(".amazonaws.com")), || format!("role {} is assumed by {st}", r.name));
+                }
+            }
+            for b in of_kind(plan, "opensearch-role-mapping") {
+                for a in strings(&b.details["mapping_body"]["backend_roles"]) {
+                    c.ok(a.contains(":iam::") && a.contains(":role/"), || format!("backend role {a} is not an IAM role ARN"));
                 }
             }
             let mut all = Vec::new();

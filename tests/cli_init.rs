@@ -13,7 +13,8 @@ fn run(args: &[&str]) -> (i32, String, String) {
 
 const ARGS: &[&str] = &[
     "init", "--offline", "--dry-run", "--yes", "--account", "123456789012", "--region", "us-east-1",
-    "--regions", "us-east-1,eu-west-1", "--trail-mode", "per-region", "--kms-key", "alias/cloudtrail",
+    "--regions", "us-east-1,eu-west-1", "--trail-mode", "per-region",
+    "--kms-key", "arn:aws:kms:us-east-1:123456789012:key/mrk-1234abcd5678ef90",
 ];
 
 fn settings() -> insta::Settings {
@@ -55,6 +56,17 @@ fn offline_plan_multi_region_placeholders() {
 fn no_tty_without_yes_names_what_to_pass() {
     let (code, out, err) = run(&["init", "--offline", "--dry-run"]);
     assert_eq!(code, 2);
+    assert!(out.is_empty());
+    settings().bind(|| insta::assert_snapshot!(err));
+}
+
+#[test]
+fn single_region_key_for_per_region_trails_is_refused() {
+    let (code, out, err) = run(&[
+        "init", "--offline", "--dry-run", "--yes", "--account", "123456789012", "--region", "us-east-1", "--regions",
+        "us-east-1,eu-west-1", "--trail-mode", "per-region", "--kms-key", "alias/cloudtrail",
+    ]);
+    assert_eq!(code, 2, "{err}");
     assert!(out.is_empty());
     settings().bind(|| insta::assert_snapshot!(err));
 }

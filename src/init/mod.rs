@@ -300,7 +300,8 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         }
     };
     // the caller as an IAM principal (an assumed-role session becomes its role, with its path)
-    if master.is_none() {
+    // (only a domain names it: as master user and in its access policy)
+    if master.is_none() && matches!(ctx.opensearch, OpenSearchTarget::Domain(_)) {
         match &aws {
             Some(aws) => ctx.principal_arn = resources::iam::principal_of(aws, &home, &ctx.caller_arn).await?,
             None => {

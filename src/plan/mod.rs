@@ -152,6 +152,14 @@ impl Plan {
         for c in &self.changes {
             o.push_str(&format!("  {} {:kind_w$}  {}  [{}]\n", c.action.symbol(), c.kind, c.name, c.region));
             match c.action {
+                // an update of something that could not be read (offline): what it will hold
+                Action::Update if c.current.is_none() => {
+                    if verbose {
+                        for line in pretty(&c.details).lines() {
+                            o.push_str(&format!("        {line}\n"));
+                        }
+                    }
+                }
                 Action::Update => {
                     let cur = pretty(c.current.as_ref().unwrap_or(&Value::Null));
                     let want = pretty(&c.details);

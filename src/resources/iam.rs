@@ -160,6 +160,7 @@ pub fn changes(ctx: &Ctx, o: &Observed) -> Vec<Change> {
 pub async fn principal_of(aws: &Aws, home: &str, caller: &str) -> anyhow::Result<String> {
     match parse_caller(caller) {
         CallerKind::Principal => Ok(caller.to_string()),
+        CallerKind::StsUser { partition, account, path } => Ok(format!("arn:{partition}:iam::{account}:{path}")),
         CallerKind::AssumedRole { role, .. } => {
             let iam = aws_sdk_iam::Client::new(&aws.at(home));
             let r = iam.get_role().role_name(&role).send().await.map_err(|e| {
@@ -181,6 +182,8 @@ pub enum CallerKind {
     Principal,
     /// an assumed-role session: `partition`, `account`, `role` name (without path)
     AssumedRole { partition: String, account: String, role: String },
+    /// `arn:<p>:sts::<acct>:user/<name>`: an IAM user as some STS emulators spell it
+    StsUser { partition: String, account: String, path: String },
     Other(&'static str),
 }
 
@@ -191,6 +194,8 @@ pub fn parse_caller(arn: &str) -> CallerKind {
     }
     match (parts[2], parts[5].split('/').next().unwrap_or_default()) {
         ("iam", "user" | "role" | "root") => CallerKind::Principal,
+        // STS emulators (moto) name an IAM user `arn:aws:sts::<acct>:user/<name>`; AWS says `arn:aws:iam::…`
+        ("sts", "user") => CallerKind::StsUser { partition: parts[1].to_string(), account: parts[4].to_string(), path: parts[5].to_string() },
         ("sts", "assumed-role") => {
             let mut it = parts[5].split('/');
             it.next();

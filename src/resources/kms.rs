@@ -123,10 +123,12 @@ pub async fn resolve(spec: &str, partition: &str, account: &str, regions: &[Stri
                 continue;
             }
             if !is_multi_region(&arn0) {
-                return Err(usage(format!(
-                    "--kms-key {spec} resolves to a single-Region key ({arn0}) but resources are also planned in {r}; {}",
-                    advice(regions)
-                )));
+                let what = if arn0.contains(":alias/") {
+                    format!("an alias, which names one key of one region ({arn0}; the same alias in {r} is another key)")
+                } else {
+                    format!("a single-Region key ({arn0})")
+                };
+                return Err(usage(format!("--kms-key {spec} is {what}, but resources are also planned in {r}; {}", advice(regions))));
             }
             let replica = replica_arn(&arn0, r);
             if let Some(a) = aws {
