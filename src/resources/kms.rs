@@ -217,7 +217,7 @@ pub fn required_statements(ctx: &Ctx, region: &str) -> Vec<Value> {
             "Condition": {"StringEquals": {"aws:SourceArn": ctx.trail_arns()}}}));
         // SQS "Key management": SNS must generate and decrypt data keys to deliver to an encrypted queue
         v.push(json!({"Sid": "TrailsetupSnsToQueue", "Effect": "Allow",
-            "Principal": {"Service": ctx.sns_principals()}, "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": "*",
+            "Principal": {"Service": ctx.sns_principal_value()}, "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": "*",
             "Condition": {"ArnEquals": {"aws:SourceArn": ctx.topic_arns()}}}));
     }
     if ctx.trail_regions().iter().any(|r| r == region) {

@@ -159,6 +159,11 @@ impl Ctx {
         }
         p
     }
+    /// [`Ctx::sns_principals`] as a policy's `Service` value: a string when there is one.
+    pub fn sns_principal_value(&self) -> Value {
+        let p = self.sns_principals();
+        if p.len() == 1 { json!(p[0]) } else { json!(p) }
+    }
     pub fn queue_name(&self) -> String {
         format!("{}-notifications", self.stack)
     }
@@ -305,7 +310,7 @@ impl Ctx {
         render(TOPIC_POLICY, &self.vars(&[("TopicArn", json!(self.topic_arn(region))), ("TrailArns", json!(self.trail_arns_in(region)))]))
     }
     pub fn queue_policy(&self) -> Value {
-        render(QUEUE_POLICY, &self.vars(&[("SnsPrincipals", json!(self.sns_principals()))]))
+        render(QUEUE_POLICY, &self.vars(&[("SnsPrincipals", self.sns_principal_value())]))
     }
     /// The es: resources ingest workers (backfill, ingest) use: `GET /` (ping), the index template, and
     /// `_bulk`/documents under `<prefix>*`. `None` when the sink is not an Amazon OpenSearch domain with SigV4.
