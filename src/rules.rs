@@ -240,7 +240,7 @@ pub const RULES: &[Rule] = &[
                 );
                 let cp = strings(&rb["cluster_permissions"]);
                 c.ok(cp.iter().any(|p| p == "cluster_composite_ops" || p == "indices:data/write/bulk"), || format!("the role must allow _bulk: {cp:?}"));
-                c.ok(cp.iter().any(|p| p == "indices:admin/index_template/put"), || format!("the role must allow the index template: {cp:?}"));
+                c.ok(cp.iter().any(|p| p == "cluster_manage_index_templates" || p == "indices:admin/index_template/put"), || format!("the role must allow the index template: {cp:?}"));
             }
         },
     },
@@ -369,17 +369,17 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "sns-cross-region-opt-in",
-        doc: "Amazon SNS Developer Guide, \"Cross-region delivery\" (opt-in Region topics: principal sns.<region>.amazonaws.com)",
+        doc: "Amazon SNS Developer Guide, \"Sending Amazon SNS messages to an Amazon SQS queue or AWS Lambda function in a different Region\" (opt-in Region topics: principal sns.<region>.amazonaws.com)",
         check: |ctx, plan, c| {
             let Some(q) = named(plan, "sqs-queue-policy", &ctx.queue_name()) else { return c.ok(false, || "no queue policy".into()) };
-            let st = statement(&statements(&q.details["policy"]), "TrailsetupTopicsSend").cloned().unwrap_or_default();
-            let principals = strings(&st["Principal"]["Service"]);
-            c.ok(principals.iter().any(|p| p == "sns.amazonaws.com"), || format!("the queue policy must admit sns.amazonaws.com: {principals:?}"));
+            let sts = statements(&q.details["policy"]);
             for r in ctx.trail_regions() {
-                if r != ctx.home && ctx.is_opt_in(&r) {
-                    let want = format!("sns.{r}.amazonaws.com");
-                    c.ok(principals.contains(&want), || format!("the topic in opt-in region {r} delivers only if the queue policy names {want}"));
-                }
+                let topic = ctx.topic_arn(&r);
+                let st = sts.iter().find(|s| condition(s, "ArnEquals", "aws:SourceArn") == [topic.clone()]);
+                let want = if r != ctx.home && ctx.is_opt_in(&r) { format!("sns.{r}.amazonaws.com") } else { "sns.amazonaws.com".into() };
+                c.ok(st.is_some_and(|s| strings(&s["Principal"]["Service"]) == [want.clone()]), || {
+                    format!("the topic of {r} delivers to the queue only if its statement names the principal {want}: {st:?}")
+                });
             }
         },
     },
@@ -475,8 +475,11 @@ pub const RULES: &[Rule] = &[
                     || format!("topic {} in {}: only the trail(s) of that region may publish: {st}", t.name, t.region));
             }
             if let Some(q) = named(plan, "sqs-queue-policy", &ctx.queue_name()) {
-                let st = statement(&statements(&q.details["policy"]), "TrailsetupTopicsSend").cloned().unwrap_or_default();
-                c.ok(sorted(condition(&st, "ArnEquals", "aws:SourceArn")) == sorted(ctx.topic_arns()), || format!("queue policy must be limited to our topics: {st}"));
+                // one statement per topic ("Subscribing an Amazon SQS queue to an Amazon SNS topic")
+                let sts = statements(&q.details["policy"]);
+                let sources: Vec<Vec<String>> = sts.iter().map(|s| condition(s, "ArnEquals", "aws:SourceArn")).collect();
+                c.ok(sources.iter().all(|s| s.len() == 1) && sorted(sources.concat()) == sorted(ctx.topic_arns()),
+                    || format!("queue policy: one statement per topic, each limited to it: {sources:?}"));
             }
         },
     },

@@ -225,7 +225,13 @@ fn each_rule_catches_its_defect() {
         change(p, "logs-log-group", None)["kms_key"] = json!("arn:aws:kms:eu-west-1:123456789012:alias/logs");
     });
     catches("sns-cross-region-opt-in", 1, |_, p| {
-        change(p, "sqs-queue-policy", None)["policy"]["Statement"][0]["Principal"]["Service"] = json!("sns.amazonaws.com");
+        for st in change(p, "sqs-queue-policy", None)["policy"]["Statement"].as_array_mut().unwrap() {
+            st["Principal"]["Service"] = json!("sns.amazonaws.com");
+        }
+    });
+    catches("topic-and-queue-policies-limited-by-source-arn", 0, |_, p| {
+        let st = change(p, "sqs-queue-policy", None)["policy"]["Statement"].as_array_mut().unwrap();
+        st[0]["Condition"]["ArnEquals"]["aws:SourceArn"] = json!(["arn:aws:sns:us-east-1:123456789012:trailsetup-cloudtrail", "arn:aws:sns:us-east-1:123456789012:other"]);
     });
     catches("adopted-policies-keep-their-statements", 3, |_, p| {
         let d = change(p, "opensearch-domain", None);

@@ -212,6 +212,11 @@ pub fn required_statements(ctx: &Ctx, region: &str) -> Vec<Value> {
             "Principal": {"Service": "cloudtrail.amazonaws.com"}, "Action": "kms:GenerateDataKey*", "Resource": "*",
             "Condition": {"StringEquals": {"aws:SourceArn": ctx.trail_arns()},
                           "StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn": format!("arn:{p}:cloudtrail:*:{a}:trail/*")}}}));
+        // the same page: with an S3 Bucket Key on the bucket (we enable it), creating or updating a trail with
+        // SSE-KMS needs kms:Decrypt
+        v.push(json!({"Sid": "TrailsetupCloudTrailDecrypt", "Effect": "Allow",
+            "Principal": {"Service": "cloudtrail.amazonaws.com"}, "Action": "kms:Decrypt", "Resource": "*",
+            "Condition": {"StringEquals": {"aws:SourceArn": ctx.trail_arns()}}}));
         v.push(json!({"Sid": "TrailsetupCloudTrailDescribeKey", "Effect": "Allow",
             "Principal": {"Service": "cloudtrail.amazonaws.com"}, "Action": "kms:DescribeKey", "Resource": "*",
             "Condition": {"StringEquals": {"aws:SourceArn": ctx.trail_arns()}}}));

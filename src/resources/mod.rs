@@ -309,8 +309,38 @@ impl Ctx {
         // only the trail(s) of this region publish here
         render(TOPIC_POLICY, &self.vars(&[("TopicArn", json!(self.topic_arn(region))), ("TrailArns", json!(self.trail_arns_in(region)))]))
     }
+    /// One statement per topic, as the SNS developer guide asks ("Subscribing an Amazon SQS queue to an Amazon SNS
+    /// topic": one `Statement` per topic, limited by `aws:SourceArn`), each naming the SNS principal of the
+    /// topic's region: `sns.<region>.amazonaws.com` for an opt-in region ("Cross-region delivery").
     pub fn queue_policy(&self) -> Value {
-        render(QUEUE_POLICY, &self.vars(&[("SnsPrincipals", self.sns_principal_value())]))
+        let mut out: Option<Value> = None;
+        for r in self.trail_regions() {
+            let p = render(
+                QUEUE_POLICY,
+                &self.vars(&[
+                    ("TopicSid", json!(region_sid(&r))),
+                    ("SnsPrincipal", json!(self.sns_principal_for(&r))),
+                    ("TopicArn", json!(self.topic_arn(&r))),
+                ]),
+            );
+            match &mut out {
+                None => out = Some(p),
+                Some(o) => {
+                    if let (Some(a), Some(b)) = (o["Statement"].as_array_mut(), p["Statement"].as_array()) {
+                        a.extend(b.iter().cloned());
+                    }
+                }
+            }
+        }
+        out.unwrap_or_else(|| render(QUEUE_POLICY, &self.vars(&[])))
+    }
+    /// The SNS service principal that delivers a topic of `region` to the home-region queue.
+    pub fn sns_principal_for(&self, region: &str) -> String {
+        if region != self.home && self.is_opt_in(region) {
+            format!("sns.{region}.amazonaws.com")
+        } else {
+            "sns.amazonaws.com".to_string()
+        }
     }
     /// The es: resources ingest workers (backfill, ingest) use: `GET /` (ping), the index template, and
     /// `_bulk`/documents under `<prefix>*`. `None` when the sink is not an Amazon OpenSearch domain with SigV4.
@@ -423,6 +453,17 @@ pub fn aws_endpoint(url: &str) -> Option<(&'static str, String, Option<String>)>
         .and_then(|rest| rest.rsplit_once('-').map(|(d, _id)| d.to_string()))
         .filter(|d| !d.is_empty());
     Some((svc, region, domain))
+}
+
+/// `eu-west-1` → `EuWest1` (statement ids are alphanumeric).
+pub fn region_sid(region: &str) -> String {
+    region
+        .split('-')
+        .map(|p| {
+            let mut c = p.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        })
+        .collect()
 }
 
 /// An IAM statement allowing `actions` on the given keys. Key ARNs only: an alias ARN is never the Resource of

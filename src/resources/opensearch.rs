@@ -110,15 +110,17 @@ pub fn desired_template(ctx: &Ctx, endpoint: &str) -> Value {
 
 // --- fine-grained access control: our role and its mapping (security plugin REST API) ---
 
-/// `PUT _plugins/_security/api/roles/<role>`: what our writers may do. Cluster: `GET /` (cluster_monitor),
-/// `_bulk` (cluster_composite_ops), the composable index template. Indices `<prefix>-*` and the alias
-/// `<prefix>`: read/write documents (crud), create the daily index on first write, its mapping and alias.
+/// `PUT _plugins/_security/api/roles/<role>`: what our writers may do, in the security plugin's default action
+/// groups ("Default action groups"). Cluster: `GET /` (cluster_monitor), `_bulk` (cluster_composite_ops), the
+/// index template (cluster_manage_index_templates). Indices `<prefix>-*` and the alias `<prefix>`: read and
+/// write documents and mappings (crud), create the daily index on first write (create_index), its alias
+/// (manage_aliases).
 pub fn writer_role_body(ctx: &Ctx) -> Value {
     json!({
-        "cluster_permissions": ["cluster_monitor", "cluster_composite_ops", "indices:admin/index_template/get", "indices:admin/index_template/put"],
+        "cluster_permissions": ["cluster_monitor", "cluster_composite_ops", "cluster_manage_index_templates"],
         "index_permissions": [{
             "index_patterns": [format!("{}-*", ctx.index_prefix), ctx.index_prefix.clone()],
-            "allowed_actions": ["crud", "create_index", "indices:admin/mapping/put", "indices:admin/aliases"],
+            "allowed_actions": ["crud", "create_index", "manage_aliases"],
         }],
     })
 }

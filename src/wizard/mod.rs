@@ -139,6 +139,15 @@ pub fn fill(d: &mut Draft, facts: &Facts, yes: bool, dry_run: bool) -> anyhow::R
             TrailMode::MultiRegion
         });
     }
+    if ask && d.trail_mode == Some(TrailMode::PerRegion) {
+        let picked = d.regions.as_deref().unwrap_or("all");
+        if picked != "all" && !crate::settings::split_list(picked).iter().any(|r| r == "us-east-1" || r == "cn-north-1" || r == "us-gov-west-1") {
+            let _ = term.write_line(
+                "  note: global service events (IAM, STS, CloudFront) are delivered to us-east-1 only; without a trail there \
+                 they will not be recorded",
+            );
+        }
+    }
     if d.bucket.is_none() {
         let def = format!("{}-{}-{}", d.name.as_deref().unwrap_or(DEFAULT_NAME), facts.account, facts.home);
         d.bucket = Some(if ask {

@@ -165,6 +165,7 @@ def test_kms_alias_is_resolved_and_second_run_is_a_no_op(moto_reset, run_cli, bo
     assert cwl["Principal"] == {"Service": f"logs.{HOME}.amazonaws.com"}
     assert cwl["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"] == f"arn:aws:logs:{HOME}:{ACCOUNT}:log-group:/aws/cloudtrail/trailsetup"
     assert as_list(policy["TrailsetupSnsToQueue"]["Condition"]["ArnEquals"]["aws:SourceArn"]) == [f"arn:aws:sns:{HOME}:{ACCOUNT}:trailsetup-cloudtrail"]
+    assert policy["TrailsetupCloudTrailDecrypt"]["Action"] == "kms:Decrypt"  # the bucket has an S3 Bucket Key
     # key policy first: applied alone, before anything else
     kinds = [c["kind"] for c in doc["plan"]["changes"]]
     assert kinds[0] == "kms-key-policy"
@@ -316,10 +317,9 @@ def test_fgac_role_mapping_requests(moto_reset, run_cli, boto, security_api):
     assert [r["path"] for r in puts] == ["/_plugins/_security/api/roles/trailsetup-writer",
                                          "/_plugins/_security/api/rolesmapping/trailsetup-writer"]
     assert puts[0]["body"] == {
-        "cluster_permissions": ["cluster_monitor", "cluster_composite_ops", "indices:admin/index_template/get",
-                                "indices:admin/index_template/put"],
+        "cluster_permissions": ["cluster_monitor", "cluster_composite_ops", "cluster_manage_index_templates"],
         "index_permissions": [{"index_patterns": ["cloudtrail-*", "cloudtrail"],
-                               "allowed_actions": ["crud", "create_index", "indices:admin/mapping/put", "indices:admin/aliases"]}],
+                               "allowed_actions": ["crud", "create_index", "manage_aliases"]}],
     }
     assert puts[1]["body"] == {"backend_roles": [f"arn:aws:iam::{ACCOUNT}:role/trailsetup-forwarder", ingest], "hosts": [], "users": []}
     # signed with SigV4 for the endpoint's region (no region in a loopback host: the home region)
