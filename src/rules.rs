@@ -310,7 +310,7 @@ pub const RULES: &[Rule] = &[
                 let ch = of_kind(plan, "kms-key-policy").find(|x| &x.name == arn);
                 c.ok(ch.is_some(), || format!("no kms-key-policy change for {arn}"));
                 let Some(ch) = ch else { continue };
-                let sts = if ch.details.get("policy").is_some() { statements(&ch.details["policy"]) } else { list(&ch.details["statements"]) };
+                let sts = if ch.details.get("policy").is_some() { statements(&ch.details["policy"]) } else { statements(&ch.details["policy_statements"]) };
                 for want in kms::required_statements(ctx, region) {
                     let sid = want["Sid"].as_str().unwrap_or_default();
                     let have = statement(&sts, sid);

@@ -241,6 +241,11 @@ pub fn required_statements(ctx: &Ctx, region: &str) -> Vec<Value> {
     v
 }
 
+/// Statements as a policy document (what the plan shows when it cannot merge them into the key's policy).
+fn doc(statements: Vec<Value>) -> Value {
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
 /// Our statements replace the ones with the same Sid; the key's other statements are kept.
 pub fn merged(existing: &Value, ours: &[Value]) -> Value {
     let sids: Vec<&str> = ours.iter().filter_map(|s| s["Sid"].as_str()).collect();
@@ -326,7 +331,7 @@ pub fn changes(ctx: &Ctx, o: &BTreeMap<String, Observed>) -> Vec<Change> {
                 kind: "kms-key-policy".into(),
                 name: arn.clone(),
                 region: region.clone(),
-                details: json!({"key_arn": arn, "statements": required_statements(ctx, &region), "unresolved_alias": true}),
+                details: json!({"key_arn": arn, "policy_statements": doc(required_statements(ctx, &region)), "unresolved_alias": true}),
                 current: None,
             });
             continue;
@@ -338,7 +343,7 @@ pub fn changes(ctx: &Ctx, o: &BTreeMap<String, Observed>) -> Vec<Change> {
                 kind: "kms-key-policy".into(),
                 name: arn.clone(),
                 region: region.clone(),
-                details: json!({"key_arn": arn, "statements": ours, "external": true}),
+                details: json!({"key_arn": arn, "policy_statements": doc(ours), "external": true}),
                 current: None,
             }
         } else {
@@ -348,7 +353,7 @@ pub fn changes(ctx: &Ctx, o: &BTreeMap<String, Observed>) -> Vec<Change> {
                     kind: "kms-key-policy".into(),
                     name: arn.clone(),
                     region: region.clone(),
-                    details: json!({"key_arn": arn, "statements": ours}),
+                    details: json!({"key_arn": arn, "policy_statements": doc(ours)}),
                     current: None,
                 },
                 Some(Observed::Unreadable(why)) => Change {
@@ -356,7 +361,7 @@ pub fn changes(ctx: &Ctx, o: &BTreeMap<String, Observed>) -> Vec<Change> {
                     kind: "kms-key-policy".into(),
                     name: arn.clone(),
                     region: region.clone(),
-                    details: json!({"key_arn": arn, "statements": ours, "unreadable": why}),
+                    details: json!({"key_arn": arn, "policy_statements": doc(ours), "unreadable": why}),
                     current: None,
                 },
                 Some(Observed::Policy(p)) => Change::diff(
@@ -400,7 +405,7 @@ pub fn unreadable_error(plan: &crate::plan::Plan) -> Option<anyhow::Error> {
             c.name,
             c.region,
             c.details["unreadable"].as_str().unwrap_or_default(),
-            serde_json::to_string_pretty(&c.details["statements"]).unwrap_or_default()
+            serde_json::to_string_pretty(&c.details["policy_statements"]["Statement"]).unwrap_or_default()
         ));
     }
     msg.push_str(

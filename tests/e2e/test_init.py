@@ -257,6 +257,14 @@ def test_rendered_policies_pass_parliament(run_cli, aws_env):
                 # KMS"); parliament reads it as an identity policy granting kms: on every resource.
                 if c["kind"] == "kms-key-policy" and f.issue == "RESOURCE_STAR":
                     continue
+                # Accepted: the CloudWatch Logs statement is AWS's documented one, verbatim ("Encrypt log data in
+                # CloudWatch Logs using AWS Key Management Service", step 2: kms:Describe* etc. with ArnEquals on
+                # kms:EncryptionContext:aws:logs:arn); parliament expands kms:Describe* to account-level actions and
+                # types the context key as a string.
+                if c["kind"] == "kms-key-policy" and (
+                        (f.issue == "UNKNOWN_CONDITION_FOR_ACTION" and "kms:EncryptionContext:aws:logs:arn" in str(f.detail))
+                        or (f.issue == "MISMATCHED_TYPE" and "ArnEquals" in str(f.detail))):
+                    continue
                 found.append((path, f.issue, f.detail))
     assert n >= 10
     assert found == []
