@@ -385,6 +385,8 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
 
     // --- confirm, apply, verify ---
     let mut applied = false;
+    let unreachable_in = |p: &crate::plan::Plan| p.changes.iter().any(|c| c.kind == "opensearch-index-template" && c.details["unreachable"] == true);
+    let mut unreachable = unreachable_in(&plan);
     if plan.has_changes() {
         let go = common.yes || wizard::confirm_apply()?;
         if !go {
@@ -404,6 +406,7 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         applied = true;
         out.note(format!("Applied {} change(s).", res.changed));
         let again = resources::plan(&ctx, Some(&aws)).await.context("verifying the result")?;
+        unreachable = unreachable_in(&again);
         if again.has_changes() {
             for c in again.changes.iter().filter(|c| c.action != crate::plan::Action::NoOp) {
                 tracing::warn!("after apply, {} {} [{}] still differs from the plan", c.kind, c.name, c.region);
@@ -444,7 +447,6 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     state.opensearch_auth = opensearch_auth;
     state.index_prefix = Some(index_prefix.clone());
     state.opensearch_region = Some(ctx.opensearch_region());
-    let unreachable = plan.changes.iter().any(|c| c.kind == "opensearch-index-template" && c.details["unreachable"] == true);
     state.opensearch_reachable = opensearch_url.is_some().then_some(!unreachable);
     for (r, n) in ctx.trails() {
         state.resources.insert(format!("cloudtrail-trail/{r}/{n}"), ctx.trail_arn(&r, &n));

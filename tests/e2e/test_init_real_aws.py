@@ -116,6 +116,8 @@ def test_assumed_role_caller_and_unreachable_domain(recording_moto, run_cli, bot
         ("PUT", "_plugins/_security/api/roles/trailsetup-writer"), ("PUT", "_plugins/_security/api/rolesmapping/trailsetup-writer")]
     # the endpoint does not resolve here: said once, not a failure
     assert err.count("OpenSearch is not reachable from here; the index template") == 1, err
+    state = json.loads(open(f'{aws_env["XDG_STATE_HOME"]}/trailsetup/trailsetup.json').read())
+    assert state["opensearch_reachable"] is False  # known after the first run already
     # the forwarder signs for the domain's region
     env_vars = boto("lambda").get_function_configuration(FunctionName="trailsetup-forwarder")["Environment"]["Variables"]
     assert env_vars["OPENSEARCH_REGION"] == HOME and env_vars["OPENSEARCH_AUTH"] == "sigv4"
