@@ -367,3 +367,109 @@ def test_per_region_global_events_follow_us_east_1(moto_reset, run_cli, boto, op
     doc, _ = run_json(run_cli, ["init", "--yes", "--dry-run", "--trail-mode", "per-region", "--regions", "eu-west-1",
                                 "--opensearch-url", opensearch_url, "--index-prefix", os_clean], env=env)
     assert any("global service events" in w and "us-east-1" in w for w in doc["warnings"]), doc.get("warnings")
+
+
+# --- a proxy in front of moto that changes one answer ----------------------------------------------------------
+
+
+class RewritingProxy(RecordingProxy):
+    """RecordingProxy that lets a test answer some calls itself: `answer(method, path, headers, body)` returns
+    (status, content-type, body) or None to forward to moto; `rewrite(headers, body, content)` edits moto's answer."""
+
+    answer = staticmethod(lambda method, path, headers, body: None)
+    rewrite = staticmethod(lambda headers, body, content: content)
+
+    def _handle(self):
+        import requests
+
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.calls.append({"method": self.command, "path": self.path, "body": body, "target": self.headers.get("X-Amz-Target", "")})
+        mine = self.answer(self.command, self.path, self.headers, body)
+        if mine is not None:
+            status, ctype, raw = mine
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+            return
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+        r = requests.request(self.command, self.upstream + self.path, data=body, headers=headers, timeout=60)
+        content = self.rewrite(self.headers, body, r.content)
+        self.send_response(r.status_code)
+        for k, v in r.headers.items():
+            if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
+
+
+def start_proxy(upstream, **hooks):
+    handler = type("P", (RewritingProxy,), {"upstream": upstream, "calls": [], **{k: staticmethod(v) for k, v in hooks.items()}})
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, f"http://127.0.0.1:{srv.server_address[1]}", handler.calls
+
+
+# --- item 6: a key policy the caller may not read stops init before any change, naming the statements -----------
+
+
+def test_unreadable_key_policy_stops_before_any_change(moto_reset, run_cli, boto, aws_env, opensearch_url, os_clean):
+    key = boto("kms").create_key()["KeyMetadata"]
+
+    def deny_get_key_policy(method, path, headers, body):
+        if headers.get("X-Amz-Target", "").endswith("GetKeyPolicy"):
+            msg = {"__type": "AccessDeniedException", "message": "User is not authorized to perform: kms:GetKeyPolicy"}
+            return 400, "application/x-amz-json-1.1", json.dumps(msg).encode()
+        return None
+
+    srv, url, calls = start_proxy(moto_reset, answer=deny_get_key_policy)
+    try:
+        env = dict(aws_env, AWS_ENDPOINT_URL=url)
+        args = ["init", "--yes", "--no-backfill", "--regions", HOME, "--kms-key", key["Arn"], "--opensearch-url", opensearch_url,
+                "--index-prefix", os_clean]
+        rc, out, err = run_cli(args, env=env)
+        assert rc == 1, err
+        assert "nothing was changed" in err and "TrailsetupCloudTrailEncryptLogs" in err and "--no-kms-key-policy" in err
+        assert "kms:GetKeyPolicy" in err
+        assert boto("s3").list_buckets()["Buckets"] == [] and boto("cloudtrail").describe_trails()["trailList"] == []
+        # the key's owner added the statements: go on without reading or writing the key policy
+        rc, out, err = run_cli([*args, "--no-kms-key-policy"], env=env)
+        assert rc == 0, err
+        assert not [c for c in calls if c["target"].endswith("PutKeyPolicy")]
+        assert boto("cloudtrail").get_trail(Name="trailsetup")["Trail"]["KmsKeyId"] == key["Arn"]
+    finally:
+        srv.shutdown()
+
+
+# --- item 8: a topic in an opt-in region delivers to the home queue only through its regional SNS principal -----
+# SNS Developer Guide, "Sending Amazon SNS messages to an Amazon SQS queue or AWS Lambda function in a different
+# Region". moto lists me-south-1 as not opted in: the proxy answers DescribeRegions as an account that opted in.
+
+
+def test_opt_in_region_topic_gets_its_regional_principal(moto_reset, run_cli, boto, aws_env, opensearch_url, os_clean):
+    def opted_in(headers, body, content):
+        if b"Action=DescribeRegions" not in body:
+            return content
+        return re.sub(rb"<optInStatus>not-opted-in</optInStatus>(\s*<regionName>me-south-1</regionName>)",
+                      rb"<optInStatus>opted-in</optInStatus>\1", content)
+
+    srv, url, _ = start_proxy(moto_reset, rewrite=opted_in)
+    try:
+        env = dict(aws_env, AWS_ENDPOINT_URL=url)
+        args = ["init", "--yes", "--no-backfill", "--trail-mode", "per-region", "--regions", "us-east-1,me-south-1",
+                "--opensearch-url", opensearch_url, "--index-prefix", os_clean]
+        doc, _ = run_json(run_cli, args, env=env)
+        sqs = boto("sqs")
+        q = sqs.get_queue_url(QueueName="trailsetup-notifications")["QueueUrl"]
+        st = sts_of(sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["Policy"])["Attributes"]["Policy"])
+        assert st["TrailsetupTopicsSendMeSouth1"]["Principal"] == {"Service": "sns.me-south-1.amazonaws.com"}
+        assert st["TrailsetupTopicsSendMeSouth1"]["Condition"]["ArnEquals"]["aws:SourceArn"] == f"arn:aws:sns:me-south-1:{ACCOUNT}:trailsetup-cloudtrail"
+        assert st["TrailsetupTopicsSendUsEast1"]["Principal"] == {"Service": "sns.amazonaws.com"}
+        again, _ = run_json(run_cli, args, env=env)
+        assert no_changes(again), pending(again)
+    finally:
+        srv.shutdown()
