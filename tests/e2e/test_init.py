@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
+from awsproxy import deny, start_proxy
 
 ACCOUNT = "123456789012"  # moto's default account for the test credentials
 HOME = "us-east-1"
@@ -286,45 +285,10 @@ def test_bucket_taken_by_another_account(moto_reset, moto_url, run_cli, boto, op
     assert boto("cloudtrail").describe_trails()["trailList"] == []
 
 
-class _DenyCreateTrail(BaseHTTPRequestHandler):
-    """Forwards to moto; answers CloudTrail CreateTrail with AccessDeniedException."""
-
-    upstream = ""
-
-    def _handle(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if "CreateTrail" in (self.headers.get("X-Amz-Target") or ""):
-            msg = json.dumps({"__type": "AccessDeniedException",
-                              "message": "User is not authorized to perform: cloudtrail:CreateTrail"}).encode()
-            self.send_response(400)
-            self.send_header("Content-Type", "application/x-amz-json-1.1")
-            self.send_header("Content-Length", str(len(msg)))
-            self.end_headers()
-            self.wfile.write(msg)
-            return
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-        r = requests.request(self.command, self.upstream + self.path, data=body, headers=headers, timeout=60)
-        self.send_response(r.status_code)
-        for k, v in r.headers.items():
-            if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
-                self.send_header(k, v)
-        self.send_header("Content-Length", str(len(r.content)))
-        self.end_headers()
-        self.wfile.write(r.content)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
-
-    def log_message(self, *a):
-        pass
-
-
-def test_access_denied_names_permission(moto_reset, moto_url, run_cli, aws_env, opensearch_url, os_clean):
-    handler = type("H", (_DenyCreateTrail,), {"upstream": moto_url})
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
+def test_access_denied_names_permission(moto_reset, run_cli, aws_env, opensearch_url, os_clean):
+    srv, url, _ = start_proxy(moto_reset, answer=deny("CreateTrail", "cloudtrail:CreateTrail"))
     try:
-        env = dict(aws_env, AWS_ENDPOINT_URL=f"http://127.0.0.1:{srv.server_address[1]}")
+        env = dict(aws_env, AWS_ENDPOINT_URL=url)
         rc, out, err = run_cli(init_args("multi-region", os_clean, opensearch_url), env=env)
     finally:
         srv.shutdown()

@@ -11,6 +11,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from awsproxy import deny, start_proxy
 
 ACCOUNT = "123456789012"
 HOME = "us-east-1"
@@ -47,40 +48,10 @@ def as_list(v):
 # item 11: the domain's endpoint does not resolve from here (moto's fake host): the second run reports 0 changes.
 
 
-class RecordingProxy(BaseHTTPRequestHandler):
-    """Forwards every call to moto and records it, so a test can read what AWS would have been sent (moto does not
-    echo everything: DescribeDomain, like AWS, never returns the master user)."""
-
-    upstream = ""
-    calls: list = []
-
-    def _handle(self):
-        import requests
-
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.calls.append({"method": self.command, "path": self.path, "body": body})
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-        r = requests.request(self.command, self.upstream + self.path, data=body, headers=headers, timeout=60)
-        self.send_response(r.status_code)
-        for k, v in r.headers.items():
-            if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
-                self.send_header(k, v)
-        self.send_header("Content-Length", str(len(r.content)))
-        self.end_headers()
-        self.wfile.write(r.content)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
-
-    def log_message(self, *a):
-        pass
-
-
 @pytest.fixture
 def recording_moto(moto_reset):
-    handler = type("R", (RecordingProxy,), {"upstream": moto_reset, "calls": []})
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}", handler.calls
+    srv, url, calls = start_proxy(moto_reset)
+    yield url, calls
     srv.shutdown()
 
 
@@ -369,64 +340,13 @@ def test_per_region_global_events_follow_us_east_1(moto_reset, run_cli, boto, op
     assert any("global service events" in w and "us-east-1" in w for w in doc["warnings"]), doc.get("warnings")
 
 
-# --- a proxy in front of moto that changes one answer ----------------------------------------------------------
-
-
-class RewritingProxy(RecordingProxy):
-    """RecordingProxy that lets a test answer some calls itself: `answer(method, path, headers, body)` returns
-    (status, content-type, body) or None to forward to moto; `rewrite(headers, body, content)` edits moto's answer."""
-
-    answer = staticmethod(lambda method, path, headers, body: None)
-    rewrite = staticmethod(lambda headers, body, content: content)
-
-    def _handle(self):
-        import requests
-
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.calls.append({"method": self.command, "path": self.path, "body": body, "target": self.headers.get("X-Amz-Target", "")})
-        mine = self.answer(self.command, self.path, self.headers, body)
-        if mine is not None:
-            status, ctype, raw = mine
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-            return
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-        r = requests.request(self.command, self.upstream + self.path, data=body, headers=headers, timeout=60)
-        content = self.rewrite(self.headers, body, r.content)
-        self.send_response(r.status_code)
-        for k, v in r.headers.items():
-            if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
-                self.send_header(k, v)
-        self.send_header("Content-Length", str(len(content)))
-        self.end_headers()
-        self.wfile.write(content)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
-
-
-def start_proxy(upstream, **hooks):
-    handler = type("P", (RewritingProxy,), {"upstream": upstream, "calls": [], **{k: staticmethod(v) for k, v in hooks.items()}})
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv, f"http://127.0.0.1:{srv.server_address[1]}", handler.calls
-
-
 # --- item 6: a key policy the caller may not read stops init before any change, naming the statements -----------
 
 
 def test_unreadable_key_policy_stops_before_any_change(moto_reset, run_cli, boto, aws_env, opensearch_url, os_clean):
     key = boto("kms").create_key()["KeyMetadata"]
 
-    def deny_get_key_policy(method, path, headers, body):
-        if headers.get("X-Amz-Target", "").endswith("GetKeyPolicy"):
-            msg = {"__type": "AccessDeniedException", "message": "User is not authorized to perform: kms:GetKeyPolicy"}
-            return 400, "application/x-amz-json-1.1", json.dumps(msg).encode()
-        return None
-
-    srv, url, calls = start_proxy(moto_reset, answer=deny_get_key_policy)
+    srv, url, calls = start_proxy(moto_reset, answer=deny("GetKeyPolicy", "kms:GetKeyPolicy"))
     try:
         env = dict(aws_env, AWS_ENDPOINT_URL=url)
         args = ["init", "--yes", "--no-backfill", "--regions", HOME, "--kms-key", key["Arn"], "--opensearch-url", opensearch_url,
