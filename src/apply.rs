@@ -7,7 +7,7 @@
 use anyhow::Context as _;
 use futures::future::try_join_all;
 
-use crate::plan::{Action, Change, Plan};
+use crate::plan::{Action, Change, Kind, Plan};
 use crate::resources::opensearch::domain_client;
 use crate::resources::{self, Aws, Ctx};
 
@@ -20,14 +20,14 @@ pub struct Applied {
 
 /// (stage, chain key): changes with the same key run in plan order; chains of one stage run in parallel.
 fn stage(c: &Change) -> (u8, String) {
-    match c.kind.as_str() {
-        "kms-key-policy" => (0, format!("kms/{}", c.name)),
-        k if k.starts_with("iam-") => (1, "iam".into()),
-        k if k.starts_with("s3-") => (1, "s3".into()),
-        k if k.starts_with("sqs-") => (1, format!("sqs/{}", c.region)),
-        k if k.starts_with("opensearch-") => (3, "opensearch".into()),
-        k if k.starts_with("lambda-") || k == "logs-subscription-filter" => (4, c.region.clone()),
-        _ => (2, c.region.clone()),
+    match c.kind {
+        Kind::KmsKeyPolicy => (0, format!("kms/{}", c.name)),
+        Kind::IamRole | Kind::IamPolicy => (1, "iam".into()),
+        Kind::S3Bucket | Kind::S3BucketPolicy => (1, "s3".into()),
+        Kind::SqsQueue | Kind::SqsQueuePolicy => (1, format!("sqs/{}", c.region)),
+        Kind::LogsLogGroup | Kind::SnsTopic | Kind::SnsTopicPolicy | Kind::SnsSubscription | Kind::CloudTrailTrail => (2, c.region.clone()),
+        Kind::OpenSearchDomain | Kind::OpenSearchRoleMapping | Kind::OpenSearchIndexTemplate => (3, "opensearch".into()),
+        Kind::LambdaFunction | Kind::LambdaPermission | Kind::LogsSubscriptionFilter => (4, c.region.clone()),
     }
 }
 
@@ -47,17 +47,16 @@ pub fn schedule(plan: &Plan) -> Vec<Vec<Vec<&Change>>> {
 
 async fn apply_one(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<Option<String>> {
     tracing::info!("{:?} {} {} [{}]", c.action, c.kind, c.name, c.region);
-    let r = match c.kind.as_str() {
-        k if k.starts_with("iam-") => resources::iam::apply(ctx, aws, c).await.map(|_| None),
-        k if k.starts_with("s3-") => resources::s3::apply(ctx, aws, c).await.map(|_| None),
-        k if k.starts_with("sqs-") => resources::sqs::apply(ctx, aws, c).await.map(|_| None),
-        k if k.starts_with("sns-") => resources::sns::apply(ctx, aws, c).await.map(|_| None),
-        k if k.starts_with("logs-") => resources::logs::apply(ctx, aws, c).await.map(|_| None),
-        "kms-key-policy" => resources::kms::apply(aws, c).await.map(|_| None),
-        "cloudtrail-trail" => resources::cloudtrail::apply(ctx, aws, c).await.map(|_| None),
-        k if k.starts_with("lambda-") => resources::lambda::apply(ctx, aws, c).await.map(|_| None),
-        k if k.starts_with("opensearch-") => resources::opensearch::apply(ctx, aws, c).await,
-        other => Err(anyhow::anyhow!("no apply step for kind {other} (not built yet)")),
+    let r = match c.kind {
+        Kind::IamRole | Kind::IamPolicy => resources::iam::apply(ctx, aws, c).await.map(|_| None),
+        Kind::S3Bucket | Kind::S3BucketPolicy => resources::s3::apply(ctx, aws, c).await.map(|_| None),
+        Kind::SqsQueue | Kind::SqsQueuePolicy => resources::sqs::apply(ctx, aws, c).await.map(|_| None),
+        Kind::SnsTopic | Kind::SnsTopicPolicy | Kind::SnsSubscription => resources::sns::apply(ctx, aws, c).await.map(|_| None),
+        Kind::LogsLogGroup | Kind::LogsSubscriptionFilter => resources::logs::apply(ctx, aws, c).await.map(|_| None),
+        Kind::KmsKeyPolicy => resources::kms::apply(aws, c).await.map(|_| None),
+        Kind::CloudTrailTrail => resources::cloudtrail::apply(ctx, aws, c).await.map(|_| None),
+        Kind::LambdaFunction | Kind::LambdaPermission => resources::lambda::apply(ctx, aws, c).await.map(|_| None),
+        Kind::OpenSearchDomain | Kind::OpenSearchRoleMapping | Kind::OpenSearchIndexTemplate => resources::opensearch::apply(ctx, aws, c).await,
     };
     r.with_context(|| format!("{} {} [{}] was not applied", c.kind, c.name, c.region))
 }
@@ -73,7 +72,7 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, plan: &Plan, note: impl Fn(&str) + Sync
                 let mut endpoint: Option<String> = None;
                 let mut aws = aws;
                 for c in &chain {
-                    if c.kind != "opensearch-domain" && c.kind.starts_with("opensearch-") && aws.search.is_none() {
+                    if matches!(c.kind, Kind::OpenSearchRoleMapping | Kind::OpenSearchIndexTemplate) && aws.search.is_none() {
                         if let Some(ep) = endpoint.as_deref() {
                             aws.search = Some(domain_client(&aws, ep, &ctx.home)?);
                         }

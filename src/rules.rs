@@ -562,7 +562,7 @@ fn key_refs(plan: &Plan) -> Vec<(String, String, String)> {
             _ => None,
         };
         if let Some(k) = k {
-            v.push((ch.kind.clone(), ch.region.clone(), k));
+            v.push((ch.kind.as_str().to_string(), ch.region.clone(), k));
         }
     }
     v

@@ -24,12 +24,85 @@ impl Action {
     }
 }
 
+/// The kind of a resource: the contract's strings, as an enum so that the compiler finds every place a new kind
+/// (or a new verb) must be handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    S3BucketPolicy,
+    S3Bucket,
+    CloudTrailTrail,
+    SnsTopicPolicy,
+    SnsTopic,
+    SnsSubscription,
+    SqsQueuePolicy,
+    SqsQueue,
+    IamPolicy,
+    IamRole,
+    LogsLogGroup,
+    LogsSubscriptionFilter,
+    LambdaFunction,
+    LambdaPermission,
+    OpenSearchDomain,
+    OpenSearchIndexTemplate,
+    OpenSearchRoleMapping,
+    KmsKeyPolicy,
+}
+
+impl Kind {
+    pub const ALL: &'static [Kind] = &[Kind::S3BucketPolicy, Kind::S3Bucket, Kind::CloudTrailTrail, Kind::SnsTopicPolicy, Kind::SnsTopic, Kind::SnsSubscription, Kind::SqsQueuePolicy, Kind::SqsQueue, Kind::IamPolicy, Kind::IamRole, Kind::LogsLogGroup, Kind::LogsSubscriptionFilter, Kind::LambdaFunction, Kind::LambdaPermission, Kind::OpenSearchDomain, Kind::OpenSearchIndexTemplate, Kind::OpenSearchRoleMapping, Kind::KmsKeyPolicy];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::S3BucketPolicy => "s3-bucket-policy",
+            Kind::S3Bucket => "s3-bucket",
+            Kind::CloudTrailTrail => "cloudtrail-trail",
+            Kind::SnsTopicPolicy => "sns-topic-policy",
+            Kind::SnsTopic => "sns-topic",
+            Kind::SnsSubscription => "sns-subscription",
+            Kind::SqsQueuePolicy => "sqs-queue-policy",
+            Kind::SqsQueue => "sqs-queue",
+            Kind::IamPolicy => "iam-policy",
+            Kind::IamRole => "iam-role",
+            Kind::LogsLogGroup => "logs-log-group",
+            Kind::LogsSubscriptionFilter => "logs-subscription-filter",
+            Kind::LambdaFunction => "lambda-function",
+            Kind::LambdaPermission => "lambda-permission",
+            Kind::OpenSearchDomain => "opensearch-domain",
+            Kind::OpenSearchIndexTemplate => "opensearch-index-template",
+            Kind::OpenSearchRoleMapping => "opensearch-role-mapping",
+            Kind::KmsKeyPolicy => "kms-key-policy",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Kind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One resource and what to do about it. `details` is the desired configuration (policies in full, as JSON);
 /// `current` what was observed (for an update's diff; not part of the JSON plan).
 #[derive(Debug, Clone, Serialize)]
 pub struct Change {
     pub action: Action,
-    pub kind: String,
+    pub kind: Kind,
     pub name: String,
     pub region: String,
     pub details: Value,
@@ -39,13 +112,13 @@ pub struct Change {
 
 impl Change {
     /// diff: pure; compares parsed JSON after normalising order (see [`normalize`]).
-    pub fn diff(kind: &str, name: impl Into<String>, region: impl Into<String>, desired: Value, current: Option<Value>) -> Change {
+    pub fn diff(kind: Kind, name: impl Into<String>, region: impl Into<String>, desired: Value, current: Option<Value>) -> Change {
         let action = match &current {
             None => Action::Create,
             Some(c) if normalize(c) == normalize(&desired) => Action::NoOp,
             Some(_) => Action::Update,
         };
-        Change { action, kind: kind.into(), name: name.into(), region: region.into(), details: desired, current }
+        Change { action, kind, name: name.into(), region: region.into(), details: desired, current }
     }
 }
 
@@ -148,7 +221,7 @@ impl Plan {
         if !header.warnings.is_empty() {
             o.push('\n');
         }
-        let kind_w = self.changes.iter().map(|c| c.kind.len()).max().unwrap_or(0);
+        let kind_w = self.changes.iter().map(|c| c.kind.as_str().len()).max().unwrap_or(0);
         for c in &self.changes {
             o.push_str(&format!("  {} {:kind_w$}  {}  [{}]\n", c.action.symbol(), c.kind, c.name, c.region));
             match c.action {
@@ -210,16 +283,16 @@ mod tests {
     fn diff_ignores_order_and_singletons() {
         let want = json!({"Statement": [{"Action": ["a"], "Resource": ["x", "y"]}]});
         let have = json!({"Statement": {"Action": "a", "Resource": ["y", "x"]}});
-        assert_eq!(Change::diff("k", "n", "r", want.clone(), Some(have)).action, Action::NoOp);
-        assert_eq!(Change::diff("k", "n", "r", want.clone(), None).action, Action::Create);
-        assert_eq!(Change::diff("k", "n", "r", want, Some(json!({}))).action, Action::Update);
+        assert_eq!(Change::diff(Kind::SqsQueue, "n", "r", want.clone(), Some(have)).action, Action::NoOp);
+        assert_eq!(Change::diff(Kind::SqsQueue, "n", "r", want.clone(), None).action, Action::Create);
+        assert_eq!(Change::diff(Kind::SqsQueue, "n", "r", want, Some(json!({}))).action, Action::Update);
     }
 
     #[test]
     fn summary_counts() {
         let p = Plan::new(vec![
-            Change::diff("a", "1", "r", json!(1), None),
-            Change::diff("a", "2", "r", json!(1), Some(json!(1))),
+            Change::diff(Kind::SqsQueue, "1", "r", json!(1), None),
+            Change::diff(Kind::SqsQueue, "2", "r", json!(1), Some(json!(1))),
         ]);
         assert_eq!(p.summary, Summary { create: 1, update: 0, delete: 0, unchanged: 1 });
         let j = p.to_json(&Header::default(), false);

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::{Aws, Ctx, TAG_KEY};
 use crate::aws::{code, explain};
 use crate::cli::TrailMode;
-use crate::plan::{Action, Change};
+use crate::plan::{Kind, Action, Change};
 
 pub fn desired(ctx: &Ctx, region: &str) -> Value {
     let multi = ctx.trail_mode == TrailMode::MultiRegion;
@@ -104,7 +104,7 @@ pub fn changes(ctx: &Ctx, region: &str, trails: &std::collections::BTreeMap<Stri
         .filter(|(r, _)| r == region)
         .map(|(r, name)| {
             let now = trails.get(&name).cloned().flatten();
-            Change::diff("cloudtrail-trail", name, r.clone(), desired(ctx, &r), now)
+            Change::diff(Kind::CloudTrailTrail, name, r.clone(), desired(ctx, &r), now)
         })
         .collect()
 }

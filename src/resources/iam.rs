@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::{parse_policy, Aws, Ctx, TAG_KEY};
 use crate::aws::{code, explain};
-use crate::plan::{Action, Change};
+use crate::plan::{Kind, Action, Change};
 
 pub const GLOBAL: &str = "global";
 pub const INLINE_NAME: &str = "cloudtrail-logs";
@@ -145,11 +145,11 @@ pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
 
 pub fn changes(ctx: &Ctx, o: &Observed) -> Vec<Change> {
     vec![
-        Change::diff("iam-role", ctx.logs_role(), GLOBAL, desired_role(ctx), o.logs_role.clone()),
-        Change::diff("iam-policy", ctx.ingest_policy(), GLOBAL, desired_policy(ctx), o.ingest_policy.clone()),
+        Change::diff(Kind::IamRole, ctx.logs_role(), GLOBAL, desired_role(ctx), o.logs_role.clone()),
+        Change::diff(Kind::IamPolicy, ctx.ingest_policy(), GLOBAL, desired_policy(ctx), o.ingest_policy.clone()),
         // the policy first: the role attaches it
-        Change::diff("iam-policy", ctx.forwarder_name(), GLOBAL, desired_forwarder_policy(ctx), o.forwarder_policy.clone()),
-        Change::diff("iam-role", ctx.forwarder_name(), GLOBAL, desired_forwarder_role(ctx), o.forwarder_role.clone()),
+        Change::diff(Kind::IamPolicy, ctx.forwarder_name(), GLOBAL, desired_forwarder_policy(ctx), o.forwarder_policy.clone()),
+        Change::diff(Kind::IamRole, ctx.forwarder_name(), GLOBAL, desired_forwarder_role(ctx), o.forwarder_role.clone()),
     ]
 }
 

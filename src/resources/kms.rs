@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use super::{Aws, Ctx, KmsKeys};
 use crate::aws::{code, explain};
 use crate::error::usage;
-use crate::plan::{Action, Change};
+use crate::plan::{Kind, Action, Change};
 
 /// A key policy as found.
 #[derive(Debug, Clone, PartialEq)]
@@ -328,7 +328,7 @@ pub fn changes(ctx: &Ctx, o: &BTreeMap<String, Observed>) -> Vec<Change> {
             // offline and unresolved: no policy to name yet
             out.push(Change {
                 action: Action::Update,
-                kind: "kms-key-policy".into(),
+                kind: Kind::KmsKeyPolicy,
                 name: arn.clone(),
                 region: region.clone(),
                 details: json!({"key_arn": arn, "policy_statements": doc(required_statements(ctx, &region)), "unresolved_alias": true}),
@@ -340,7 +340,7 @@ pub fn changes(ctx: &Ctx, o: &BTreeMap<String, Observed>) -> Vec<Change> {
         let change = if ctx.kms_policy_external {
             Change {
                 action: Action::NoOp,
-                kind: "kms-key-policy".into(),
+                kind: Kind::KmsKeyPolicy,
                 name: arn.clone(),
                 region: region.clone(),
                 details: json!({"key_arn": arn, "policy_statements": doc(ours), "external": true}),
@@ -350,7 +350,7 @@ pub fn changes(ctx: &Ctx, o: &BTreeMap<String, Observed>) -> Vec<Change> {
             match o.get(&arn) {
                 None => Change {
                     action: Action::Update,
-                    kind: "kms-key-policy".into(),
+                    kind: Kind::KmsKeyPolicy,
                     name: arn.clone(),
                     region: region.clone(),
                     details: json!({"key_arn": arn, "policy_statements": doc(ours)}),
@@ -358,14 +358,14 @@ pub fn changes(ctx: &Ctx, o: &BTreeMap<String, Observed>) -> Vec<Change> {
                 },
                 Some(Observed::Unreadable(why)) => Change {
                     action: Action::NoOp,
-                    kind: "kms-key-policy".into(),
+                    kind: Kind::KmsKeyPolicy,
                     name: arn.clone(),
                     region: region.clone(),
                     details: json!({"key_arn": arn, "policy_statements": doc(ours), "unreadable": why}),
                     current: None,
                 },
                 Some(Observed::Policy(p)) => Change::diff(
-                    "kms-key-policy",
+                    Kind::KmsKeyPolicy,
                     arn.clone(),
                     region.clone(),
                     json!({"key_arn": arn, "policy": merged(p, &ours)}),

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Aws, Ctx, OpenSearchTarget, TAG_KEY};
 use crate::aws::{code, explain};
-use crate::plan::{Action, Change};
+use crate::plan::{Kind, Action, Change};
 
 pub const RUNTIME: &str = "python3.12";
 pub const HANDLER: &str = "forwarder.handler";
@@ -237,8 +237,8 @@ pub fn changes(ctx: &Ctx, region: &str, opensearch_url: &str, o: &Observed) -> a
     let dlq_url = o.dlq_url.clone().unwrap_or_else(|| expected_queue_url(ctx, region, &ctx.forwarder_dlq_name()));
     let name = ctx.forwarder_name();
     Ok(vec![
-        Change::diff("lambda-function", &name, region, desired_function(ctx, region, opensearch_url, &dlq_url, &sha), o.function.clone()),
-        Change::diff("lambda-permission", &name, region, desired_permission(ctx, region), o.permission.clone()),
+        Change::diff(Kind::LambdaFunction, &name, region, desired_function(ctx, region, opensearch_url, &dlq_url, &sha), o.function.clone()),
+        Change::diff(Kind::LambdaPermission, &name, region, desired_permission(ctx, region), o.permission.clone()),
     ])
 }
 

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::{Aws, Ctx, TAG_KEY};
 use crate::aws::{code, explain};
-use crate::plan::{Action, Change};
+use crate::plan::{Kind, Action, Change};
 
 /// CreateLogGroup/AssociateKmsKey take the ARN of a key, never an alias ("Encrypt log data in CloudWatch Logs
 /// using AWS Key Management Service"): `kms_key_for` holds key ARNs resolved with kms:DescribeKey.
@@ -39,7 +39,7 @@ pub async fn observe(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Result<Optio
 }
 
 pub fn changes(ctx: &Ctx, region: &str, now: Option<Value>) -> Vec<Change> {
-    vec![Change::diff("logs-log-group", ctx.log_group(), region, desired(ctx, region), now)]
+    vec![Change::diff(Kind::LogsLogGroup, ctx.log_group(), region, desired(ctx, region), now)]
 }
 
 pub fn desired_subscription(ctx: &Ctx, region: &str) -> Value {
@@ -68,7 +68,7 @@ pub async fn observe_subscription(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow:
 
 /// The log group's subscription filter to the forwarder (named like the function).
 pub fn subscription_changes(ctx: &Ctx, region: &str, now: Option<Value>) -> Vec<Change> {
-    vec![Change::diff("logs-subscription-filter", ctx.forwarder_name(), region, desired_subscription(ctx, region), now)]
+    vec![Change::diff(Kind::LogsSubscriptionFilter, ctx.forwarder_name(), region, desired_subscription(ctx, region), now)]
 }
 
 async fn apply_subscription(aws: &Aws, c: &Change) -> anyhow::Result<()> {

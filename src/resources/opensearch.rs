@@ -23,7 +23,7 @@ use super::{Aws, Ctx, OpenSearchTarget, TAG_KEY};
 use crate::aws::{code, explain};
 use crate::ingest::opensearch::Client;
 use crate::ingest::template;
-use crate::plan::{Action, Change};
+use crate::plan::{Kind, Action, Change};
 
 /// Engine versions are `OpenSearch_<major>.<minor>` (or `Elasticsearch_<x>.<y>`): CreateDomain `EngineVersion`.
 pub const ENGINE_VERSION: &str = "OpenSearch_2.19";
@@ -346,7 +346,7 @@ pub fn changes(ctx: &Ctx, o: &Observed) -> Vec<Change> {
                     want["master_user_arn"] = json!(ctx.principal_arn);
                 }
             }
-            out.push(Change::diff("opensearch-domain", domain, &ctx.home, want, o.domain.clone()));
+            out.push(Change::diff(Kind::OpenSearchDomain, domain, &ctx.home, want, o.domain.clone()));
             o.endpoint.clone().unwrap_or_else(|| format!("(endpoint of domain {domain}, known once it is created)"))
         }
     };
@@ -357,11 +357,11 @@ pub fn changes(ctx: &Ctx, o: &Observed) -> Vec<Change> {
     out
 }
 
-fn unreachable_noop(kind: &str, name: String, region: &str, mut details: Value, why: &str, then: &str) -> Change {
+fn unreachable_noop(kind: Kind, name: String, region: &str, mut details: Value, why: &str, then: &str) -> Change {
     details["unreachable"] = json!(true);
     details["reason"] = json!(why);
     details["then"] = json!(then);
-    Change { action: Action::NoOp, kind: kind.into(), name, region: region.into(), details, current: None }
+    Change { action: Action::NoOp, kind, name, region: region.into(), details, current: None }
 }
 
 fn role_mapping_change(ctx: &Ctx, o: &Observed) -> Option<Change> {
@@ -384,7 +384,7 @@ fn role_mapping_change(ctx: &Ctx, o: &Observed) -> Option<Change> {
     details["requests"] = role_mapping_requests(ctx, &role, &mapping);
     match probe {
         Probe::Unreachable(why) => Some(unreachable_noop(
-            "opensearch-role-mapping",
+            Kind::OpenSearchRoleMapping,
             ctx.writer_role(),
             &region,
             details,
@@ -392,11 +392,11 @@ fn role_mapping_change(ctx: &Ctx, o: &Observed) -> Option<Change> {
             "send `requests` from a machine that reaches the domain (as its master user)",
         )),
         Probe::NotChecked | Probe::Found(None) => {
-            Some(Change { action: Action::Create, kind: "opensearch-role-mapping".into(), name: ctx.writer_role(), region, details, current: None })
+            Some(Change { action: Action::Create, kind: Kind::OpenSearchRoleMapping, name: ctx.writer_role(), region, details, current: None })
         }
         Probe::Found(Some(v)) => {
             let cur = json!({"role": ctx.writer_role(), "role_body": v["role"], "mapping_body": v["mapping"]});
-            let mut c = Change::diff("opensearch-role-mapping", ctx.writer_role(), region, want, Some(cur));
+            let mut c = Change::diff(Kind::OpenSearchRoleMapping, ctx.writer_role(), region, want, Some(cur));
             if c.action == Action::Update && (v["role"].is_null() || v["mapping"].is_null()) {
                 c.action = Action::Create;
             }
@@ -410,15 +410,15 @@ fn template_change(ctx: &Ctx, probe: &Probe, endpoint: &str) -> Change {
     let want = desired_template(ctx, endpoint);
     match probe {
         Probe::Unreachable(why) => unreachable_noop(
-            "opensearch-index-template",
+            Kind::OpenSearchIndexTemplate,
             template::name(&ctx.index_prefix),
             "-",
             want,
             why,
             "`trailsetup backfill`/`ingest` install it before their first document",
         ),
-        Probe::NotChecked | Probe::Found(None) => Change::diff("opensearch-index-template", template::name(&ctx.index_prefix), "-", want, None),
-        Probe::Found(Some(v)) => Change::diff("opensearch-index-template", template::name(&ctx.index_prefix), "-", want, Some(v.clone())),
+        Probe::NotChecked | Probe::Found(None) => Change::diff(Kind::OpenSearchIndexTemplate, template::name(&ctx.index_prefix), "-", want, None),
+        Probe::Found(Some(v)) => Change::diff(Kind::OpenSearchIndexTemplate, template::name(&ctx.index_prefix), "-", want, Some(v.clone())),
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::{Aws, Ctx, TAG_KEY};
 use crate::aws::{code, explain};
-use crate::plan::{Action, Change};
+use crate::plan::{Kind, Action, Change};
 
 pub fn desired_bucket(ctx: &Ctx) -> Value {
     let enc = match ctx.bucket_kms_key() {
@@ -57,8 +57,8 @@ pub fn changes(ctx: &Ctx, o: &Observed) -> Vec<Change> {
         (Some(_), _) => Some(json!({"policy": null})),
     };
     vec![
-        Change::diff("s3-bucket", &ctx.bucket, &ctx.home, desired_bucket(ctx), o.bucket.clone()),
-        Change::diff("s3-bucket-policy", &ctx.bucket, &ctx.home, json!({"policy": policy}), policy_current),
+        Change::diff(Kind::S3Bucket, &ctx.bucket, &ctx.home, desired_bucket(ctx), o.bucket.clone()),
+        Change::diff(Kind::S3BucketPolicy, &ctx.bucket, &ctx.home, json!({"policy": policy}), policy_current),
     ]
 }
 

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::{parse_policy, Aws, Ctx, TAG_KEY};
 use crate::aws::{code, explain};
-use crate::plan::{Action, Change};
+use crate::plan::{Kind, Action, Change};
 
 pub fn desired_topic(ctx: &Ctx, region: &str) -> Value {
     json!({"kms_key": ctx.kms_key_for(region), "tags": ctx.tags()})
@@ -63,9 +63,9 @@ pub fn changes(ctx: &Ctx, region: &str, now: Option<Observed>) -> Vec<Change> {
         Some((t, p, s)) => (Some(t), Some(p), s),
     };
     vec![
-        Change::diff("sns-topic", ctx.topic_name(), region, desired_topic(ctx, region), topic),
-        Change::diff("sns-topic-policy", ctx.topic_name(), region, json!({"policy": ctx.topic_policy(region)}), policy),
-        Change::diff("sns-subscription", subscription_name(ctx), region, desired_subscription(ctx, region), sub),
+        Change::diff(Kind::SnsTopic, ctx.topic_name(), region, desired_topic(ctx, region), topic),
+        Change::diff(Kind::SnsTopicPolicy, ctx.topic_name(), region, json!({"policy": ctx.topic_policy(region)}), policy),
+        Change::diff(Kind::SnsSubscription, subscription_name(ctx), region, desired_subscription(ctx, region), sub),
     ]
 }
 

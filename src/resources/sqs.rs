@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::{Aws, Ctx};
 use crate::aws::{code, explain};
-use crate::plan::{Action, Change};
+use crate::plan::{Kind, Action, Change};
 
 pub const MAX_RECEIVE_COUNT: u32 = 5;
 
@@ -117,9 +117,9 @@ pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
 pub fn changes(ctx: &Ctx, o: &Observed) -> Vec<Change> {
     let policy_now = o.policy.as_ref().map(|p| json!({"policy": p}));
     vec![
-        Change::diff("sqs-queue", ctx.dlq_name(), &ctx.home, desired_dlq(ctx, &ctx.home), o.dlq.clone()),
-        Change::diff("sqs-queue", ctx.queue_name(), &ctx.home, desired_queue(ctx), o.queue.clone()),
-        Change::diff("sqs-queue-policy", ctx.queue_name(), &ctx.home, json!({"policy": ctx.queue_policy()}), policy_now),
+        Change::diff(Kind::SqsQueue, ctx.dlq_name(), &ctx.home, desired_dlq(ctx, &ctx.home), o.dlq.clone()),
+        Change::diff(Kind::SqsQueue, ctx.queue_name(), &ctx.home, desired_queue(ctx), o.queue.clone()),
+        Change::diff(Kind::SqsQueuePolicy, ctx.queue_name(), &ctx.home, json!({"policy": ctx.queue_policy()}), policy_now),
     ]
 }
 
@@ -129,7 +129,7 @@ pub async fn observe_forwarder_dlq(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow
 }
 
 pub fn forwarder_dlq_changes(ctx: &Ctx, region: &str, now: Option<Value>) -> Vec<Change> {
-    vec![Change::diff("sqs-queue", ctx.forwarder_dlq_name(), region, desired_dlq(ctx, region), now)]
+    vec![Change::diff(Kind::SqsQueue, ctx.forwarder_dlq_name(), region, desired_dlq(ctx, region), now)]
 }
 
 fn attributes(details: &Value) -> HashMap<A, String> {
