@@ -33,6 +33,8 @@ pub enum Command {
     Backfill(BackfillArgs),
     /// Follow the SQS queue and load each new log file as CloudTrail delivers it
     Ingest(IngestArgs),
+    /// Remove exactly what the stack made (the bucket and the domain are kept unless --delete-bucket/--delete-domain)
+    Destroy(DestroyArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default, serde::Deserialize)]
@@ -345,4 +347,27 @@ pub struct IngestArgs {
 
     #[command(flatten)]
     pub sink: SinkArgs,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct DestroyArgs {
+    /// Stack name [default: the state file's, else trailsetup]
+    #[arg(long, env = "TRAILSETUP_NAME")]
+    pub name: Option<String>,
+
+    /// The stack's bucket, when the state file is lost [default: <name>-<account>-<home-region>]
+    #[arg(long, env = "TRAILSETUP_BUCKET")]
+    pub bucket: Option<String>,
+
+    /// The stack's domain, when the state file is lost [default: <name>]
+    #[arg(long, env = "TRAILSETUP_OPENSEARCH_DOMAIN")]
+    pub opensearch_domain: Option<String>,
+
+    /// Also empty (every object version) and delete the bucket, if this stack created it
+    #[arg(long)]
+    pub delete_bucket: bool,
+
+    /// Also delete the OpenSearch domain and its indices, if this stack created it
+    #[arg(long)]
+    pub delete_domain: bool,
 }

@@ -36,6 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Some(Command::Backfill(a)) => ingest::backfill(&common, &a, &out).await,
         Some(Command::Ingest(a)) => ingest::follow::ingest(&common, &a, &out).await,
         Some(Command::Init(a)) => init::run(&common, &a.or(cli.init), &out).await,
+        Some(Command::Destroy(a)) => destroy::run(&common, &a, &out).await,
         None => init::run(&common, &cli.init, &out).await,
     }
 }
@@ -44,6 +45,7 @@ pub mod init;
 
 // issue 2 (init): plan, resources, apply, wizard
 pub mod apply;
+pub mod destroy;
 pub mod plan;
 pub mod resources;
 pub mod rules;

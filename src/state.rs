@@ -31,6 +31,25 @@ pub struct State {
     pub opensearch_reachable: Option<bool>,
     /// kind/name → ARN (or URL) of everything created or adopted
     pub resources: BTreeMap<String, String>,
+    /// what `destroy` needs to find the stack again: the trail mode, the domain (when one), the KMS key per region,
+    /// the ingest roles mapped in the domain
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trail_mode: Option<crate::cli::TrailMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opensearch_domain: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kms_keys: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ingest_roles: Vec<String>,
+    /// `kind/region/name` of every resource an `init` created (not adopted): only those may `destroy` delete
+    /// whole; from the others it removes only what we added
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub created: std::collections::BTreeSet<String>,
+}
+
+/// The key of a resource in [`State::created`].
+pub fn created_key(kind: crate::plan::Kind, region: &str, name: &str) -> String {
+    format!("{kind}/{region}/{name}")
 }
 
 pub fn path(state_dir: &Path, stack: &str) -> PathBuf {

@@ -91,7 +91,7 @@ fn validate_bucket(b: &str) -> anyhow::Result<()> {
 }
 
 /// Who is calling, from STS (never iam:GetUser, which fails under roles).
-async fn identity(cfg: &aws_config::SdkConfig) -> anyhow::Result<(String, String, String)> {
+pub async fn identity(cfg: &aws_config::SdkConfig) -> anyhow::Result<(String, String, String)> {
     let r = aws_sdk_sts::Client::new(cfg)
         .get_caller_identity()
         .send()
@@ -105,7 +105,7 @@ async fn identity(cfg: &aws_config::SdkConfig) -> anyhow::Result<(String, String
 
 /// Regions enabled for the account (opt-in status respected), in the caller's partition only; and which of them
 /// are opt-in regions (status `opted-in`).
-async fn enabled_regions(cfg: &aws_config::SdkConfig, partition: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+pub async fn enabled_regions(cfg: &aws_config::SdkConfig, partition: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     let r = aws_sdk_ec2::Client::new(cfg)
         .describe_regions()
         .all_regions(true)
@@ -447,6 +447,18 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     state.opensearch_auth = opensearch_auth;
     state.index_prefix = Some(index_prefix.clone());
     state.opensearch_region = Some(ctx.opensearch_region());
+    state.trail_mode = Some(ctx.trail_mode);
+    state.opensearch_domain = match &ctx.opensearch {
+        OpenSearchTarget::Domain(d) => Some(d.clone()),
+        OpenSearchTarget::Url(_) => None,
+    };
+    state.kms_keys = ctx.kms.as_ref().map(|k| k.keys.clone()).unwrap_or_default();
+    state.ingest_roles = ctx.ingest_roles.clone();
+    if applied {
+        for c in plan.changes.iter().filter(|c| c.action == crate::plan::Action::Create) {
+            state.created.insert(crate::state::created_key(c.kind, &c.region, &c.name));
+        }
+    }
     state.opensearch_reachable = opensearch_url.is_some().then_some(!unreachable);
     for (r, n) in ctx.trails() {
         state.resources.insert(format!("cloudtrail-trail/{r}/{n}"), ctx.trail_arn(&r, &n));

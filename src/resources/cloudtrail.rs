@@ -226,3 +226,14 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
         .map_err(|e| explain(e, &format!("starting logging on trail {name} in {r}"), "cloudtrail:StartLogging"))?;
     Ok(())
 }
+
+/// destroy: the trail (a deleted trail stops logging).
+pub async fn delete(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
+    // by name, in the trail's home region (DeleteTrail takes a name or an ARN)
+    let _ = ctx;
+    match client(aws, &c.region).delete_trail().name(&c.name).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if code(&e).as_deref() == Some("TrailNotFoundException") => Ok(()),
+        Err(e) => Err(explain(e, &format!("deleting trail {} in {}", c.name, c.region), "cloudtrail:DeleteTrail")),
+    }
+}

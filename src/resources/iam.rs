@@ -333,6 +333,65 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// destroy: a role (its managed policies detached, its inline policies deleted first), or a managed policy
+/// (detached from every role, user and group it is attached to, its old versions deleted first).
+pub async fn delete(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
+    let iam = client(ctx, aws);
+    let name = &c.name;
+    let gone = |e: &Option<String>| e.as_deref() == Some("NoSuchEntity");
+    if c.kind == crate::plan::Kind::IamRole {
+        let attached = match iam.list_attached_role_policies().role_name(name).send().await {
+            Ok(r) => r,
+            Err(e) if gone(&code(&e)) => return Ok(()),
+            Err(e) => return Err(explain(e, &format!("listing the policies of role {name}"), "iam:ListAttachedRolePolicies")),
+        };
+        for p in attached.attached_policies().iter().filter_map(|p| p.policy_arn()) {
+            iam.detach_role_policy().role_name(name).policy_arn(p).send().await
+                .map_err(|e| explain(e, &format!("detaching {p} from role {name}"), "iam:DetachRolePolicy"))?;
+        }
+        let inline = iam.list_role_policies().role_name(name).send().await
+            .map_err(|e| explain(e, &format!("listing the inline policies of role {name}"), "iam:ListRolePolicies"))?;
+        for p in inline.policy_names() {
+            iam.delete_role_policy().role_name(name).policy_name(p).send().await
+                .map_err(|e| explain(e, &format!("deleting inline policy {p} of role {name}"), "iam:DeleteRolePolicy"))?;
+        }
+        return match iam.delete_role().role_name(name).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if gone(&code(&e)) => Ok(()),
+            Err(e) => Err(explain(e, &format!("deleting role {name}"), "iam:DeleteRole")),
+        };
+    }
+    let arn = policy_arn(ctx, name);
+    let entities = match iam.list_entities_for_policy().policy_arn(&arn).send().await {
+        Ok(r) => r,
+        Err(e) if gone(&code(&e)) => return Ok(()),
+        Err(e) => return Err(explain(e, &format!("listing who uses policy {arn}"), "iam:ListEntitiesForPolicy")),
+    };
+    for r in entities.policy_roles().iter().filter_map(|r| r.role_name()) {
+        iam.detach_role_policy().role_name(r).policy_arn(&arn).send().await
+            .map_err(|e| explain(e, &format!("detaching {arn} from role {r}"), "iam:DetachRolePolicy"))?;
+    }
+    for u in entities.policy_users().iter().filter_map(|u| u.user_name()) {
+        iam.detach_user_policy().user_name(u).policy_arn(&arn).send().await
+            .map_err(|e| explain(e, &format!("detaching {arn} from user {u}"), "iam:DetachUserPolicy"))?;
+    }
+    for g in entities.policy_groups().iter().filter_map(|g| g.group_name()) {
+        iam.detach_group_policy().group_name(g).policy_arn(&arn).send().await
+            .map_err(|e| explain(e, &format!("detaching {arn} from group {g}"), "iam:DetachGroupPolicy"))?;
+    }
+    let versions = iam.list_policy_versions().policy_arn(&arn).send().await
+        .map_err(|e| explain(e, &format!("listing versions of {arn}"), "iam:ListPolicyVersions"))?;
+    for v in versions.versions().iter().filter(|v| !v.is_default_version()).filter_map(|v| v.version_id()) {
+        iam.delete_policy_version().policy_arn(&arn).version_id(v).send().await
+            .map_err(|e| explain(e, &format!("deleting version {v} of {arn}"), "iam:DeletePolicyVersion"))?;
+    }
+    match iam.delete_policy().policy_arn(&arn).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if gone(&code(&e)) => Ok(()),
+        Err(e) => Err(explain(e, &format!("deleting policy {arn}"), "iam:DeletePolicy")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -422,6 +422,24 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// destroy: the invoke permission, or the function (its event invoke config goes with it).
+pub async fn delete(_ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
+    let lambda = client(aws, &c.region);
+    let r = &c.region;
+    let res = if c.kind == crate::plan::Kind::LambdaPermission {
+        lambda.remove_permission().function_name(&c.name).statement_id(LOGS_PERMISSION_SID).send().await.map(|_| ())
+            .map_err(|e| (code(&e), explain(e, &format!("removing the permission of function {} in {r}", c.name), "lambda:RemovePermission")))
+    } else {
+        lambda.delete_function().function_name(&c.name).send().await.map(|_| ())
+            .map_err(|e| (code(&e), explain(e, &format!("deleting function {} in {r}", c.name), "lambda:DeleteFunction")))
+    };
+    match res {
+        Ok(()) => Ok(()),
+        Err((Some(code), _)) if code == "ResourceNotFoundException" => Ok(()),
+        Err((_, e)) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

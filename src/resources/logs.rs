@@ -150,3 +150,31 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
         .map_err(|e| explain(e, &format!("setting the retention of log group {name} in {r}"), "logs:PutRetentionPolicy"))?;
     Ok(())
 }
+
+/// destroy: the subscription filter or the log group.
+pub async fn delete(_ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&aws.at(&c.region));
+    let r = &c.region;
+    let res = match c.kind {
+        crate::plan::Kind::LogsSubscriptionFilter => logs
+            .delete_subscription_filter()
+            .log_group_name(c.details["log_group"].as_str().unwrap_or_default())
+            .filter_name(&c.name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| (code(&e), explain(e, &format!("deleting subscription filter {} in {r}", c.name), "logs:DeleteSubscriptionFilter"))),
+        _ => logs
+            .delete_log_group()
+            .log_group_name(&c.name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| (code(&e), explain(e, &format!("deleting log group {} in {r}", c.name), "logs:DeleteLogGroup"))),
+    };
+    match res {
+        Ok(()) => Ok(()),
+        Err((Some(code), _)) if code == "ResourceNotFoundException" => Ok(()),
+        Err((_, e)) => Err(e),
+    }
+}

@@ -572,6 +572,57 @@ async fn apply_domain(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<String
     }
 }
 
+/// destroy: our role and its mapping (DELETE through the security API), our statement out of a retained domain's
+/// access policy, or the domain itself.
+pub async fn delete(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
+    let os = aws_sdk_opensearch::Client::new(&aws.at(&ctx.home));
+    match c.kind {
+        Kind::OpenSearchRoleMapping => {
+            let client = match aws.search.clone() {
+                Some(cl) => Some(cl),
+                None => match describe_domain(ctx, aws, &domain_name(ctx)).await? {
+                    Some((_, Some(ep))) => Some(domain_client(aws, &ep, &ctx.home)?),
+                    _ => None,
+                },
+            };
+            let Some(client) = client else { return Ok(()) };
+            if reachable(&client).await.is_err() {
+                eprintln!("warning: OpenSearch is not reachable from here; delete role {} and its mapping from a machine that reaches it", ctx.writer_role());
+                return Ok(());
+            }
+            for path in [mapping_path(ctx), role_path(ctx)] {
+                let r = client.json(Method::DELETE, &path, None).await?;
+                if !r.status.is_success() && r.status != reqwest::StatusCode::NOT_FOUND {
+                    return Err(anyhow!("DELETE {path}: HTTP {}: {}", r.status, r.text()));
+                }
+            }
+            Ok(())
+        }
+        Kind::OpenSearchDomain if c.action == Action::Update => {
+            os.update_domain_config()
+                .domain_name(&c.name)
+                .access_policies(c.details["access_policy"].to_string())
+                .send()
+                .await
+                .map_err(|e| explain(e, &format!("removing our statement from the access policy of {}", c.name), "es:UpdateDomainConfig"))?;
+            Ok(())
+        }
+        Kind::OpenSearchDomain => match os.delete_domain().domain_name(&c.name).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if code(&e).as_deref() == Some("ResourceNotFoundException") => Ok(()),
+            Err(e) => Err(explain(e, &format!("deleting OpenSearch domain {}", c.name), "es:DeleteDomain")),
+        },
+        _ => Ok(()),
+    }
+}
+
+fn domain_name(ctx: &Ctx) -> String {
+    match &ctx.opensearch {
+        OpenSearchTarget::Domain(d) => d.clone(),
+        OpenSearchTarget::Url(_) => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

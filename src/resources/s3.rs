@@ -250,6 +250,52 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// destroy: our statements out of the bucket policy (the whole policy when none is left), or the bucket, emptied
+/// of every object version and delete marker first.
+pub async fn delete(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
+    let s3 = client(ctx, aws);
+    let b = &ctx.bucket;
+    if c.kind == crate::plan::Kind::S3BucketPolicy {
+        return match &c.details["policy"] {
+            Value::Null => s3.delete_bucket_policy().bucket(b).send().await.map(|_| ())
+                .map_err(|e| explain(e, &format!("deleting the policy of {b}"), "s3:DeleteBucketPolicy")),
+            p => s3.put_bucket_policy().bucket(b).policy(p.to_string()).send().await.map(|_| ())
+                .map_err(|e| explain(e, &format!("setting the policy of {b}"), "s3:PutBucketPolicy")),
+        };
+    }
+    // each round deletes what it listed, so the next listing starts over (bounded by the bucket's size)
+    loop {
+        let page = match s3.list_object_versions().bucket(b).send().await {
+            Ok(p) => p,
+            Err(e) if code(&e).as_deref() == Some("NoSuchBucket") => return Ok(()),
+            Err(e) => return Err(explain(e, &format!("listing the object versions of {b}"), "s3:ListBucketVersions")),
+        };
+        let mut ids: Vec<aws_sdk_s3::types::ObjectIdentifier> = Vec::new();
+        for v in page.versions() {
+            ids.push(aws_sdk_s3::types::ObjectIdentifier::builder().key(v.key().unwrap_or_default()).set_version_id(v.version_id().map(String::from)).build()?);
+        }
+        for m in page.delete_markers() {
+            ids.push(aws_sdk_s3::types::ObjectIdentifier::builder().key(m.key().unwrap_or_default()).set_version_id(m.version_id().map(String::from)).build()?);
+        }
+        if ids.is_empty() {
+            break;
+        }
+        for chunk in ids.chunks(1000) {
+            let del = aws_sdk_s3::types::Delete::builder().set_objects(Some(chunk.to_vec())).quiet(true).build()?;
+            let r = s3.delete_objects().bucket(b).delete(del).send().await
+                .map_err(|e| explain(e, &format!("emptying {b}"), "s3:DeleteObjectVersion"))?;
+            if let Some(err) = r.errors().first() {
+                anyhow::bail!("emptying {b}: {} {}: {}", err.key().unwrap_or_default(), err.code().unwrap_or_default(), err.message().unwrap_or_default());
+            }
+        }
+    }
+    match s3.delete_bucket().bucket(b).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if code(&e).as_deref() == Some("NoSuchBucket") => Ok(()),
+        Err(e) => Err(explain(e, &format!("deleting bucket {b}"), "s3:DeleteBucket")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -122,3 +122,32 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// destroy: our subscription (found by its endpoint, our queue), or the topic (its policy goes with it).
+pub async fn delete(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
+    let r = c.region.as_str();
+    let sns = client(aws, r);
+    let arn = ctx.topic_arn(r);
+    if c.kind == crate::plan::Kind::SnsSubscription {
+        let queue = ctx.queue_arn(&ctx.queue_name());
+        let mut pages = sns.list_subscriptions_by_topic().topic_arn(&arn).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = match page {
+                Ok(p) => p,
+                Err(e) if code(&e).as_deref() == Some("NotFound") => return Ok(()),
+                Err(e) => return Err(explain(e, &format!("listing the subscriptions of {arn}"), "sns:ListSubscriptionsByTopic")),
+            };
+            for s in page.subscriptions().iter().filter(|s| s.protocol() == Some("sqs") && s.endpoint() == Some(queue.as_str())) {
+                if let Some(sub) = s.subscription_arn().filter(|a| a.starts_with("arn:")) {
+                    sns.unsubscribe().subscription_arn(sub).send().await.map_err(|e| explain(e, &format!("unsubscribing {sub}"), "sns:Unsubscribe"))?;
+                }
+            }
+        }
+        return Ok(());
+    }
+    match sns.delete_topic().topic_arn(&arn).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if code(&e).as_deref() == Some("NotFound") => Ok(()),
+        Err(e) => Err(explain(e, &format!("deleting topic {arn}"), "sns:DeleteTopic")),
+    }
+}

@@ -184,3 +184,15 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// destroy: the queue (its policy goes with it).
+pub async fn delete(aws: &Aws, c: &Change) -> anyhow::Result<()> {
+    let Some(url) = queue_url_in(aws, &c.region, &c.name).await? else { return Ok(()) };
+    client(aws, &c.region)
+        .delete_queue()
+        .queue_url(&url)
+        .send()
+        .await
+        .map_err(|e| explain(e, &format!("deleting queue {} in {}", c.name, c.region), "sqs:DeleteQueue"))?;
+    Ok(())
+}

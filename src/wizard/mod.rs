@@ -222,6 +222,11 @@ pub fn fill(d: &mut Draft, facts: &Facts, yes: bool, dry_run: bool) -> anyhow::R
     Ok(())
 }
 
+/// Ask a yes/no question, default no (only called with a TTY and without --yes).
+pub fn confirm(prompt: &str) -> anyhow::Result<bool> {
+    Confirm::with_theme(&ColorfulTheme::default()).with_prompt(prompt).default(false).interact_on(&console::Term::stderr()).map_err(prompt_err)
+}
+
 /// Ask to apply the plan (only called with a TTY and without --yes).
 pub fn confirm_apply() -> anyhow::Result<bool> {
     Confirm::with_theme(&ColorfulTheme::default())

@@ -1,0 +1,336 @@
+//! `trailsetup destroy`: remove exactly what the stack made, in the reverse order of apply.
+//!
+//! The stack is found from the state file (or, when it is lost, from `--name` and the deterministic names, in
+//! every enabled region), then observed with the same functions `init` uses. A resource is deleted only when it
+//! carries our `trailsetup:stack` tag (or is named and owned by our stack: a subscription, a permission, a filter,
+//! a role mapping). The bucket and the domain hold data: they are retained unless `--delete-bucket` /
+//! `--delete-domain`, and never deleted when `init` adopted them rather than created them. From adopted or retained
+//! resources only our additions are removed: our statements in a bucket, key or domain policy.
+
+use serde_json::{json, Value};
+
+use crate::cli::{DestroyArgs, TrailMode};
+use crate::error::{usage, Exit};
+use crate::output::Output;
+use crate::plan::{Action, Change, Header, Kind, Plan};
+use crate::resources::{self, opensearch, Aws, Ctx, KmsKeys, Observed, OpenSearchTarget, TAG_KEY};
+use crate::settings::Common;
+use crate::state::{created_key, State};
+
+/// What the user asked to delete beyond the default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    pub delete_bucket: bool,
+    pub delete_domain: bool,
+}
+
+fn ours(ctx: &Ctx, v: &Value) -> bool {
+    v["tags"][TAG_KEY] == ctx.stack.as_str()
+}
+
+fn change(action: Action, kind: Kind, name: impl Into<String>, region: impl Into<String>, details: Value, current: Option<Value>) -> Change {
+    Change { action, kind, name: name.into(), region: region.into(), details, current }
+}
+
+/// Delete when it exists and is ours; keep (listed, with the reason) when it is not ours; nothing when gone.
+fn delete_if_ours(ctx: &Ctx, out: &mut Vec<Change>, kind: Kind, name: &str, region: &str, now: &Option<Value>) {
+    if let Some(v) = now {
+        if ours(ctx, v) {
+            out.push(change(Action::Delete, kind, name, region, json!({}), Some(v.clone())));
+        } else {
+            out.push(change(Action::NoOp, kind, name, region, json!({"retained": true, "reason": format!("not tagged {TAG_KEY}={}", ctx.stack)}), Some(v.clone())));
+        }
+    }
+}
+
+/// A policy without the statements whose Sid is in `sids` (or starts with `prefix`).
+fn without(policy: &Value, drop: impl Fn(&str) -> bool) -> Value {
+    let mut p = policy.clone();
+    let sts: Vec<Value> = match &policy["Statement"] {
+        Value::Array(a) => a.clone(),
+        Value::Object(o) => vec![Value::Object(o.clone())],
+        _ => Vec::new(),
+    };
+    p["Statement"] = Value::Array(sts.into_iter().filter(|s| !s["Sid"].as_str().is_some_and(&drop)).collect());
+    p
+}
+
+fn statement_count(p: &Value) -> usize {
+    p["Statement"].as_array().map(|a| a.len()).unwrap_or(0)
+}
+
+/// The destroy plan: pure, from what was observed, in the reverse order of apply.
+pub fn changes(ctx: &Ctx, o: &Observed, created: &std::collections::BTreeSet<String>, opts: Options) -> Plan {
+    let mut c = Vec::new();
+    let fw = ctx.forwarder_name();
+    // forwarders: subscription filter, permission, function, dead-letter queue
+    for r in ctx.forwarder_regions() {
+        if let Some(Some(f)) = o.subscription_filters.get(&r) {
+            c.push(change(Action::Delete, Kind::LogsSubscriptionFilter, &fw, &r, f.clone(), Some(f.clone())));
+        }
+        let func = o.functions.get(&r).cloned().unwrap_or_default();
+        if let (Some(p), Some(f)) = (&func.permission, &func.function) {
+            if ours(ctx, f) {
+                c.push(change(Action::Delete, Kind::LambdaPermission, &fw, &r, p.clone(), Some(p.clone())));
+            }
+        }
+        delete_if_ours(ctx, &mut c, Kind::LambdaFunction, &fw, &r, &func.function);
+    }
+    // OpenSearch: the domain (and with it the template and our role) is data: retained unless asked
+    let domain_goes = match (&ctx.opensearch, &o.opensearch.domain) {
+        (OpenSearchTarget::Domain(d), Some(v)) => {
+            let made = created.contains(&created_key(Kind::OpenSearchDomain, &ctx.home, d));
+            if opts.delete_domain && made && ours(ctx, v) {
+                c.push(change(Action::Delete, Kind::OpenSearchDomain, d, &ctx.home, json!({"with": "its indices, index template and roles"}), Some(v.clone())));
+                true
+            } else {
+                let adopted = !made || !ours(ctx, v);
+                let reason = if adopted { "adopted: not ours to delete" } else { "data is kept unless --delete-domain" };
+                // an adopted domain loses our statement; a retained domain of ours keeps the access it was made with
+                let policy = v["access_policy"].clone();
+                let left = if adopted { without(&policy, |s| s == opensearch::ACCESS_SID) } else { policy.clone() };
+                let action = if left != policy { Action::Update } else { Action::NoOp };
+                let mut details = json!({"retained": true, "reason": reason});
+                if action == Action::Update {
+                    details["access_policy"] = left;
+                }
+                c.push(change(action, Kind::OpenSearchDomain, d, &ctx.home, details, Some(json!({"access_policy": policy}))));
+                false
+            }
+        }
+        _ => false,
+    };
+    if !domain_goes {
+        if let opensearch::Security::On(opensearch::Probe::Found(Some(v))) = &o.opensearch.security {
+            if !v["role"].is_null() || !v["mapping"].is_null() {
+                c.push(change(
+                    Action::Delete,
+                    Kind::OpenSearchRoleMapping,
+                    ctx.writer_role(),
+                    ctx.opensearch_region(),
+                    json!({"requests": [{"method": "DELETE", "path": opensearch::mapping_path(ctx)}, {"method": "DELETE", "path": opensearch::role_path(ctx)}]}),
+                    Some(v.clone()),
+                ));
+            }
+        }
+        if let opensearch::Probe::Found(Some(_)) = &o.opensearch.template {
+            c.push(change(Action::NoOp, Kind::OpenSearchIndexTemplate, crate::ingest::template::name(&ctx.index_prefix), "-",
+                json!({"retained": true, "reason": "kept with the indices it shapes"}), None));
+        }
+    }
+    // trails, then each region's subscription, topic and log group
+    for (r, n) in trails_of(ctx) {
+        delete_if_ours(ctx, &mut c, Kind::CloudTrailTrail, &n, &r, &o.trails.get(&n).cloned().flatten());
+    }
+    for r in ctx.trail_regions() {
+        if let Some(Some((topic, _policy, sub))) = o.topics.get(&r) {
+            if sub.is_some() {
+                c.push(change(Action::Delete, Kind::SnsSubscription, resources::sns::subscription_name(ctx), &r, sub.clone().unwrap_or_default(), sub.clone()));
+            }
+            delete_if_ours(ctx, &mut c, Kind::SnsTopic, &ctx.topic_name(), &r, &Some(topic.clone()));
+        }
+        delete_if_ours(ctx, &mut c, Kind::LogsLogGroup, &ctx.log_group(), &r, &o.log_groups.get(&r).cloned().flatten());
+    }
+    for r in ctx.forwarder_regions() {
+        delete_if_ours(ctx, &mut c, Kind::SqsQueue, &ctx.forwarder_dlq_name(), &r, &o.forwarder_dlqs.get(&r).cloned().flatten());
+    }
+    delete_if_ours(ctx, &mut c, Kind::SqsQueue, &ctx.queue_name(), &ctx.home, &o.sqs.queue);
+    delete_if_ours(ctx, &mut c, Kind::SqsQueue, &ctx.dlq_name(), &ctx.home, &o.sqs.dlq);
+    // the bucket: data, retained unless asked; never when adopted. A retained bucket loses CloudTrail's grants
+    // (our trails are gone) but keeps its TLS-only deny.
+    if let Some(b) = &o.s3.bucket {
+        let made = created.contains(&created_key(Kind::S3Bucket, &ctx.home, &ctx.bucket));
+        if opts.delete_bucket && made && ours(ctx, b) {
+            c.push(change(Action::Delete, Kind::S3Bucket, &ctx.bucket, &ctx.home, json!({"with": "every object version and delete marker"}), Some(b.clone())));
+        } else {
+            let reason = if !made || !ours(ctx, b) { "adopted: not ours to delete" } else { "data is kept unless --delete-bucket" };
+            if let Some(Some(policy)) = &o.s3.policy {
+                let left = without(policy, |s| s.starts_with("TrailsetupCloudTrail") || (!made && s.starts_with("Trailsetup")));
+                if left != *policy {
+                    c.push(change(Action::Update, Kind::S3BucketPolicy, &ctx.bucket, &ctx.home,
+                        json!({"policy": if statement_count(&left) == 0 { Value::Null } else { left }}), Some(json!({"policy": policy}))));
+                }
+            }
+            c.push(change(Action::NoOp, Kind::S3Bucket, &ctx.bucket, &ctx.home, json!({"retained": true, "reason": reason}), Some(b.clone())));
+        }
+    }
+    // IAM: roles (detached first), then the managed policies
+    delete_if_ours(ctx, &mut c, Kind::IamRole, &fw, "global", &o.iam.forwarder_role);
+    delete_if_ours(ctx, &mut c, Kind::IamRole, &ctx.logs_role(), "global", &o.iam.logs_role);
+    delete_if_ours(ctx, &mut c, Kind::IamPolicy, &fw, "global", &o.iam.forwarder_policy);
+    delete_if_ours(ctx, &mut c, Kind::IamPolicy, &ctx.ingest_policy(), "global", &o.iam.ingest_policy);
+    // keys are never ours: only our statements leave their policies
+    for (arn, k) in &o.key_policies {
+        if let resources::kms::Observed::Policy(p) = k {
+            let left = without(p, |s| s.starts_with("Trailsetup"));
+            if left != *p {
+                let region = crate::resources::kms::parse_key_arn(arn).map(|x| x.0).unwrap_or_default();
+                c.push(change(Action::Update, Kind::KmsKeyPolicy, arn, region, json!({"key_arn": arn, "policy": left}), Some(json!({"key_arn": arn, "policy": p}))));
+            }
+        }
+    }
+    Plan::new(c)
+}
+
+/// The trails to look for: the state's, or when it is lost, both the multi-region name and each region's.
+fn trails_of(ctx: &Ctx) -> Vec<(String, String)> {
+    let mut t = ctx.trails();
+    let multi = (ctx.home.clone(), ctx.stack.clone());
+    if !t.contains(&multi) {
+        t.push(multi);
+    }
+    t
+}
+
+/// Carry out one change of the destroy plan.
+pub async fn apply_one(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
+    use crate::resources::*;
+    match c.kind {
+        Kind::LogsSubscriptionFilter | Kind::LogsLogGroup => logs::delete(ctx, aws, c).await,
+        Kind::LambdaPermission | Kind::LambdaFunction => lambda::delete(ctx, aws, c).await,
+        Kind::OpenSearchDomain | Kind::OpenSearchRoleMapping | Kind::OpenSearchIndexTemplate => opensearch::delete(ctx, aws, c).await,
+        Kind::CloudTrailTrail => cloudtrail::delete(ctx, aws, c).await,
+        Kind::SnsSubscription | Kind::SnsTopic | Kind::SnsTopicPolicy => sns::delete(ctx, aws, c).await,
+        Kind::SqsQueue | Kind::SqsQueuePolicy => sqs::delete(aws, c).await,
+        Kind::S3Bucket | Kind::S3BucketPolicy => s3::delete(ctx, aws, c).await,
+        Kind::IamRole | Kind::IamPolicy => iam::delete(ctx, aws, c).await,
+        Kind::KmsKeyPolicy => kms::apply(aws, c).await,
+    }
+}
+
+/// The stack's context from its state file, or from `--name` and the defaults when the state is lost.
+fn ctx_for(common: &Common, a: &DestroyArgs, state: Option<&State>, account: &str, partition: &str, caller: &str, enabled: &[String]) -> anyhow::Result<Ctx> {
+    let home = common.region.clone().or_else(|| state.map(|s| s.home_region.clone())).unwrap_or_else(|| "us-east-1".into());
+    let stack = a.name.clone().or_else(|| state.map(|s| s.stack.clone())).unwrap_or_else(|| crate::wizard::DEFAULT_NAME.into());
+    let (regions, trail_mode) = match state {
+        Some(s) => (s.regions.clone(), s.trail_mode.unwrap_or(TrailMode::MultiRegion)),
+        // lost state: every enabled region may hold a per-region trail's resources; the multi-region trail is
+        // looked for too (trails_of)
+        None => (enabled.to_vec(), TrailMode::PerRegion),
+    };
+    let opensearch = match state {
+        Some(s) => match (&s.opensearch_domain, &s.opensearch_url) {
+            (Some(d), _) => OpenSearchTarget::Domain(d.clone()),
+            (None, Some(u)) => OpenSearchTarget::Url(u.clone()),
+            (None, None) => OpenSearchTarget::Domain(stack.clone()),
+        },
+        None => OpenSearchTarget::Domain(a.opensearch_domain.clone().unwrap_or_else(|| stack.clone())),
+    };
+    let kms = state.filter(|s| !s.kms_keys.is_empty()).map(|s| KmsKeys { given: "state".into(), keys: s.kms_keys.clone(), resolved: true });
+    Ok(Ctx {
+        stack: stack.clone(),
+        account: account.into(),
+        partition: partition.into(),
+        caller_arn: caller.into(),
+        principal_arn: caller.into(),
+        home: home.clone(),
+        regions,
+        opt_in_regions: vec![],
+        trail_mode,
+        bucket: a.bucket.clone().or_else(|| state.and_then(|s| s.bucket.clone())).unwrap_or_else(|| format!("{stack}-{account}-{home}")),
+        kms,
+        kms_policy_external: false,
+        retention_days: 90,
+        opensearch,
+        opensearch_auth: state.and_then(|s| s.opensearch_auth),
+        index_prefix: state.and_then(|s| s.index_prefix.clone()).unwrap_or_else(|| crate::ingest::DEFAULT_PREFIX.into()),
+        ingest_roles: state.map(|s| s.ingest_roles.clone()).unwrap_or_default(),
+    })
+}
+
+pub async fn run(common: &Common, a: &DestroyArgs, out: &Output) -> anyhow::Result<Exit> {
+    if !common.yes && !common.dry_run && !crate::wizard::interactive() {
+        return Err(usage("no terminal to confirm on and --yes was not given: pass --yes to delete, or --dry-run to see the plan"));
+    }
+    if common.offline {
+        return Err(usage("destroy reads what exists: --offline is not possible here (use --dry-run)"));
+    }
+    let state = State::load(&common.state_dir, a.name.as_deref())?;
+    let cfg = crate::aws::sdk_config(common).await;
+    let (account, partition, caller) = crate::init::identity(&cfg).await?;
+    if let Some(s) = &state {
+        if s.account != account {
+            return Err(usage(format!("the state file of stack {} is for account {}, the credentials are of {account}", s.stack, s.account)));
+        }
+    }
+    let enabled = if state.is_none() { crate::init::enabled_regions(&cfg, &partition).await?.0 } else { Vec::new() };
+    if state.is_none() {
+        out.note("No state file: finding the stack by its name and tags in every enabled region.");
+    }
+    let mut ctx = ctx_for(common, a, state.as_ref(), &account, &partition, &caller, &enabled)?;
+    if let Some(r) = &common.region {
+        ctx.home = r.clone();
+    }
+    let search = match &ctx.opensearch {
+        OpenSearchTarget::Url(u) => {
+            let args = crate::cli::SinkArgs { opensearch_url: Some(u.clone()), opensearch_auth: ctx.opensearch_auth, ..Default::default() };
+            crate::ingest::sink(common, &args, state.as_ref(), Some(&cfg)).await.ok().map(|s| s.client)
+        }
+        OpenSearchTarget::Domain(_) => None,
+    };
+    let aws = Aws { cfg: cfg.clone(), search };
+    let mut observed = resources::observe(&ctx, &aws).await?;
+    // lost state: the multi-region trail by its name too
+    if state.is_none() {
+        let name = ctx.stack.clone();
+        if let Some((_, v)) = resources::cloudtrail::observe_region(&Ctx { trail_mode: TrailMode::MultiRegion, ..ctx.clone() }, &aws, &ctx.home.clone())
+            .await?
+            .into_iter()
+            .find(|(n, _)| *n == name)
+        {
+            observed.trails.insert(name, v);
+        }
+    }
+    let created = state.as_ref().map(|s| s.created.clone()).unwrap_or_default();
+    let opts = Options { delete_bucket: a.delete_bucket, delete_domain: a.delete_domain };
+    let plan = changes(&ctx, &observed, &created, opts);
+    let header = Header {
+        stack: ctx.stack.clone(),
+        account: account.clone(),
+        partition: partition.clone(),
+        home_region: ctx.home.clone(),
+        regions: ctx.regions.clone(),
+        trail_mode: match ctx.trail_mode {
+            TrailMode::MultiRegion => "multi-region".into(),
+            TrailMode::PerRegion => "per-region".into(),
+        },
+        ..Default::default()
+    };
+    if !out.json {
+        out.line(plan.render_human(&header, common.verbose > 0));
+    }
+    if common.dry_run || !plan.has_changes() {
+        if out.json {
+            out.json_doc(&plan.to_json(&header, false));
+        } else {
+            out.note(if plan.has_changes() { "Dry run: nothing was deleted." } else { "Nothing of this stack is left to delete." });
+        }
+        return Ok(Exit::Success);
+    }
+    if !common.yes {
+        let n = plan.summary.delete + plan.summary.update;
+        if !crate::wizard::confirm(&format!("Delete or change these {n} resources of stack {}?", ctx.stack))? {
+            out.note("Nothing deleted.");
+            return Ok(Exit::Success);
+        }
+    }
+    for c in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
+        apply_one(&ctx, &aws, c)
+            .await
+            .map_err(|e| e.context(format!("{} {} [{}] was not removed; rerun `trailsetup destroy` to finish", c.kind, c.name, c.region)))?;
+        if !out.quiet && !out.json {
+            eprintln!("  {} {} {} [{}]", if c.action == Action::Delete { "deleted" } else { "cleaned" }, c.kind, c.name, c.region);
+        }
+    }
+    if let Some(mut s) = state {
+        // what is left: the retained resources
+        s.created.retain(|k| plan.changes.iter().any(|c| c.action == Action::NoOp && created_key(c.kind, &c.region, &c.name) == *k));
+        s.save(&common.state_dir)?;
+    }
+    if out.json {
+        out.json_doc(&plan.to_json(&header, true));
+    } else {
+        out.note(format!("Destroyed: {} deleted, {} cleaned of our additions, {} retained.", plan.summary.delete, plan.summary.update, plan.summary.unchanged));
+    }
+    Ok(Exit::Success)
+}
