@@ -33,6 +33,8 @@ pub enum Command {
     Backfill(BackfillArgs),
     /// Follow the SQS queue and load each new log file as CloudTrail delivers it
     Ingest(IngestArgs),
+    /// Is audit data flowing end to end? Checks every resource, delivery, queues, forwarder and freshness
+    Status(StatusArgs),
     /// Remove exactly what the stack made (the bucket and the domain are kept unless --delete-bucket/--delete-domain)
     Destroy(DestroyArgs),
 }
@@ -370,4 +372,19 @@ pub struct DestroyArgs {
     /// Also delete the OpenSearch domain and its indices, if this stack created it
     #[arg(long)]
     pub delete_domain: bool,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct StatusArgs {
+    /// Stack name [default: the state file's]
+    #[arg(long, env = "TRAILSETUP_NAME")]
+    pub name: Option<String>,
+
+    /// Repeat every N seconds (until interrupted)
+    #[arg(long, value_name = "SECONDS")]
+    pub watch: Option<u64>,
+
+    /// Newest event older than this many minutes is a warning [default: 60]
+    #[arg(long, value_name = "MINUTES")]
+    pub stale_minutes: Option<u64>,
 }

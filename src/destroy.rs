@@ -199,7 +199,7 @@ pub async fn apply_one(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
 }
 
 /// The stack's context from its state file, or from `--name` and the defaults when the state is lost.
-fn ctx_for(common: &Common, a: &DestroyArgs, state: Option<&State>, account: &str, partition: &str, caller: &str, enabled: &[String]) -> anyhow::Result<Ctx> {
+pub(crate) fn ctx_for(common: &Common, a: &DestroyArgs, state: Option<&State>, account: &str, partition: &str, caller: &str, enabled: &[String]) -> anyhow::Result<Ctx> {
     let home = common.region.clone().or_else(|| state.map(|s| s.home_region.clone())).unwrap_or_else(|| "us-east-1".into());
     let stack = a.name.clone().or_else(|| state.map(|s| s.stack.clone())).unwrap_or_else(|| crate::wizard::DEFAULT_NAME.into());
     let (regions, trail_mode) = match state {
@@ -222,15 +222,15 @@ fn ctx_for(common: &Common, a: &DestroyArgs, state: Option<&State>, account: &st
         account: account.into(),
         partition: partition.into(),
         caller_arn: caller.into(),
-        principal_arn: caller.into(),
+        principal_arn: state.and_then(|s| s.principal_arn.clone()).unwrap_or_else(|| caller.into()),
         home: home.clone(),
         regions,
-        opt_in_regions: vec![],
+        opt_in_regions: state.map(|s| s.opt_in_regions.clone()).unwrap_or_default(),
         trail_mode,
         bucket: a.bucket.clone().or_else(|| state.and_then(|s| s.bucket.clone())).unwrap_or_else(|| format!("{stack}-{account}-{home}")),
         kms,
         kms_policy_external: false,
-        retention_days: 90,
+        retention_days: state.and_then(|s| s.retention_days).unwrap_or(crate::wizard::DEFAULT_RETENTION),
         opensearch,
         opensearch_auth: state.and_then(|s| s.opensearch_auth),
         index_prefix: state.and_then(|s| s.index_prefix.clone()).unwrap_or_else(|| crate::ingest::DEFAULT_PREFIX.into()),

@@ -37,6 +37,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Some(Command::Ingest(a)) => ingest::follow::ingest(&common, &a, &out).await,
         Some(Command::Init(a)) => init::run(&common, &a.or(cli.init), &out).await,
         Some(Command::Destroy(a)) => destroy::run(&common, &a, &out).await,
+        Some(Command::Status(a)) => status::run(&common, &a, &out).await,
         None => init::run(&common, &cli.init, &out).await,
     }
 }
@@ -46,6 +47,7 @@ pub mod init;
 // issue 2 (init): plan, resources, apply, wizard
 pub mod apply;
 pub mod destroy;
+pub mod status;
 pub mod plan;
 pub mod resources;
 pub mod rules;

@@ -41,6 +41,13 @@ pub struct State {
     pub kms_keys: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ingest_roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub opt_in_regions: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<i32>,
+    /// the caller as an IAM principal when init ran (the domain's master user)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_arn: Option<String>,
     /// `kind/region/name` of every resource an `init` created (not adopted): only those may `destroy` delete
     /// whole; from the others it removes only what we added
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]

@@ -454,6 +454,9 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     };
     state.kms_keys = ctx.kms.as_ref().map(|k| k.keys.clone()).unwrap_or_default();
     state.ingest_roles = ctx.ingest_roles.clone();
+    state.opt_in_regions = ctx.opt_in_regions.clone();
+    state.retention_days = Some(ctx.retention_days);
+    state.principal_arn = Some(ctx.principal_arn.clone());
     if applied {
         for c in plan.changes.iter().filter(|c| c.action == crate::plan::Action::Create) {
             state.created.insert(crate::state::created_key(c.kind, &c.region, &c.name));

@@ -1,0 +1,70 @@
+"""`trailsetup status` against moto and the loopback OpenSearch node: healthy after init and a backfill; then
+three faults made out of band with boto3 (logging stopped, subscription deleted, a message in the dead-letter
+queue) each named with its fix, exit 1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ACCOUNT = "123456789012"
+HOME = "us-east-1"
+REGIONS = ["us-east-1", "us-west-2", "eu-west-1"]
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "cloudtrail"
+
+
+def status(run_cli):
+    rc, out, err = run_cli(["status", "--output", "json"], timeout=300)
+    assert rc in (0, 1), err
+    doc = json.loads(out)
+    return rc, doc["status"]
+
+
+@pytest.mark.parametrize("mode", ["multi-region", "per-region"])
+def test_status_healthy_then_names_each_fault(mode, moto_reset, run_cli, boto, opensearch_url, os_clean):
+    rc, out, err = run_cli(["init", "--yes", "--no-backfill", "--trail-mode", mode, "--regions", ",".join(REGIONS),
+                            "--opensearch-url", opensearch_url, "--index-prefix", os_clean, "--output", "json"])
+    assert rc == 0, err
+    rc, out, err = run_cli(["backfill", "--source-dir", str(FIXTURES), "--output", "json"], timeout=300)
+    assert rc == 0, err
+
+    rc, st = status(run_cli)
+    fails = [c for c in st["checks"] if c["level"] == "fail"]
+    assert rc == 0 and st["healthy"] is True and fails == [], fails
+    names = {c["name"] for c in st["checks"]}
+    assert {"trail logging", "subscription", "queue depth", "dead-letter queue", "forwarder", "opensearch health", "freshness"} <= names
+    assert all(c["level"] == "ok" for c in st["checks"] if c["name"].startswith("resource ")), [c for c in st["checks"] if c["name"].startswith("resource ") and c["level"] != "ok"]
+    # the fixtures are years old: freshness warns, per region, and says what to look at
+    fresh = [c for c in st["checks"] if c["name"] == "freshness"]
+    assert fresh and all(c["level"] == "warn" and "ingest" in c["fix"] for c in fresh)
+    # the human table says the same
+    rc, out, _ = run_cli(["status"])
+    assert rc == 0 and "checks:" in out and "0 failure(s)" in out
+
+    # out of band: stop logging, delete the subscription, leave a message in the dead-letter queue
+    region, trail = (HOME, "trailsetup") if mode == "multi-region" else ("eu-west-1", "trailsetup-eu-west-1")
+    boto("cloudtrail", region).stop_logging(Name=trail)
+    sns = boto("sns", region)
+    topic = f"arn:aws:sns:{region}:{ACCOUNT}:trailsetup-cloudtrail"
+    for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]:
+        sns.unsubscribe(SubscriptionArn=s["SubscriptionArn"])
+    sqs = boto("sqs")
+    dlq = sqs.get_queue_url(QueueName="trailsetup-notifications-dlq")["QueueUrl"]
+    sqs.send_message(QueueUrl=dlq, MessageBody="not a notification")
+
+    rc, st = status(run_cli)
+    assert rc == 1 and st["healthy"] is False
+    fails = {(c["name"], c["region"]): c for c in st["checks"] if c["level"] == "fail"}
+    assert set(fails) == {("trail logging", region), ("subscription", region), ("dead-letter queue", HOME)}, fails
+    assert "start-logging" in fails[("trail logging", region)]["fix"]
+    assert "trailsetup init" in fails[("subscription", region)]["fix"]
+    assert "1 message" in fails[("dead-letter queue", HOME)]["detail"] and "receive-message" in fails[("dead-letter queue", HOME)]["fix"]
+    rc, out, _ = run_cli(["status"])
+    assert rc == 1 and "FAIL" in out and "3 failure(s)" in out
+
+
+def test_status_without_state_is_a_usage_error(moto_reset, run_cli):
+    rc, out, err = run_cli(["status"])
+    assert rc == 2 and "trailsetup init" in err
