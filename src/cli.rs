@@ -384,6 +384,15 @@ pub struct StatusArgs {
     #[arg(long, value_name = "SECONDS")]
     pub watch: Option<u64>,
 
+    /// Make one harmless, recorded API call (cloudtrail:GetTrail on our trail, tagged in its user agent) and wait
+    /// until its event is in OpenSearch: the end-to-end delay
+    #[arg(long)]
+    pub canary: bool,
+
+    /// How long --canary waits for its event, in seconds [default: 1200; CloudTrail delivers within about 15 min]
+    #[arg(long, value_name = "SECONDS")]
+    pub canary_timeout: Option<u64>,
+
     /// Newest event older than this many minutes is a warning [default: 60]
     #[arg(long, value_name = "MINUTES")]
     pub stale_minutes: Option<u64>,

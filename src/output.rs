@@ -70,6 +70,17 @@ impl Output {
         pb.enable_steady_tick(Duration::from_millis(200));
         pb
     }
+
+    /// A spinner with the elapsed time, for a bounded wait (hidden without a TTY and with `--output json`).
+    pub fn spinner(&self, what: &str) -> ProgressBar {
+        let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        if self.json || self.quiet || !std::io::stderr().is_terminal() {
+            pb.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        pb.set_style(ProgressStyle::with_template(&format!("{{spinner}} {what} ({{elapsed}})")).unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        pb.enable_steady_tick(Duration::from_millis(200));
+        pb
+    }
 }
 
 /// 12345678 → "12,345,678"

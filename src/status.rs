@@ -287,6 +287,49 @@ fn table(checks: &[Check]) -> String {
     o
 }
 
+/// The canary: one harmless, recorded call (`cloudtrail:GetTrail` on our home-region trail, read-only) whose user
+/// agent carries a unique marker, then a bounded wait until OpenSearch holds its event.
+async fn canary(ctx: &Ctx, aws: &Aws, client: Option<crate::ingest::opensearch::Client>, timeout: Duration, out: &Output) -> Check {
+    let marker = format!("trailsetup-canary-{:08x}", fastrand::u32(..));
+    let (region, trail) = ctx.trails().into_iter().find(|(r, _)| *r == ctx.home).or_else(|| ctx.trails().into_iter().next()).unwrap_or_default();
+    let Some(client) = client else {
+        return check("canary", &marker, &region, Level::Fail, "no OpenSearch endpoint to look for the event in", "run `trailsetup init`");
+    };
+    let app = match aws_config::AppName::new(marker.clone()) {
+        Ok(a) => a,
+        Err(e) => return check("canary", &marker, &region, Level::Fail, format!("{e}"), ""),
+    };
+    let cfg = aws.at(&region).to_builder().app_name(app).build();
+    out.note(format!("canary: calling cloudtrail:GetTrail on {trail} in {region} (read-only, recorded by CloudTrail; user agent {marker})"));
+    let started = std::time::Instant::now();
+    if let Err(e) = aws_sdk_cloudtrail::Client::new(&cfg).get_trail().name(&trail).send().await {
+        return check("canary", &marker, &region, Level::Fail, format!("{:#}", crate::aws::explain(e, "the canary call", "cloudtrail:GetTrail")), "");
+    }
+    let q = json!({"size": 1, "query": {"bool": {"filter": [
+        {"term": {"eventName": "GetTrail"}}, {"wildcard": {"userAgent": format!("*{marker}*")}}]}}});
+    let path = format!("{}-*/_search", ctx.index_prefix);
+    let bar = out.spinner(&format!("waiting for the canary's event in {}-*", ctx.index_prefix));
+    let mut delay = Duration::from_secs(2);
+    loop {
+        if let Ok(r) = client.json(Method::POST, &path, Some(&q)).await {
+            let v: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            if v["hits"]["hits"].as_array().is_some_and(|h| !h.is_empty()) {
+                bar.finish_and_clear();
+                let secs = started.elapsed().as_secs_f64();
+                return check("canary", &marker, &region, Level::Ok, format!("event in OpenSearch {secs:.1} s after the call"), "");
+            }
+        }
+        if started.elapsed() > timeout {
+            bar.finish_and_clear();
+            return check("canary", &marker, &region, Level::Fail,
+                format!("its event was not in OpenSearch after {} s", timeout.as_secs()),
+                "check the failures above; is `trailsetup ingest` running (or the forwarder subscribed)? CloudTrail itself takes up to ~15 min");
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(15));
+    }
+}
+
 pub async fn run(common: &Common, a: &StatusArgs, out: &Output) -> anyhow::Result<Exit> {
     let state = State::load(&common.state_dir, a.name.as_deref())?.ok_or_else(|| {
         usage("no state file: run `trailsetup init` first, or pass --name (and --state-dir) of the stack to check")
@@ -305,7 +348,14 @@ pub async fn run(common: &Common, a: &StatusArgs, out: &Output) -> anyhow::Resul
     let aws = Aws { cfg, search };
     let stale = Duration::from_secs(a.stale_minutes.unwrap_or(60) * 60);
     loop {
-        let all = checks(common, &ctx, &aws, &state, stale).await?;
+        let mut all = checks(common, &ctx, &aws, &state, stale).await?;
+        if a.canary {
+            let client = match &aws.search {
+                Some(c) => Some(c.clone()),
+                None => all.iter().find(|c| c.name == "opensearch health").and_then(|c| resources::opensearch::domain_client(&aws, &c.resource, &ctx.home).ok()),
+            };
+            all.push(canary(&ctx, &aws, client, Duration::from_secs(a.canary_timeout.unwrap_or(1200)), out).await);
+        }
         let healthy = all.iter().all(|c| c.level != Level::Fail);
         if out.json {
             out.json_doc(&json!({"status": {"healthy": healthy, "checks": all}}));

@@ -68,3 +68,66 @@ def test_status_healthy_then_names_each_fault(mode, moto_reset, run_cli, boto, o
 def test_status_without_state_is_a_usage_error(moto_reset, run_cli):
     rc, out, err = run_cli(["status"])
     assert rc == 2 and "trailsetup init" in err
+
+
+def test_canary_end_to_end_with_the_test_playing_cloudtrail(moto_reset, run_cli, boto, opensearch_url, os_clean, aws_env, trailsetup_bin, tmp_path):
+    """status --canary makes one recorded call; this test plays CloudTrail (moto delivers no logs): when it sees the
+    call go by, it writes the log file holding that call's record and publishes CloudTrail's notification; a real
+    `trailsetup ingest` loads it; the canary reports the delay."""
+    import gzip
+    import re
+    import signal
+    import subprocess
+    import threading
+    import time
+    import uuid
+    from datetime import datetime, timezone
+
+    from awsproxy import start_proxy
+
+    rc, out, err = run_cli(["init", "--yes", "--no-backfill", "--regions", HOME, "--opensearch-url", opensearch_url,
+                            "--index-prefix", os_clean, "--output", "json"])
+    assert rc == 0, err
+    bucket = f"trailsetup-{ACCOUNT}-{HOME}"
+    # CloudTrail writes over TLS; moto applies the TLS-only deny to this test's plain-HTTP puts: lift it for the test
+    boto("s3").delete_bucket_policy(Bucket=bucket)
+    seen = []
+
+    def deliver(ua: str):
+        now = datetime.now(timezone.utc)
+        rec = {"eventVersion": "1.09", "eventID": str(uuid.uuid4()), "eventTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+               "eventSource": "cloudtrail.amazonaws.com", "eventName": "GetTrail", "awsRegion": HOME,
+               "sourceIPAddress": "127.0.0.1", "userAgent": ua, "readOnly": True, "eventType": "AwsApiCall",
+               "managementEvent": True, "recipientAccountId": ACCOUNT, "eventCategory": "Management",
+               "userIdentity": {"type": "IAMUser", "accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/test"},
+               "requestParameters": {"name": "trailsetup"}, "responseElements": None}
+        key = (f"AWSLogs/{ACCOUNT}/CloudTrail/{HOME}/{now:%Y/%m/%d}/"
+               f"{ACCOUNT}_CloudTrail_{HOME}_{now:%Y%m%dT%H%MZ}_{uuid.uuid4().hex[:16]}.json.gz")
+        boto("s3").put_object(Bucket=bucket, Key=key, Body=gzip.compress(json.dumps({"Records": [rec]}).encode()))
+        boto("sns").publish(TopicArn=f"arn:aws:sns:{HOME}:{ACCOUNT}:trailsetup-cloudtrail",
+                            Message=json.dumps({"s3Bucket": bucket, "s3ObjectKey": [key]}))
+
+    def watch(method, path, headers, body):
+        ua = headers.get("User-Agent", "") + " " + headers.get("X-Amz-User-Agent", "")
+        if (headers.get("X-Amz-Target") or "").endswith("GetTrail") and re.search(r"trailsetup-canary-[0-9a-f]{8}", ua):
+            seen.append(ua)
+            threading.Timer(1.0, deliver, args=(headers.get("User-Agent", ua),)).start()
+        return None
+
+    ingest = subprocess.Popen([str(trailsetup_bin), "ingest"], env=aws_env, cwd=tmp_path,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    srv, url, _ = start_proxy(moto_reset, answer=watch)
+    try:
+        env = dict(aws_env, AWS_ENDPOINT_URL=url)
+        rc, out, err = run_cli(["status", "--canary", "--canary-timeout", "120", "--output", "json"], env=env, timeout=300)
+    finally:
+        srv.shutdown()
+        ingest.send_signal(signal.SIGTERM)
+        ingest.wait(timeout=60)
+    assert len(seen) == 1, seen
+    st = json.loads(out)["status"]
+    canary = [c for c in st["checks"] if c["name"] == "canary"]
+    assert len(canary) == 1 and canary[0]["level"] == "ok", (canary, err)
+    assert re.fullmatch(r"event in OpenSearch \d+\.\d s after the call", canary[0]["detail"])
+    assert "cloudtrail:GetTrail" in err and "read-only" in err  # said, on stderr
+    assert rc == 0, err
