@@ -177,6 +177,65 @@ async fn forwarder_checks(ctx: &Ctx, aws: &Aws) -> Vec<Check> {
     out
 }
 
+/// CloudWatch metrics of the last hour: the forwarder's errors and throttles (each region), the queue's oldest
+/// message. No data points (a quiet hour, or an emulator) is not a problem.
+async fn metric_checks(ctx: &Ctx, aws: &Aws) -> Vec<Check> {
+    use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+    let now = std::time::SystemTime::now();
+    let start = now - Duration::from_secs(3600);
+    let query = |id: &str, ns: &str, metric: &str, dim: &str, value: &str, stat: &str| {
+        MetricDataQuery::builder()
+            .id(id)
+            .metric_stat(
+                MetricStat::builder()
+                    .metric(Metric::builder().namespace(ns).metric_name(metric).dimensions(Dimension::builder().name(dim).value(value).build()).build())
+                    .period(3600)
+                    .stat(stat)
+                    .build(),
+            )
+            .build()
+    };
+    let fetch = |region: String, queries: Vec<MetricDataQuery>| async move {
+        let r = aws_sdk_cloudwatch::Client::new(&aws.at(&region))
+            .get_metric_data()
+            .set_metric_data_queries(Some(queries))
+            .start_time(aws_smithy_types::DateTime::from(start))
+            .end_time(aws_smithy_types::DateTime::from(now))
+            .send()
+            .await;
+        r.map(|r| r.metric_data_results().iter().map(|m| (m.id().unwrap_or_default().to_string(), m.values().iter().cloned().fold(0.0_f64, f64::max))).collect::<Vec<_>>())
+    };
+    let mut out = Vec::new();
+    for r in ctx.forwarder_regions() {
+        let f = ctx.forwarder_name();
+        match fetch(r.clone(), vec![query("errors", "AWS/Lambda", "Errors", "FunctionName", &f, "Sum"), query("throttles", "AWS/Lambda", "Throttles", "FunctionName", &f, "Sum")]).await {
+            Ok(v) => {
+                let get = |k: &str| v.iter().find(|(id, _)| id == k).map(|x| x.1).unwrap_or(0.0) as u64;
+                let (e, t) = (get("errors"), get("throttles"));
+                out.push(if e + t > 0 {
+                    check("forwarder errors", &f, &r, Level::Warn, format!("{e} error(s), {t} throttle(s) in the last hour"),
+                        format!("read its log group /aws/lambda/{f}; failed invocations land in {}", ctx.forwarder_dlq_name()))
+                } else {
+                    check("forwarder errors", &f, &r, Level::Ok, "no errors or throttles in the last hour", "")
+                });
+            }
+            Err(e) => out.push(check("forwarder errors", &f, &r, Level::Warn, format!("{:#}", crate::aws::explain(e, "reading metrics", "cloudwatch:GetMetricData")), "grant cloudwatch:GetMetricData")),
+        }
+    }
+    match fetch(ctx.home.clone(), vec![query("age", "AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", &ctx.queue_name(), "Maximum")]).await {
+        Ok(v) => {
+            let age = v.first().map(|x| x.1).unwrap_or(0.0) as u64;
+            out.push(if age > 3600 {
+                check("queue oldest message", ctx.queue_name(), &ctx.home, Level::Warn, format!("{age} s old: the workers are behind, or none runs"), "start (more) `trailsetup ingest` workers")
+            } else {
+                check("queue oldest message", ctx.queue_name(), &ctx.home, Level::Ok, format!("{age} s"), "")
+            });
+        }
+        Err(e) => out.push(check("queue oldest message", ctx.queue_name(), &ctx.home, Level::Warn, format!("{:#}", crate::aws::explain(e, "reading metrics", "cloudwatch:GetMetricData")), "grant cloudwatch:GetMetricData")),
+    }
+    out
+}
+
 /// Cluster health and freshness: the newest `@timestamp` per region, and the documents of the last hour.
 async fn opensearch_checks(ctx: &Ctx, client: Option<crate::ingest::opensearch::Client>, stale: Duration) -> Vec<Check> {
     let mut out = Vec::new();
@@ -250,17 +309,18 @@ pub async fn checks(common: &Common, ctx: &Ctx, aws: &Aws, state: &State, stale:
         },
     };
     let _ = (common, state);
-    let (t, s, q, f, o) = futures::join!(
+    let (t, s, q, f, m, o) = futures::join!(
         trail_checks(ctx, aws),
         subscription_checks(ctx, aws),
         queue_checks(ctx, aws),
         forwarder_checks(ctx, aws),
+        metric_checks(ctx, aws),
         opensearch_checks(ctx, client, stale),
     );
     let mut all = resource_checks(&plan);
     // a missing subscription is said by its own check, with its fix
     all.retain(|c| !(c.name == format!("resource {}", Kind::SnsSubscription) && c.level == Level::Fail));
-    for v in [t, s, q, f, o] {
+    for v in [t, s, q, f, m, o] {
         all.extend(v);
     }
     Ok(all)
@@ -366,5 +426,36 @@ pub async fn run(common: &Common, a: &StatusArgs, out: &Output) -> anyhow::Resul
             Some(n) if n > 0 => tokio::time::sleep(Duration::from_secs(n)).await,
             _ => return Ok(if healthy { Exit::Success } else { Exit::Failure }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_table() {
+        let checks = vec![
+            check("resource cloudtrail-trail", "trailsetup", "us-east-1", Level::Ok, "as planned", ""),
+            check("trail logging", "trailsetup-eu-west-1", "eu-west-1", Level::Fail, "logging is stopped: no event is recorded",
+                "aws cloudtrail start-logging --name arn:aws:cloudtrail:eu-west-1:123456789012:trail/trailsetup-eu-west-1 --region eu-west-1 (or run `trailsetup init`)"),
+            check("dead-letter queue", "trailsetup-notifications-dlq", "us-east-1", Level::Fail, "1 message(s): notifications `ingest` could not handle",
+                "read them (aws sqs receive-message --queue-url https://sqs.us-east-1.amazonaws.com/123456789012/trailsetup-notifications-dlq --region us-east-1), fix the cause, then redrive or delete them"),
+            check("freshness", "cloudtrail-*", "us-east-1", Level::Warn, "newest event 2022-08-18T17:10:00.000Z (2 min ago)", "is `trailsetup ingest` running? are the trail and the subscription ok (above)?"),
+        ];
+        insta::assert_snapshot!(table(&checks));
+        let doc = json!({"status": {"healthy": false, "checks": checks}});
+        assert_eq!(doc["status"]["checks"][1]["level"], "fail");
+        assert_eq!(doc["status"]["checks"][0]["level"], "ok");
+    }
+
+    #[test]
+    fn resource_checks_follow_the_plan() {
+        let ctx = crate::resources::test_ctx(crate::cli::TrailMode::MultiRegion);
+        let plan = tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(crate::resources::plan(&ctx, None)).unwrap();
+        let c = resource_checks(&plan);
+        assert_eq!(c.len(), plan.changes.len());
+        // nothing exists (offline view): every resource is missing, with the fix
+        assert!(c.iter().all(|x| x.level == Level::Fail && x.fix.contains("trailsetup init")));
     }
 }

@@ -131,3 +131,27 @@ def test_canary_end_to_end_with_the_test_playing_cloudtrail(moto_reset, run_cli,
     assert re.fullmatch(r"event in OpenSearch \d+\.\d s after the call", canary[0]["detail"])
     assert "cloudtrail:GetTrail" in err and "read-only" in err  # said, on stderr
     assert rc == 0, err
+
+
+def test_watch_repeats(moto_reset, run_cli, aws_env, opensearch_url, os_clean, trailsetup_bin, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    rc, out, err = run_cli(["init", "--yes", "--no-backfill", "--regions", HOME, "--opensearch-url", opensearch_url,
+                            "--index-prefix", os_clean, "--output", "json"])
+    assert rc == 0, err
+    p = subprocess.Popen([str(trailsetup_bin), "status", "--watch", "1", "--output", "json"], env=aws_env, cwd=tmp_path,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(6)
+    p.send_signal(signal.SIGTERM)
+    out, _ = p.communicate(timeout=30)
+    docs, text, dec = [], out.decode(), json.JSONDecoder()
+    i = 0
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+            continue
+        d, i = dec.raw_decode(text, i)
+        docs.append(d)
+    assert len(docs) >= 2 and all("healthy" in d["status"] for d in docs), len(docs)
