@@ -1,6 +1,8 @@
 //! The plan: an ordered list of changes, computed whole before anything changes. `--dry-run` prints this very
 //! struct; `apply` executes it. Human and JSON rendering of the same data.
 
+pub mod check;
+
 use serde::Serialize;
 use serde_json::{json, Value};
 

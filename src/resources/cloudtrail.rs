@@ -1,5 +1,6 @@
 //! CloudTrail: the trail (multi-region) or trails (per-region): validation, SNS, CloudWatch Logs, logging on.
 
+use crate::plan::check::{found, Check, Level};
 use std::time::{Duration, Instant};
 
 use aws_sdk_cloudtrail::types::Tag;
@@ -237,3 +238,39 @@ pub async fn delete(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
         Err(e) => Err(explain(e, &format!("deleting trail {} in {}", c.name, c.region), "cloudtrail:DeleteTrail")),
     }
 }
+
+// --- status ---
+
+pub async fn check(ctx: &Ctx, aws: &Aws) -> Vec<Check> {
+    let mut out = Vec::new();
+    for (r, n) in ctx.trails() {
+        let ct = aws_sdk_cloudtrail::Client::new(&aws.at(&r));
+        match ct.get_trail_status().name(ctx.trail_arn(&r, &n)).send().await {
+            Err(e) => out.push(found("trail logging", &n, &r, Level::Fail, format!("{:#}", crate::aws::explain(e, "GetTrailStatus", "cloudtrail:GetTrailStatus")), "run `trailsetup init`")),
+            Ok(s) => {
+                out.push(if s.is_logging().unwrap_or(false) {
+                    found("trail logging", &n, &r, Level::Ok, "logging", "")
+                } else {
+                    found("trail logging", &n, &r, Level::Fail, "logging is stopped: no event is recorded",
+                        format!("aws cloudtrail start-logging --name {} --region {r} (or run `trailsetup init`)", ctx.trail_arn(&r, &n)))
+                });
+                for (what, err, fix) in [
+                    ("log file delivery", s.latest_delivery_error(), "check the bucket policy and, with --kms-key, the key policy (`trailsetup init` repairs ours)"),
+                    ("SNS notification", s.latest_notification_error(), "check the topic policy (and key policy): run `trailsetup init`"),
+                    ("CloudWatch Logs delivery", s.latest_cloud_watch_logs_delivery_error(), "check role trailsetup-cloudtrail-logs and the log group: run `trailsetup init`"),
+                ] {
+                    if let Some(e) = err.filter(|e| !e.is_empty()) {
+                        out.push(found(&format!("trail {what}"), &n, &r, Level::Fail, format!("latest error: {e}"), fix));
+                    }
+                }
+                let last = s.latest_delivery_time().map(|t| t.secs());
+                out.push(match last {
+                    Some(t) => found("trail last delivery", &n, &r, Level::Ok, format!("{}s ago", chrono::Utc::now().timestamp() - t), ""),
+                    None => found("trail last delivery", &n, &r, Level::Warn, "no log file delivered yet (the first arrives within about 15 minutes of logging)", "wait, then check again"),
+                });
+            }
+        }
+    }
+    out
+}
+

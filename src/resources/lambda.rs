@@ -5,6 +5,7 @@
 //! Idempotency: the zip is deterministic (fixed order, fixed timestamps, stored), so its SHA-256 — what Lambda
 //! reports as `CodeSha256`, base64 — only changes when the forwarder's code does.
 
+use crate::plan::check::{found, Check, Level};
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
@@ -439,6 +440,30 @@ pub async fn delete(_ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
         Err((_, e)) => Err(e),
     }
 }
+
+
+// --- status ---
+
+pub async fn check(ctx: &Ctx, aws: &Aws) -> Vec<Check> {
+    let mut out = Vec::new();
+    for r in ctx.forwarder_regions() {
+        let lambda = aws_sdk_lambda::Client::new(&aws.at(&r));
+        match lambda.get_function_configuration().function_name(ctx.forwarder_name()).send().await {
+            Ok(c) => {
+                let state = c.state().map(|s| s.as_str().to_string()).unwrap_or_else(|| "Active".into());
+                out.push(if state == "Active" {
+                    found("forwarder", ctx.forwarder_name(), &r, Level::Ok, "active", "")
+                } else {
+                    found("forwarder", ctx.forwarder_name(), &r, Level::Fail, format!("state {state}: {}", c.state_reason().unwrap_or_default()), "run `trailsetup init`")
+                });
+            }
+            Err(e) if crate::aws::code(&e).as_deref() == Some("ResourceNotFoundException") => {} // the resource check says it is missing
+            Err(e) => out.push(found("forwarder", ctx.forwarder_name(), &r, Level::Fail, format!("{:#}", crate::aws::explain(e, "reading the forwarder", "lambda:GetFunctionConfiguration")), "")),
+        }
+    }
+    out
+}
+
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,7 @@
 //! plan builder that walks every resource in dependency order.
 
 pub mod cloudtrail;
+pub mod cloudwatch;
 pub mod iam;
 pub mod kms;
 pub mod lambda;

@@ -9,6 +9,7 @@
 //! their first document anyway; the role mapping's requests are printed for the user to run where it is
 //! reachable.
 
+use crate::plan::check::{found, Check, Level};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
@@ -622,6 +623,70 @@ fn domain_name(ctx: &Ctx) -> String {
         OpenSearchTarget::Url(_) => String::new(),
     }
 }
+
+
+// --- status ---
+
+/// Cluster health and freshness: the newest `@timestamp` per region, and the documents of the last hour.
+pub async fn check(ctx: &Ctx, client: Option<crate::ingest::opensearch::Client>, stale: Duration) -> Vec<Check> {
+    let mut out = Vec::new();
+    let Some(client) = client else {
+        out.push(found("opensearch", "-", ctx.opensearch_region(), Level::Warn, "no endpoint known yet", "run `trailsetup init`"));
+        return out;
+    };
+    let ep = client.base.to_string();
+    match client.json(Method::GET, "_cluster/health", None).await {
+        Ok(r) if r.status.is_success() => {
+            let v: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            let s = v["status"].as_str().unwrap_or("unknown").to_string();
+            out.push(found("opensearch health", &ep, ctx.opensearch_region(), if s == "red" { Level::Fail } else { Level::Ok }, format!("cluster {s}"),
+                if s == "red" { "some primary shards are unassigned: see _cluster/allocation/explain" } else { "" }));
+        }
+        Ok(r) => {
+            out.push(found("opensearch health", &ep, ctx.opensearch_region(), Level::Fail, format!("HTTP {}: {}", r.status, r.text()), "check --opensearch-auth and the access policy / role mapping"));
+            return out;
+        }
+        Err(e) => {
+            out.push(found("opensearch health", &ep, ctx.opensearch_region(), Level::Warn, format!("not reachable from here: {e:#}"), "run status where the endpoint is reachable"));
+            return out;
+        }
+    }
+    let q = json!({"size": 0, "query": {"match_all": {}},
+        "aggs": {"regions": {"terms": {"field": "awsRegion", "size": 100}, "aggs": {"newest": {"max": {"field": "@timestamp"}}}},
+                 "last_hour": {"filter": {"range": {"@timestamp": {"gte": "now-1h"}}}}}});
+    let path = format!("{}-*/_search", ctx.index_prefix);
+    match client.json(Method::POST, &path, Some(&q)).await {
+        Ok(r) if r.status.is_success() => {
+            let v: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            let buckets = v["aggregations"]["regions"]["buckets"].as_array().cloned().unwrap_or_default();
+            if buckets.is_empty() {
+                out.push(found("freshness", format!("{}-*", ctx.index_prefix), "-", Level::Warn, "no events in OpenSearch yet", "run `trailsetup backfill`, and `trailsetup ingest` for new files"));
+            }
+            let now = chrono::Utc::now().timestamp_millis();
+            for b in buckets {
+                let region = b["key"].as_str().unwrap_or("?").to_string();
+                let newest = b["newest"]["value"].as_f64().unwrap_or(0.0) as i64;
+                let age = Duration::from_millis((now - newest).max(0) as u64);
+                let when = b["newest"]["value_as_string"].as_str().unwrap_or("?").to_string();
+                out.push(if age > stale {
+                    found("freshness", format!("{}-*", ctx.index_prefix), region, Level::Warn, format!("newest event {when} ({} min ago)", age.as_secs() / 60),
+                        "is `trailsetup ingest` running? are the trail and the subscription ok (above)?")
+                } else {
+                    found("freshness", format!("{}-*", ctx.index_prefix), region, Level::Ok, format!("newest event {when}"), "")
+                });
+            }
+            let n = v["aggregations"]["last_hour"]["doc_count"].as_u64().unwrap_or(0);
+            out.push(found("events in the last hour", format!("{}-*", ctx.index_prefix), "-", Level::Ok, n.to_string(), ""));
+        }
+        Ok(r) if r.status == reqwest::StatusCode::NOT_FOUND => {
+            out.push(found("freshness", format!("{}-*", ctx.index_prefix), "-", Level::Warn, "no index yet", "run `trailsetup backfill`"))
+        }
+        Ok(r) => out.push(found("freshness", format!("{}-*", ctx.index_prefix), "-", Level::Fail, format!("HTTP {}: {}", r.status, r.text()), "check the role mapping (`trailsetup init`)")),
+        Err(e) => out.push(found("freshness", format!("{}-*", ctx.index_prefix), "-", Level::Warn, format!("{e:#}"), "")),
+    }
+    out
+}
+
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,7 @@
 //! SNS: one topic per trail region (CloudTrail publishes there, limited to the trail by aws:SourceArn) and its
 //! subscription to the home-region queue (cross-region).
 
+use crate::plan::check::{found, Check, Level};
 use anyhow::anyhow;
 use aws_sdk_sns::types::Tag;
 use serde_json::{json, Value};
@@ -151,3 +152,31 @@ pub async fn delete(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
         Err(e) => Err(explain(e, &format!("deleting topic {arn}"), "sns:DeleteTopic")),
     }
 }
+
+// --- status ---
+
+pub async fn check(ctx: &Ctx, aws: &Aws) -> Vec<Check> {
+    let mut out = Vec::new();
+    let queue = ctx.queue_arn(&ctx.queue_name());
+    for r in ctx.trail_regions() {
+        let sns = aws_sdk_sns::Client::new(&aws.at(&r));
+        let topic = ctx.topic_arn(&r);
+        let subs = match sns.list_subscriptions_by_topic().topic_arn(&topic).send().await {
+            Ok(s) => s,
+            Err(e) => {
+                out.push(found("subscription", &topic, &r, Level::Fail, format!("{:#}", crate::aws::explain(e, "listing subscriptions", "sns:ListSubscriptionsByTopic")), "run `trailsetup init`"));
+                continue;
+            }
+        };
+        let ours = subs.subscriptions().iter().find(|s| s.protocol() == Some("sqs") && s.endpoint() == Some(queue.as_str()));
+        out.push(match ours.and_then(|s| s.subscription_arn()) {
+            None => found("subscription", subscription_name(ctx), &r, Level::Fail,
+                "the topic does not deliver to the queue: new log files are not announced to `ingest`", "run `trailsetup init` (it subscribes the queue again)"),
+            Some("PendingConfirmation") => found("subscription", subscription_name(ctx), &r, Level::Fail,
+                "pending confirmation", "run `trailsetup init` as the queue's owner (its subscriptions confirm at once)"),
+            Some(_) => found("subscription", subscription_name(ctx), &r, Level::Ok, "confirmed", ""),
+        });
+    }
+    out
+}
+

@@ -1,6 +1,7 @@
 //! SQS: the notification queue, its dead-letter queue (redrive) and the queue policy (only our topics send);
 //! and in each forwarder region the forwarder's dead-letter queue (rejected records, failed invocations).
 
+use crate::plan::check::{found, Check, Level};
 use std::collections::HashMap;
 
 use anyhow::anyhow;
@@ -196,3 +197,45 @@ pub async fn delete(aws: &Aws, c: &Change) -> anyhow::Result<()> {
         .map_err(|e| explain(e, &format!("deleting queue {} in {}", c.name, c.region), "sqs:DeleteQueue"))?;
     Ok(())
 }
+
+// --- status ---
+
+pub async fn queue_depth(aws: &Aws, region: &str, name: &str) -> anyhow::Result<Option<(u64, u64, String)>> {
+    let Some(url) = queue_url_in(aws, region, name).await? else { return Ok(None) };
+    let a = aws_sdk_sqs::Client::new(&aws.at(region))
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .map_err(|e| crate::aws::explain(e, &format!("reading queue {name}"), "sqs:GetQueueAttributes"))?;
+    let n = |k: aws_sdk_sqs::types::QueueAttributeName| a.attributes().and_then(|m| m.get(&k)).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Ok(Some((n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages), n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible), url)))
+}
+
+pub async fn check(ctx: &Ctx, aws: &Aws) -> Vec<Check> {
+    let mut out = Vec::new();
+    match queue_depth(aws, &ctx.home, &ctx.queue_name()).await {
+        Ok(Some((v, nv, _))) => out.push(found("queue depth", ctx.queue_name(), &ctx.home, if v > 10_000 { Level::Warn } else { Level::Ok },
+            format!("{v} waiting, {nv} in flight"), if v > 10_000 { "start more `trailsetup ingest` workers" } else { "" })),
+        Ok(None) => {}
+        Err(e) => out.push(found("queue depth", ctx.queue_name(), &ctx.home, Level::Fail, format!("{e:#}"), "grant sqs:GetQueueAttributes")),
+    }
+    let mut dlqs = vec![(ctx.home.clone(), ctx.dlq_name(), "notifications `ingest` could not handle")];
+    for r in ctx.forwarder_regions() {
+        dlqs.push((r, ctx.forwarder_dlq_name(), "records OpenSearch rejected, or forwarder invocations that failed"));
+    }
+    for (r, name, what) in dlqs {
+        match queue_depth(aws, &r, &name).await {
+            Ok(Some((v, nv, url))) if v + nv > 0 => out.push(found("dead-letter queue", &name, &r, Level::Fail,
+                format!("{} message(s): {what}", v + nv),
+                format!("read them (aws sqs receive-message --queue-url {url} --region {r}), fix the cause, then redrive or delete them"))),
+            Ok(Some(_)) => out.push(found("dead-letter queue", &name, &r, Level::Ok, "empty", "")),
+            Ok(None) => {}
+            Err(e) => out.push(found("dead-letter queue", &name, &r, Level::Fail, format!("{e:#}"), "grant sqs:GetQueueAttributes")),
+        }
+    }
+    out
+}
+
