@@ -263,10 +263,19 @@ pub async fn check(ctx: &Ctx, aws: &Aws) -> Vec<Check> {
                         out.push(found(&format!("trail {what}"), &n, &r, Level::Fail, format!("latest error: {e}"), fix));
                     }
                 }
+                // CloudTrail delivers a file about every 5 minutes while there are events; the first within ~15
+                // minutes of logging starting
+                let now = chrono::Utc::now().timestamp();
                 let last = s.latest_delivery_time().map(|t| t.secs());
-                out.push(match last {
-                    Some(t) => found("trail last delivery", &n, &r, Level::Ok, format!("{}s ago", chrono::Utc::now().timestamp() - t), ""),
-                    None => found("trail last delivery", &n, &r, Level::Warn, "no log file delivered yet (the first arrives within about 15 minutes of logging)", "wait, then check again"),
+                let since_start = s.start_logging_time().map(|t| now - t.secs());
+                out.push(match (last, since_start) {
+                    (Some(t), _) if now - t <= 3600 => found("trail last delivery", &n, &r, Level::Ok, format!("{} s ago", now - t), ""),
+                    (Some(t), _) => found("trail last delivery", &n, &r, Level::Warn, format!("last log file {} min ago", (now - t) / 60),
+                        "is the trail recording events? see its delivery errors above"),
+                    (None, Some(age)) if age <= 30 * 60 => found("trail last delivery", &n, &r, Level::Ok,
+                        format!("logging for {} min; the first log file arrives within about 15 min", age / 60), ""),
+                    (None, _) => found("trail last delivery", &n, &r, Level::Warn, "no log file delivered yet",
+                        "check the bucket policy and the trail's delivery errors (`trailsetup init` repairs ours)"),
                 });
             }
         }
