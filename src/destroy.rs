@@ -43,15 +43,10 @@ fn delete_if_ours(ctx: &Ctx, out: &mut Vec<Change>, kind: Kind, name: &str, regi
     }
 }
 
-/// A policy without the statements whose Sid is in `sids` (or starts with `prefix`).
+/// A policy without the statements whose Sid `drop` names.
 fn without(policy: &Value, drop: impl Fn(&str) -> bool) -> Value {
     let mut p = policy.clone();
-    let sts: Vec<Value> = match &policy["Statement"] {
-        Value::Array(a) => a.clone(),
-        Value::Object(o) => vec![Value::Object(o.clone())],
-        _ => Vec::new(),
-    };
-    p["Statement"] = Value::Array(sts.into_iter().filter(|s| !s["Sid"].as_str().is_some_and(&drop)).collect());
+    p["Statement"] = Value::Array(resources::statements(policy).into_iter().filter(|s| !s["Sid"].as_str().is_some_and(&drop)).collect());
     p
 }
 

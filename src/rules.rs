@@ -86,7 +86,7 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 }
 
 fn statements(policy: &Value) -> Vec<Value> {
-    list(&policy["Statement"])
+    crate::resources::statements(policy)
 }
 
 fn statement<'a>(sts: &'a [Value], sid: &str) -> Option<&'a Value> {

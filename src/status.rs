@@ -39,7 +39,7 @@ pub fn resource_checks(plan: &crate::plan::Plan) -> Vec<Check> {
 }
 
 /// One round of every check.
-pub async fn checks(common: &Common, ctx: &Ctx, aws: &Aws, state: &State, stale: Duration) -> anyhow::Result<Vec<Check>> {
+pub async fn checks(ctx: &Ctx, aws: &Aws, stale: Duration) -> anyhow::Result<Vec<Check>> {
     let observed = resources::observe(ctx, aws).await?;
     let plan = resources::changes(ctx, &observed)?;
     let client = match &ctx.opensearch {
@@ -50,7 +50,6 @@ pub async fn checks(common: &Common, ctx: &Ctx, aws: &Aws, state: &State, stale:
             (None, None) => None,
         },
     };
-    let _ = (common, state);
     let (t, s, q, f, m, o) = futures::join!(
         resources::cloudtrail::check(ctx, aws),
         resources::sns::check(ctx, aws),
@@ -150,7 +149,7 @@ pub async fn run(common: &Common, a: &StatusArgs, out: &Output) -> anyhow::Resul
     let aws = Aws { cfg, search };
     let stale = Duration::from_secs(a.stale_minutes.unwrap_or(60) * 60);
     loop {
-        let mut all = checks(common, &ctx, &aws, &state, stale).await?;
+        let mut all = checks(&ctx, &aws, stale).await?;
         if a.canary {
             let client = match &aws.search {
                 Some(c) => Some(c.clone()),

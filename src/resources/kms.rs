@@ -249,11 +249,7 @@ fn doc(statements: Vec<Value>) -> Value {
 /// Our statements replace the ones with the same Sid; the key's other statements are kept.
 pub fn merged(existing: &Value, ours: &[Value]) -> Value {
     let sids: Vec<&str> = ours.iter().filter_map(|s| s["Sid"].as_str()).collect();
-    let mut st: Vec<Value> = match &existing["Statement"] {
-        Value::Array(a) => a.clone(),
-        Value::Object(o) => vec![Value::Object(o.clone())],
-        _ => Vec::new(),
-    };
+    let mut st = super::statements(existing);
     st.retain(|s| !s["Sid"].as_str().is_some_and(|x| sids.contains(&x)));
     st.extend(ours.iter().cloned());
     let mut p = existing.clone();
@@ -268,11 +264,7 @@ pub fn merged(existing: &Value, ours: &[Value]) -> Value {
 /// ingest-worker and forwarder policies' kms: statements have no effect ("Default key policy").
 pub fn delegates_to_iam(policy: &Value, partition: &str, account: &str) -> bool {
     let root = format!("arn:{partition}:iam::{account}:root");
-    let sts = match &policy["Statement"] {
-        Value::Array(a) => a.clone(),
-        Value::Object(o) => vec![Value::Object(o.clone())],
-        _ => Vec::new(),
-    };
+    let sts = super::statements(policy);
     sts.iter().any(|s| {
         let principals: Vec<String> = match &s["Principal"]["AWS"] {
             Value::String(x) => vec![x.clone()],

@@ -188,11 +188,7 @@ async fn observe_permission(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Resul
         Err(e) => return Err(explain(e, &format!("reading the policy of function {name} in {region}"), "lambda:GetPolicy")),
     };
     let doc = super::parse_policy(p.policy().unwrap_or("{}"))?;
-    let statements = match &doc["Statement"] {
-        Value::Array(a) => a.clone(),
-        Value::Null => Vec::new(),
-        one => vec![one.clone()],
-    };
+    let statements = super::statements(&doc);
     let Some(st) = statements.iter().find(|s| s["Sid"] == LOGS_PERMISSION_SID) else { return Ok(None) };
     let principal = match &st["Principal"] {
         Value::Object(m) => m.get("Service").cloned().unwrap_or(Value::Null),

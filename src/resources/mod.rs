@@ -154,8 +154,9 @@ impl Ctx {
     pub fn sns_principals(&self) -> Vec<String> {
         let mut p = vec!["sns.amazonaws.com".to_string()];
         for r in self.trail_regions() {
-            if r != self.home && self.is_opt_in(&r) {
-                p.push(format!("sns.{r}.amazonaws.com"));
+            let s = self.sns_principal_for(&r);
+            if !p.contains(&s) {
+                p.push(s);
             }
         }
         p
@@ -454,6 +455,15 @@ pub fn aws_endpoint(url: &str) -> Option<(&'static str, String, Option<String>)>
         .and_then(|rest| rest.rsplit_once('-').map(|(d, _id)| d.to_string()))
         .filter(|d| !d.is_empty());
     Some((svc, region, domain))
+}
+
+/// A policy's statements as a list (`Statement` may be one object or an array).
+pub fn statements(policy: &Value) -> Vec<Value> {
+    match &policy["Statement"] {
+        Value::Array(a) => a.clone(),
+        Value::Object(o) => vec![Value::Object(o.clone())],
+        _ => Vec::new(),
+    }
 }
 
 /// `eu-west-1` → `EuWest1` (statement ids are alphanumeric).

@@ -93,11 +93,7 @@ pub fn desired_domain(ctx: &Ctx, domain: &str) -> Value {
 /// policy are kept.
 pub fn merged_access_policy(ctx: &Ctx, domain: &str, existing: Option<&Value>) -> Value {
     let ours = ctx.opensearch_access_policy(domain);
-    let mut statements: Vec<Value> = match existing.map(|e| &e["Statement"]) {
-        Some(Value::Array(a)) => a.clone(),
-        Some(Value::Object(o)) => vec![Value::Object(o.clone())],
-        _ => Vec::new(),
-    };
+    let mut statements = existing.map(super::statements).unwrap_or_default();
     statements.retain(|s| s["Sid"] != ACCESS_SID);
     statements.extend(ours["Statement"].as_array().cloned().unwrap_or_default());
     let mut p = ours;
