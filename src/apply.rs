@@ -26,6 +26,8 @@ fn stage(c: &Change) -> (u8, String) {
         Kind::S3Bucket | Kind::S3BucketPolicy => (1, "s3".into()),
         Kind::SqsQueue | Kind::SqsQueuePolicy => (1, format!("sqs/{}", c.region)),
         Kind::LogsLogGroup | Kind::SnsTopic | Kind::SnsTopicPolicy | Kind::SnsSubscription | Kind::CloudTrailTrail => (2, c.region.clone()),
+        // after the queue policy: S3 checks that it may send to the queue when the configuration is written
+        Kind::S3BucketNotification => (2, format!("s3-notification/{}", c.region)),
         Kind::OpenSearchDomain | Kind::OpenSearchRoleMapping | Kind::OpenSearchIndexTemplate => (3, "opensearch".into()),
         Kind::LambdaFunction | Kind::LambdaPermission | Kind::LogsSubscriptionFilter => (4, c.region.clone()),
     }
@@ -50,6 +52,7 @@ async fn apply_one(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<Option<St
     let r = match c.kind {
         Kind::IamRole | Kind::IamPolicy => resources::iam::apply(ctx, aws, c).await.map(|_| None),
         Kind::S3Bucket | Kind::S3BucketPolicy => resources::s3::apply(ctx, aws, c).await.map(|_| None),
+        Kind::S3BucketNotification => resources::reuse::apply(ctx, aws, c).await.map(|_| None),
         Kind::SqsQueue | Kind::SqsQueuePolicy => resources::sqs::apply(ctx, aws, c).await.map(|_| None),
         Kind::SnsTopic | Kind::SnsTopicPolicy | Kind::SnsSubscription => resources::sns::apply(ctx, aws, c).await.map(|_| None),
         Kind::LogsLogGroup | Kind::LogsSubscriptionFilter => resources::logs::apply(ctx, aws, c).await.map(|_| None),

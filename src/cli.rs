@@ -169,6 +169,21 @@ pub struct InitArgs {
     #[arg(long, env = "TRAILSETUP_NO_KMS_KEY_POLICY", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_kms_key_policy: bool,
 
+    /// An existing trail (name or ARN) to hang the pipeline from: no trail and no bucket are created, and the trail
+    /// is never modified; `none` creates our own [default: asked when trails exist; with --yes the best multi-region
+    /// trail]
+    #[arg(long, env = "TRAILSETUP_USE_TRAIL", value_name = "NAME|ARN|none")]
+    pub use_trail: Option<String>,
+
+    /// With --use-trail and a bucket in another account: a role there to read the logs through (saved for
+    /// backfill and ingest)
+    #[arg(long, env = "TRAILSETUP_SOURCE_ROLE", value_name = "ARN")]
+    pub source_role: Option<String>,
+
+    /// Key prefix of an organization trail's log files when the trail is not visible (--use-trail ARN --bucket B)
+    #[arg(long, env = "TRAILSETUP_PREFIX")]
+    pub prefix: Option<String>,
+
     /// After apply, load the logs already in the bucket
     #[arg(long, overrides_with = "no_backfill")]
     pub backfill: bool,
@@ -196,6 +211,9 @@ impl InitArgs {
             index_prefix: self.index_prefix.or(other.index_prefix),
             master_user_arn: self.master_user_arn.or(other.master_user_arn),
             ingest_role: self.ingest_role.or(other.ingest_role),
+            use_trail: self.use_trail.or(other.use_trail),
+            source_role: self.source_role.or(other.source_role),
+            prefix: self.prefix.or(other.prefix),
             no_kms_key_policy: self.no_kms_key_policy || other.no_kms_key_policy,
             backfill: self.backfill || other.backfill,
             no_backfill: self.no_backfill || other.no_backfill,
@@ -317,6 +335,10 @@ pub struct BackfillArgs {
     #[arg(long)]
     pub restart: bool,
 
+    /// Read the bucket through this assumed role (a log archive bucket in another account) [default: init's state]
+    #[arg(long, env = "TRAILSETUP_SOURCE_ROLE", value_name = "ARN")]
+    pub source_role: Option<String>,
+
     /// Instead of loading, send one message per log file to this SQS queue for `ingest` workers
     #[arg(long, value_name = "QUEUE_URL")]
     pub enqueue: Option<String>,
@@ -339,6 +361,10 @@ pub struct IngestArgs {
     /// Stop once the queue stays empty (no visible and no in-flight messages)
     #[arg(long)]
     pub drain: bool,
+
+    /// Read the log files through this assumed role (a log archive bucket in another account) [default: init's state]
+    #[arg(long, env = "TRAILSETUP_SOURCE_ROLE", value_name = "ARN")]
+    pub source_role: Option<String>,
 
     /// Seconds a received message stays invisible to other workers; renewed while its files load [default: 120]
     #[arg(long, env = "TRAILSETUP_VISIBILITY_TIMEOUT")]

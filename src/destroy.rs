@@ -71,6 +71,21 @@ pub fn changes(ctx: &Ctx, o: &Observed, created: &std::collections::BTreeSet<Str
         }
         delete_if_ours(ctx, &mut c, Kind::LambdaFunction, &fw, &r, &func.function);
     }
+    // a reused trail: our subscription to its topic and our entry in its bucket's notifications go; the trail,
+    // its bucket, topic and log group were never ours
+    if let Some(r) = &ctx.reuse {
+        if let Some(s) = &o.reuse.subscription {
+            let topic = s["topic_arn"].as_str().unwrap_or_default();
+            let name = format!("{} -> {}", topic.rsplit(':').next().unwrap_or(topic), ctx.queue_name());
+            c.push(change(Action::Delete, Kind::SnsSubscription, name, r.topic_region().unwrap_or_default(), s.clone(), Some(s.clone())));
+        }
+        if let Some(n) = &o.reuse.notification {
+            let region = r.bucket_region.clone().unwrap_or_else(|| ctx.home.clone());
+            c.push(change(Action::Delete, Kind::S3BucketNotification, resources::reuse::notification_id(ctx), region, n.clone(), Some(n.clone())));
+        }
+        c.push(change(Action::NoOp, Kind::CloudTrailTrail, &r.name, &r.home_region,
+            json!({"retained": true, "reused": true, "reason": "reused: never changed by trailsetup"}), None));
+    }
     // OpenSearch: the domain (and with it the template and our role) is data: retained unless asked
     let domain_goes = match (&ctx.opensearch, &o.opensearch.domain) {
         (OpenSearchTarget::Domain(d), Some(v)) => {
@@ -188,6 +203,7 @@ pub async fn apply_one(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
         Kind::SnsSubscription | Kind::SnsTopic | Kind::SnsTopicPolicy => sns::delete(ctx, aws, c).await,
         Kind::SqsQueue | Kind::SqsQueuePolicy => sqs::delete(aws, c).await,
         Kind::S3Bucket | Kind::S3BucketPolicy => s3::delete(ctx, aws, c).await,
+        Kind::S3BucketNotification => reuse::delete(ctx, aws, c).await,
         Kind::IamRole | Kind::IamPolicy => iam::delete(ctx, aws, c).await,
         Kind::KmsKeyPolicy => kms::apply(aws, c).await,
     }
@@ -230,6 +246,7 @@ pub(crate) fn ctx_for(common: &Common, a: &DestroyArgs, state: Option<&State>, a
         opensearch_auth: state.and_then(|s| s.opensearch_auth),
         index_prefix: state.and_then(|s| s.index_prefix.clone()).unwrap_or_else(|| crate::ingest::DEFAULT_PREFIX.into()),
         ingest_roles: state.map(|s| s.ingest_roles.clone()).unwrap_or_default(),
+        reuse: state.and_then(|s| s.use_trail.clone()),
     })
 }
 

@@ -30,6 +30,8 @@ pub struct ConfigFile {
     pub master_user_arn: Option<String>,
     pub ingest_role: Option<StringOrList>,
     pub no_kms_key_policy: Option<bool>,
+    pub use_trail: Option<String>,
+    pub source_role: Option<String>,
     pub sigv4_region: Option<String>,
     pub region: Option<String>,
     pub profile: Option<String>,

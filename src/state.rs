@@ -52,6 +52,15 @@ pub struct State {
     /// whole; from the others it removes only what we added
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub created: std::collections::BTreeSet<String>,
+    /// the trail the pipeline hangs from (`init --use-trail`): its bucket, prefix, topic, log group
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_trail: Option<crate::resources::reuse::Reuse>,
+    /// the key prefix `backfill` reads by default (`AWSLogs/`, or this account's logs under a reused trail)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// a role to read the bucket through (a log archive bucket of another account)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_role: Option<String>,
 }
 
 /// The key of a resource in [`State::created`].

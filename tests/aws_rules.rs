@@ -33,6 +33,7 @@ fn ctx(mode: TrailMode, home: &str, regions: &[&str]) -> Ctx {
         opensearch_auth: None,
         index_prefix: "cloudtrail".into(),
         ingest_roles: vec![],
+        reuse: None,
     }
 }
 

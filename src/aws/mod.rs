@@ -85,3 +85,12 @@ pub fn hint_for(code: &str, permission: &str) -> String {
         _ => String::new(),
     }
 }
+
+/// The same config with the credentials of `role`, assumed with STS (refreshed before they expire): how
+/// `backfill` and `ingest` read a log archive bucket of another account (`--source-role`). The role's trust
+/// policy must admit the caller, and the caller needs `sts:AssumeRole` on it ("Granting a user permissions to
+/// switch roles").
+pub async fn with_role(cfg: &SdkConfig, role: &str) -> SdkConfig {
+    let provider = aws_config::sts::AssumeRoleProvider::builder(role).session_name("trailsetup-reader").configure(cfg).build().await;
+    cfg.to_builder().credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider)).build()
+}

@@ -40,7 +40,11 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
         None => base.clone(),
     };
     let sqs_client = aws_sdk_sqs::Client::new(&cfg);
-    let s3 = crate::aws::s3(&base);
+    let source_role = a.source_role.clone().or_else(|| common.file.source_role.clone()).or_else(|| state.as_ref().and_then(|s| s.source_role.clone()));
+    let s3 = match &source_role {
+        Some(role) => crate::aws::s3(&crate::aws::with_role(&base, role).await),
+        None => crate::aws::s3(&base),
+    };
     let sink = sink(common, &a.sink, state.as_ref(), Some(&base)).await?;
     if common.dry_run {
         let attrs = queue_attributes(&sqs_client, &queue_url, &[A::ApproximateNumberOfMessages]).await?;

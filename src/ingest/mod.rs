@@ -249,9 +249,19 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
                      bucket), or run `trailsetup init` first so the state file names the bucket",
                 )
             })?;
-        let prefix = a.prefix.clone().or_else(|| common.file.prefix.clone()).unwrap_or_else(|| "AWSLogs/".into());
+        let prefix = a
+            .prefix
+            .clone()
+            .or_else(|| common.file.prefix.clone())
+            .or_else(|| state.as_ref().filter(|s| s.bucket.as_deref() == Some(bucket.as_str())).and_then(|s| s.prefix.clone()))
+            .unwrap_or_else(|| "AWSLogs/".into());
         let cfg = aws.as_ref().expect("loaded above for S3");
-        Source::S3(Arc::new(S3Source { client: crate::aws::s3(cfg), bucket, prefix }))
+        let role = a.source_role.clone().or_else(|| common.file.source_role.clone()).or_else(|| state.as_ref().and_then(|s| s.source_role.clone()));
+        let client = match &role {
+            Some(r) => crate::aws::s3(&crate::aws::with_role(cfg, r).await),
+            None => crate::aws::s3(cfg),
+        };
+        Source::S3(Arc::new(S3Source { client, bucket, prefix }))
     };
 
     // Enumerate in the background so loading starts at once.

@@ -168,11 +168,24 @@ impl S3Source {
     /// day when a date window is set, so a narrow backfill never lists the whole bucket.
     pub async fn prefixes(&self, sel: &Select) -> anyhow::Result<Vec<String>> {
         let base = self.prefix.clone();
-        if !base.ends_with("AWSLogs/") {
+        let mut roots = Vec::new();
+        // one account's logs (`…AWSLogs/<acct>/`, `…AWSLogs/o-org/<acct>/`: a reused trail's): that root alone
+        let under: Vec<&str> = base.split_once("AWSLogs/").map(|x| x.1.split('/').filter(|p| !p.is_empty()).collect()).unwrap_or_default();
+        let account_root = base.ends_with('/')
+            && match under.as_slice() {
+                [a] => a.chars().all(|c| c.is_ascii_digit()),
+                [o, a] => o.starts_with("o-") && a.chars().all(|c| c.is_ascii_digit()),
+                _ => false,
+            };
+        if account_root {
+            let acct = under.last().map(|a| a.to_string()).unwrap_or_default();
+            if sel.accounts.is_empty() || sel.accounts.contains(&acct) {
+                roots.push(base.clone());
+            }
+        } else if !base.ends_with("AWSLogs/") {
             return Ok(vec![base]);
         }
-        let mut roots = Vec::new();
-        let top = self.common_prefixes(&base).await?;
+        let top = if account_root { Vec::new() } else { self.common_prefixes(&base).await? };
         for p in &top {
             let name = p[base.len()..].trim_end_matches('/');
             if name.starts_with("o-") {

@@ -27,6 +27,7 @@ pub fn draft(common: &Common, a: &InitArgs) -> Draft {
         log_retention_days: a.log_retention_days.or(f.log_retention_days),
         opensearch_domain: a.opensearch_domain.clone().or_else(|| if a.opensearch_url.is_some() { None } else { f.opensearch_domain.clone() }),
         opensearch_url: a.opensearch_url.clone().or_else(|| if a.opensearch_domain.is_some() { None } else { f.opensearch_url.clone() }),
+        use_trail: a.use_trail.clone().or_else(|| f.use_trail.clone()),
         backfill: if a.backfill {
             Some(true)
         } else if a.no_backfill {
@@ -38,7 +39,7 @@ pub fn draft(common: &Common, a: &InitArgs) -> Draft {
 }
 
 /// Region name shape: `us-east-1`, `us-gov-west-1`, `cn-north-1`, `eu-central-2`.
-fn looks_like_region(r: &str) -> bool {
+pub fn looks_like_region(r: &str) -> bool {
     let parts: Vec<&str> = r.split('-').collect();
     parts.len() >= 3
         && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
@@ -201,8 +202,21 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         )));
     }
 
+    // --- discovery: the trails that already record this account (read-only) ---
+    let found = match &cfg {
+        Some(cfg) => resources::reuse::discover(&Aws { cfg: cfg.clone(), search: None }, &home, &account).await?,
+        None => Vec::new(),
+    };
+    // a stack set up before keeps its choice (a second run is a no-op, whatever trails appeared since)
+    if d.use_trail.is_none() {
+        let stack = d.name.clone().unwrap_or_else(|| wizard::DEFAULT_NAME.into());
+        if let Ok(Some(s)) = State::load(&common.state_dir, Some(&stack)) {
+            d.use_trail = Some(s.use_trail.map(|t| t.arn).unwrap_or_else(|| "none".into()));
+        }
+    }
+
     // --- wizard: only the missing values ---
-    let facts = Facts { account: account.clone(), home: home.clone(), enabled_regions: enabled.clone() };
+    let facts = Facts { account: account.clone(), home: home.clone(), enabled_regions: enabled.clone(), trails: found.clone() };
     wizard::fill(&mut d, &facts, common.yes || !wizard::interactive(), dry)?;
     let stack = d.name.clone().unwrap_or_else(|| wizard::DEFAULT_NAME.into());
     validate_name(&stack)?;
@@ -232,8 +246,60 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         }
         wanted
     };
-    let bucket = d.bucket.clone().unwrap_or_else(|| format!("{stack}-{account}-{home}"));
-    validate_bucket(&bucket)?;
+    let use_trail = d.use_trail.clone().filter(|t| t != "none" && !t.is_empty());
+    let source_role = a.source_role.clone().or_else(|| common.file.source_role.clone());
+    if let Some(r) = &source_role {
+        if !(r.starts_with("arn:") && r.contains(":iam::") && r.contains(":role/")) {
+            return Err(usage(format!(
+                "--source-role {r}: expected an IAM role ARN (arn:{partition}:iam::<account>:role/<name>); env TRAILSETUP_SOURCE_ROLE, config key source_role"
+            )));
+        }
+        if use_trail.is_none() {
+            return Err(usage("--source-role reads a reused trail's bucket in another account: it needs --use-trail"));
+        }
+    }
+    let reuse = match &use_trail {
+        None => None,
+        Some(spec) => {
+            let candidates: Vec<resources::reuse::Reuse> = found.iter().filter(|t| !wizard::own_trail(&stack, t)).cloned().collect();
+            let mut r = if common.offline {
+                offline_reuse(spec, d.bucket.as_deref(), a.prefix.as_deref(), &partition, &account, &home, &mut placeholders)
+            } else {
+                resources::reuse::pick(&candidates, spec, d.bucket.as_deref(), a.prefix.as_deref())?
+            };
+            r.source_role = source_role.clone();
+            if !r.visible && r.organization && r.org_id.is_none() {
+                if let Some(cfg) = &cfg {
+                    r.org_id = resources::reuse::organization_id(&Aws { cfg: cfg.clone(), search: None }, &home).await;
+                }
+            }
+            if let Some(cfg) = &cfg {
+                let aws = Aws { cfg: cfg.clone(), search: None };
+                if !r.visible {
+                    r.bucket_owned = resources::reuse::bucket_owned(&aws, &home, &r.bucket).await?;
+                }
+                r.bucket_region = resources::reuse::bucket_region(&aws, &home, &r.bucket).await;
+                r.forward_logs = resources::reuse::log_group_has_room(&aws, &r, &account, &stack).await?;
+            }
+            // "Amazon S3 Event Notifications" → supported destinations: the queue must be in the bucket's Region
+            if r.uses_bucket_notification() {
+                if let Some(br) = r.bucket_region.as_deref().filter(|b| *b != home) {
+                    return Err(usage(format!(
+                        "trail {} has no SNS topic, so its bucket {} must notify our queue directly, and S3 only notifies a                          queue in the bucket's region ({br}): pass --region {br}",
+                        r.name, r.bucket
+                    )));
+                }
+            }
+            Some(r)
+        }
+    };
+    let bucket = match &reuse {
+        Some(r) => r.bucket.clone(),
+        None => d.bucket.clone().unwrap_or_else(|| format!("{stack}-{account}-{home}")),
+    };
+    if reuse.is_none() {
+        validate_bucket(&bucket)?;
+    }
     let opensearch = match (&d.opensearch_url, &d.opensearch_domain) {
         (Some(u), _) => OpenSearchTarget::Url(u.clone()),
         (None, Some(dn)) => OpenSearchTarget::Domain(dn.clone()),
@@ -279,6 +345,7 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         opensearch_auth: a.opensearch_auth.or(common.file.opensearch_auth),
         index_prefix: index_prefix.clone(),
         ingest_roles,
+        reuse,
     };
     let os_auth = ctx.opensearch_auth;
     let aws = match &cfg {
@@ -314,7 +381,7 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     }
     // --kms-key: a key ARN per region that needs one
     if let Some(spec) = d.kms_key.clone().flatten() {
-        let needed = resources::kms::regions_needing_keys(&home, &ctx.trail_regions());
+        let needed = resources::kms::regions_needing_keys(&home, &ctx.key_regions());
         let keys = resources::kms::resolve(&spec, &partition, &account, &needed, aws.as_ref()).await?;
         if !keys.resolved {
             placeholders.push("kms_key".to_string());
@@ -324,19 +391,26 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
 
     // --- plan ---
     let mut warnings = Vec::new();
-    if let Some(aws) = &aws {
-        warnings.extend(resources::cloudtrail::other_trails(&ctx, aws).await?);
+    let others: Vec<&resources::reuse::Reuse> = found.iter().filter(|t| !wizard::own_trail(&stack, t)).collect();
+    if ctx.reuse.is_none() {
+        for t in others.iter().filter(|t| t.management_events != Some(false)) {
+            warnings.push(format!(
+                "trail {} already records management events here: CloudTrail bills the second copy this stack's trail adds                  (reuse it instead: --use-trail {})",
+                t.name, t.name
+            ));
+        }
     }
-    if ctx.trail_mode == crate::cli::TrailMode::MultiRegion && regions_spec.trim() != "all" {
+    if ctx.reuse.is_none() && ctx.trail_mode == crate::cli::TrailMode::MultiRegion && regions_spec.trim() != "all" {
         warnings.push("a multi-region trail records every region; --regions only narrows per-region mode and the state file".into());
     }
-    if let Some(w) = ctx.global_events_warning() {
+    if let Some(w) = ctx.global_events_warning().filter(|_| ctx.reuse.is_none()) {
         warnings.push(w);
     }
     let observed = match &aws {
         Some(a) => resources::observe(&ctx, a).await?,
         None => resources::Observed::default(),
     };
+    warnings.extend(resources::reuse::warnings(&ctx, &observed.reuse));
     let plan = resources::changes(&ctx, &observed)?;
     warnings.extend(resources::kms::warnings(&ctx, &observed.key_policies));
     if let Some(w) = resources::opensearch::unreachable_warning(&plan) {
@@ -356,12 +430,16 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         partition: partition.clone(),
         home_region: home.clone(),
         regions: regions.clone(),
-        trail_mode: match ctx.trail_mode {
-            crate::cli::TrailMode::MultiRegion => "multi-region".into(),
-            crate::cli::TrailMode::PerRegion => "per-region".into(),
+        trail_mode: match (&ctx.reuse, ctx.trail_mode) {
+            (Some(_), _) => "reused".into(),
+            (None, crate::cli::TrailMode::MultiRegion) => "multi-region".into(),
+            (None, crate::cli::TrailMode::PerRegion) => "per-region".into(),
         },
         placeholders,
         warnings,
+        existing_trails: others.iter().map(|t| resources::reuse::describe(t, &account)).collect(),
+        reused_trail: ctx.reuse.as_ref().map(|r| format!("{} ({})", r.name, r.arn)),
+        owner_actions: resources::reuse::owner_actions(&ctx),
     };
     if !out.json {
         out.line(plan.render_human(&header, common.verbose > 0));
@@ -457,6 +535,9 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     state.opt_in_regions = ctx.opt_in_regions.clone();
     state.retention_days = Some(ctx.retention_days);
     state.principal_arn = Some(ctx.principal_arn.clone());
+    state.use_trail = ctx.reuse.clone();
+    state.prefix = ctx.reuse.as_ref().map(|_| ctx.read_prefix());
+    state.source_role = ctx.reuse.as_ref().and_then(|r| r.source_role.clone());
     if applied {
         for c in plan.changes.iter().filter(|c| c.action == crate::plan::Action::Create) {
             state.created.insert(crate::state::created_key(c.kind, &c.region, &c.name));
@@ -470,7 +551,9 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         state.resources.insert(format!("sns-topic/{r}"), ctx.topic_arn(&r));
         state.resources.insert(format!("logs-log-group/{r}"), ctx.log_group_arn(&r));
     }
-    state.resources.insert("iam-role/cloudtrail-logs".into(), ctx.logs_role_arn());
+    if ctx.reuse.is_none() {
+        state.resources.insert("iam-role/cloudtrail-logs".into(), ctx.logs_role_arn());
+    }
     state.resources.insert("iam-policy/ingest-worker".into(), ctx.ingest_policy_arn());
     state.resources.insert("sqs-queue".into(), ctx.queue_arn(&ctx.queue_name()));
     state.resources.insert("sqs-queue/dlq".into(), ctx.queue_arn(&ctx.dlq_name()));
@@ -478,8 +561,18 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     out.note(format!("State saved to {}", state_path.display()));
 
     // --- backfill ---
-    let backfill = d.backfill.unwrap_or(true) && opensearch_url.is_some();
-    let args = BackfillArgs { bucket: Some(ctx.bucket.clone()), ..Default::default() };
+    // a log archive bucket is readable once its owner added the statements above (or through --source-role)
+    let readable = ctx.reuse.as_ref().is_none_or(|r| r.bucket_owned || r.source_role.is_some());
+    if !readable && d.backfill.unwrap_or(true) && !out.json {
+        out.note("The bucket is another account's: once its owner has added the statements above, run `trailsetup backfill`.");
+    }
+    let backfill = d.backfill.unwrap_or(true) && opensearch_url.is_some() && readable;
+    let args = BackfillArgs {
+        bucket: Some(ctx.bucket.clone()),
+        prefix: Some(ctx.read_prefix()),
+        source_role: ctx.reuse.as_ref().and_then(|r| r.source_role.clone()),
+        ..Default::default()
+    };
     if out.json {
         // One document on stdout: the backfill's summary goes inside the plan's.
         let mut doc = plan.to_json(&header, applied);
@@ -507,6 +600,24 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         return crate::ingest::backfill(common, &args, out).await;
     }
     Ok(Exit::Success)
+}
+
+/// `--offline --use-trail`: nothing can be discovered; the trail is planned from what the flags say, its facts
+/// marked as placeholders.
+fn offline_reuse(spec: &str, bucket: Option<&str>, prefix: Option<&str>, partition: &str, account: &str, home: &str, placeholders: &mut Vec<String>) -> resources::reuse::Reuse {
+    placeholders.push("use_trail".into());
+    let arn = if spec.starts_with("arn:") { spec.to_string() } else { format!("arn:{partition}:cloudtrail:{home}:{account}:trail/{spec}") };
+    let (region, _, rest) = resources::reuse::arn_parts(&arn).unwrap_or_default();
+    resources::reuse::Reuse {
+        name: rest.trim_start_matches("trail/").to_string(),
+        arn,
+        home_region: region,
+        multi_region: true,
+        bucket: bucket.unwrap_or("<trail-bucket>").to_string(),
+        key_prefix: prefix.map(|p| p.trim_end_matches('/').trim_end_matches("AWSLogs").trim_end_matches('/').to_string()).filter(|p| !p.is_empty()),
+        bucket_owned: true,
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ impl Action {
 pub enum Kind {
     S3BucketPolicy,
     S3Bucket,
+    S3BucketNotification,
     CloudTrailTrail,
     SnsTopicPolicy,
     SnsTopic,
@@ -51,12 +52,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: &'static [Kind] = &[Kind::S3BucketPolicy, Kind::S3Bucket, Kind::CloudTrailTrail, Kind::SnsTopicPolicy, Kind::SnsTopic, Kind::SnsSubscription, Kind::SqsQueuePolicy, Kind::SqsQueue, Kind::IamPolicy, Kind::IamRole, Kind::LogsLogGroup, Kind::LogsSubscriptionFilter, Kind::LambdaFunction, Kind::LambdaPermission, Kind::OpenSearchDomain, Kind::OpenSearchIndexTemplate, Kind::OpenSearchRoleMapping, Kind::KmsKeyPolicy];
+    pub const ALL: &'static [Kind] = &[Kind::S3BucketPolicy, Kind::S3Bucket, Kind::S3BucketNotification, Kind::CloudTrailTrail, Kind::SnsTopicPolicy, Kind::SnsTopic, Kind::SnsSubscription, Kind::SqsQueuePolicy, Kind::SqsQueue, Kind::IamPolicy, Kind::IamRole, Kind::LogsLogGroup, Kind::LogsSubscriptionFilter, Kind::LambdaFunction, Kind::LambdaPermission, Kind::OpenSearchDomain, Kind::OpenSearchIndexTemplate, Kind::OpenSearchRoleMapping, Kind::KmsKeyPolicy];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::S3BucketPolicy => "s3-bucket-policy",
             Kind::S3Bucket => "s3-bucket",
+            Kind::S3BucketNotification => "s3-bucket-notification",
             Kind::CloudTrailTrail => "cloudtrail-trail",
             Kind::SnsTopicPolicy => "sns-topic-policy",
             Kind::SnsTopic => "sns-topic",
@@ -169,6 +171,12 @@ pub struct Header {
     /// values that are placeholders (offline), e.g. "account"
     pub placeholders: Vec<String>,
     pub warnings: Vec<String>,
+    /// trails that already record this account (discovery), one line each
+    pub existing_trails: Vec<String>,
+    /// the trail the pipeline hangs from (`--use-trail`), if any
+    pub reused_trail: Option<String>,
+    /// what the owner of a bucket, topic or key in another account must add (statements to paste)
+    pub owner_actions: Vec<Value>,
 }
 
 impl Plan {
@@ -198,6 +206,15 @@ impl Plan {
         if !header.warnings.is_empty() {
             v["warnings"] = json!(header.warnings);
         }
+        if !header.existing_trails.is_empty() {
+            v["existing_trails"] = json!(header.existing_trails);
+        }
+        if let Some(t) = &header.reused_trail {
+            v["reused_trail"] = json!(t);
+        }
+        if !header.owner_actions.is_empty() {
+            v["owner_actions"] = json!(header.owner_actions);
+        }
         v
     }
 
@@ -217,6 +234,16 @@ impl Plan {
             ph("regions"),
             header.regions.join(", ")
         ));
+        if !header.existing_trails.is_empty() {
+            o.push_str("Trails already recording this account:\n");
+            for t in &header.existing_trails {
+                o.push_str(&format!("  · {t}\n"));
+            }
+            o.push('\n');
+        }
+        if let Some(t) = &header.reused_trail {
+            o.push_str(&format!("Reusing trail {t}: no trail and no bucket are created; it is never modified.\n\n"));
+        }
         for w in &header.warnings {
             o.push_str(&format!("warning: {w}\n"));
         }
@@ -259,6 +286,16 @@ impl Plan {
                     }
                 }
                 _ => {}
+            }
+        }
+        if !header.owner_actions.is_empty() {
+            o.push_str("\nTo be done by the owners of resources in other accounts (nothing is planned there):\n");
+            for a in &header.owner_actions {
+                o.push_str(&format!("\n  {} of {}: {}\n", a["owner"].as_str().unwrap_or_default(), a["resource"].as_str().unwrap_or_default(), a["what"].as_str().unwrap_or_default()));
+                let doc = a.get("statements").or(a.get("notification")).cloned().unwrap_or(Value::Null);
+                for line in pretty(&doc).lines() {
+                    o.push_str(&format!("      {line}\n"));
+                }
             }
         }
         let s = &self.summary;

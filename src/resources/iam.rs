@@ -144,13 +144,18 @@ pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
 }
 
 pub fn changes(ctx: &Ctx, o: &Observed) -> Vec<Change> {
-    vec![
-        Change::diff(Kind::IamRole, ctx.logs_role(), GLOBAL, desired_role(ctx), o.logs_role.clone()),
+    let mut v = Vec::new();
+    // the role CloudTrail delivers to CloudWatch Logs with: only for trails of ours (a reused trail has its own)
+    if !ctx.trails().is_empty() {
+        v.push(Change::diff(Kind::IamRole, ctx.logs_role(), GLOBAL, desired_role(ctx), o.logs_role.clone()));
+    }
+    v.extend([
         Change::diff(Kind::IamPolicy, ctx.ingest_policy(), GLOBAL, desired_policy(ctx), o.ingest_policy.clone()),
         // the policy first: the role attaches it
         Change::diff(Kind::IamPolicy, ctx.forwarder_name(), GLOBAL, desired_forwarder_policy(ctx), o.forwarder_policy.clone()),
         Change::diff(Kind::IamRole, ctx.forwarder_name(), GLOBAL, desired_forwarder_role(ctx), o.forwarder_role.clone()),
-    ]
+    ]);
+    v
 }
 
 /// The IAM principal behind a caller ARN, as a policy or the domain's master user must name it: a user or role

@@ -205,7 +205,7 @@ fn service_suffix(partition: &str) -> &'static str {
 pub fn required_statements(ctx: &Ctx, region: &str) -> Vec<Value> {
     let mut v = Vec::new();
     let (p, a) = (&ctx.partition, &ctx.account);
-    if region == ctx.home {
+    if region == ctx.home && !ctx.trail_arns().is_empty() {
         // "Configure AWS KMS key policies for CloudTrail": encrypt log files, limited to our trails, and the
         // CloudTrail encryption context of this account's trails
         v.push(json!({"Sid": "TrailsetupCloudTrailEncryptLogs", "Effect": "Allow",
@@ -220,10 +220,23 @@ pub fn required_statements(ctx: &Ctx, region: &str) -> Vec<Value> {
         v.push(json!({"Sid": "TrailsetupCloudTrailDescribeKey", "Effect": "Allow",
             "Principal": {"Service": "cloudtrail.amazonaws.com"}, "Action": "kms:DescribeKey", "Resource": "*",
             "Condition": {"StringEquals": {"aws:SourceArn": ctx.trail_arns()}}}));
+    }
+    if region == ctx.home && !ctx.topic_arns().is_empty() {
         // SQS "Key management": SNS must generate and decrypt data keys to deliver to an encrypted queue
         v.push(json!({"Sid": "TrailsetupSnsToQueue", "Effect": "Allow",
             "Principal": {"Service": ctx.sns_principal_value()}, "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": "*",
             "Condition": {"ArnEquals": {"aws:SourceArn": ctx.topic_arns()}}}));
+    }
+    if let (true, Some((bucket_arn, owner))) = (region == ctx.home, ctx.notification_bucket()) {
+        // S3 user guide, "Amazon S3 Event Notifications" → an encrypted SQS destination: the key policy lets
+        // s3.amazonaws.com generate and decrypt data keys, limited to the bucket
+        let mut cond = json!({"ArnLike": {"aws:SourceArn": bucket_arn}});
+        if let Some(a) = owner {
+            cond["StringEquals"] = json!({"aws:SourceAccount": a});
+        }
+        v.push(json!({"Sid": "TrailsetupBucketToQueue", "Effect": "Allow",
+            "Principal": {"Service": "s3.amazonaws.com"}, "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": "*",
+            "Condition": cond}));
     }
     if ctx.trail_regions().iter().any(|r| r == region) {
         // SNS "Enable compatibility between event sources from AWS services and encrypted topics": CloudTrail

@@ -9,6 +9,7 @@ pub mod kms;
 pub mod lambda;
 pub mod logs;
 pub mod opensearch;
+pub mod reuse;
 pub mod s3;
 pub mod sns;
 pub mod sqs;
@@ -72,6 +73,8 @@ pub struct Ctx {
     pub index_prefix: String,
     /// IAM roles of ingest workers to map in the domain's fine-grained access control (`--ingest-role`)
     pub ingest_roles: Vec<String>,
+    /// `--use-trail`: an existing trail to hang the pipeline from (no trail, bucket, topic or log group of ours)
+    pub reuse: Option<reuse::Reuse>,
 }
 
 /// The region that receives global service events (IAM, STS, CloudFront) in each partition ("CloudTrail
@@ -95,6 +98,9 @@ pub const OPT_IN_REGIONS: &[&str] = &[
 impl Ctx {
     /// (region, trail name) of every trail.
     pub fn trails(&self) -> Vec<(String, String)> {
+        if self.reuse.is_some() {
+            return Vec::new();
+        }
         match self.trail_mode {
             TrailMode::MultiRegion => vec![(self.home.clone(), self.stack.clone())],
             TrailMode::PerRegion => self.regions.iter().map(|r| (r.clone(), format!("{}-{r}", self.stack))).collect(),
@@ -145,15 +151,42 @@ impl Ctx {
     pub fn topic_arn(&self, region: &str) -> String {
         format!("arn:{}:sns:{region}:{}:{}", self.partition, self.account, self.topic_name())
     }
+    /// The topics that notify our queue: ours, or the reused trail's.
     pub fn topic_arns(&self) -> Vec<String> {
-        self.trail_regions().iter().map(|r| self.topic_arn(r)).collect()
+        self.notification_topics().into_iter().map(|t| t.1).collect()
+    }
+    /// (region, ARN) of every topic that notifies our queue.
+    pub fn notification_topics(&self) -> Vec<(String, String)> {
+        match &self.reuse {
+            Some(r) => r.topic_arn.iter().map(|t| (reuse::arn_parts(t).map(|x| x.0).unwrap_or_default(), t.clone())).collect(),
+            None => self.trail_regions().iter().map(|r| (r.clone(), self.topic_arn(r))).collect(),
+        }
+    }
+    /// The reused trail's bucket when it notifies our queue itself (no topic): (bucket ARN, owner account if known).
+    pub fn notification_bucket(&self) -> Option<(String, Option<String>)> {
+        let r = self.reuse.as_ref().filter(|r| r.topic_arn.is_none())?;
+        Some((format!("arn:{}:s3:::{}", self.partition, r.bucket), r.bucket_owned.then(|| self.account.clone())))
+    }
+    /// The key prefix our readers may read: `AWSLogs/`, or this account's logs in a reused trail's bucket.
+    pub fn read_prefix(&self) -> String {
+        match &self.reuse {
+            Some(r) => r.account_prefix(&self.account),
+            None => "AWSLogs/".into(),
+        }
+    }
+    /// The key the log files are encrypted with: ours, or the reused trail's.
+    pub fn log_files_key(&self) -> Option<String> {
+        match &self.reuse {
+            Some(r) => r.kms_key.clone(),
+            None => self.bucket_kms_key(),
+        }
     }
     /// The SNS service principals that deliver our topics to the home-region queue: `sns.amazonaws.com`, and
     /// `sns.<region>.amazonaws.com` for a topic in an opt-in region other than the queue's (SNS developer guide,
     /// "Cross-region delivery": opt-in region → default region needs the regional principal).
     pub fn sns_principals(&self) -> Vec<String> {
         let mut p = vec!["sns.amazonaws.com".to_string()];
-        for r in self.trail_regions() {
+        for (r, _) in self.notification_topics() {
             let s = self.sns_principal_for(&r);
             if !p.contains(&s) {
                 p.push(s);
@@ -175,8 +208,12 @@ impl Ctx {
     pub fn queue_arn(&self, name: &str) -> String {
         format!("arn:{}:sqs:{}:{}:{name}", self.partition, self.home, self.account)
     }
+    /// Our trail's log group, or the reused trail's (the one the forwarder subscribes to).
     pub fn log_group(&self) -> String {
-        format!("/aws/cloudtrail/{}", self.stack)
+        match self.reuse.as_ref().and_then(|r| r.log_group()) {
+            Some((_, _, name)) => name,
+            None => format!("/aws/cloudtrail/{}", self.stack),
+        }
     }
     /// The log group as CloudTrail's `CloudWatchLogsLogGroupArn` names it (with `:*`).
     pub fn log_group_arn(&self, region: &str) -> String {
@@ -184,6 +221,9 @@ impl Ctx {
     }
     /// The log group's ARN without `:*`: the value of the `kms:EncryptionContext:aws:logs:arn` context.
     pub fn log_group_arn_bare(&self, region: &str) -> String {
+        if let Some(a) = self.reuse.as_ref().and_then(|r| r.log_group_arn.as_deref()) {
+            return a.strip_suffix(":*").unwrap_or(a).to_string();
+        }
         format!("arn:{}:logs:{region}:{}:log-group:{}", self.partition, self.account, self.log_group())
     }
     pub fn logs_role(&self) -> String {
@@ -217,7 +257,20 @@ impl Ctx {
 
     /// Regions with a trail log group, hence a forwarder: the home region (multi-region) or every trail region.
     pub fn forwarder_regions(&self) -> Vec<String> {
-        self.trail_regions()
+        match &self.reuse {
+            Some(r) => r.forwarder_region().into_iter().collect(),
+            None => self.trail_regions(),
+        }
+    }
+    /// Regions whose resources are encrypted with `--kms-key`: home, trail and forwarder regions.
+    pub fn key_regions(&self) -> Vec<String> {
+        let mut v = vec![self.home.clone()];
+        for r in self.trail_regions().into_iter().chain(self.forwarder_regions()) {
+            if !v.contains(&r) {
+                v.push(r);
+            }
+        }
+        v
     }
     /// Name of the function (in each region), of its role and of its managed policy.
     pub fn forwarder_name(&self) -> String {
@@ -315,26 +368,25 @@ impl Ctx {
     /// topic": one `Statement` per topic, limited by `aws:SourceArn`), each naming the SNS principal of the
     /// topic's region: `sns.<region>.amazonaws.com` for an opt-in region ("Cross-region delivery").
     pub fn queue_policy(&self) -> Value {
-        let mut out: Option<Value> = None;
-        for r in self.trail_regions() {
+        let mut statements: Vec<Value> = Vec::new();
+        for (r, topic) in self.notification_topics() {
             let p = render(
                 QUEUE_POLICY,
-                &self.vars(&[
-                    ("TopicSid", json!(region_sid(&r))),
-                    ("SnsPrincipal", json!(self.sns_principal_for(&r))),
-                    ("TopicArn", json!(self.topic_arn(&r))),
-                ]),
+                &self.vars(&[("TopicSid", json!(region_sid(&r))), ("SnsPrincipal", json!(self.sns_principal_for(&r))), ("TopicArn", json!(topic))]),
             );
-            match &mut out {
-                None => out = Some(p),
-                Some(o) => {
-                    if let (Some(a), Some(b)) = (o["Statement"].as_array_mut(), p["Statement"].as_array()) {
-                        a.extend(b.iter().cloned());
-                    }
-                }
-            }
+            statements.extend(self::statements(&p));
         }
-        out.unwrap_or_else(|| render(QUEUE_POLICY, &self.vars(&[])))
+        // "Walkthrough: Configuring a bucket for notifications (SNS topic or SQS queue)": the bucket by
+        // aws:SourceArn and, when known, its owner by aws:SourceAccount (bucket ARNs name no account)
+        if let Some((bucket_arn, owner)) = self.notification_bucket() {
+            let mut cond = json!({"ArnLike": {"aws:SourceArn": bucket_arn}});
+            if let Some(a) = owner {
+                cond["StringEquals"] = json!({"aws:SourceAccount": a});
+            }
+            statements.push(json!({"Sid": "TrailsetupBucketSend", "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": "sqs:SendMessage", "Resource": self.queue_arn(&self.queue_name()), "Condition": cond}));
+        }
+        json!({"Version": "2012-10-17", "Statement": statements})
     }
     /// The SNS service principal that delivers a topic of `region` to the home-region queue.
     pub fn sns_principal_for(&self, region: &str) -> String {
@@ -356,11 +408,21 @@ impl Ctx {
         }))
     }
     pub fn ingest_worker_policy(&self) -> Value {
-        let mut p = render(INGEST_POLICY, &self.vars(&[]));
+        let mut p = render(INGEST_POLICY, &self.vars(&[("ReadPrefix", json!(self.read_prefix()))]));
         if let Some(st) = p["Statement"].as_array_mut() {
-            // the bucket and the queue are encrypted with the home region's key
-            if let Some(k) = self.bucket_kms_key() {
-                st.push(kms_statement("DecryptLogs", json!("kms:Decrypt"), &[k]));
+            // the log files are encrypted with the bucket's key (ours, or the reused trail's), the queue with
+            // the home region's
+            let mut keys: Vec<String> = self.log_files_key().into_iter().collect();
+            if let Some(k) = self.kms_key_for(&self.home).filter(|k| !keys.contains(k)) {
+                keys.push(k);
+            }
+            if !keys.is_empty() {
+                st.push(kms_statement("DecryptLogs", json!("kms:Decrypt"), &keys));
+            }
+            // a log archive bucket of another account, read through a role there ("Granting a user permissions
+            // to switch roles": sts:AssumeRole on the role)
+            if let Some(role) = self.reuse.as_ref().and_then(|r| r.source_role.clone()) {
+                st.push(json!({"Sid": "AssumeSourceRole", "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": role}));
             }
             if let Some(es) = self.ingest_es_resources() {
                 st.push(json!({"Sid": "IndexDocuments", "Effect": "Allow", "Action": ["es:ESHttpPost", "es:ESHttpPut"],
@@ -571,6 +633,8 @@ pub struct Observed {
     pub subscription_filters: BTreeMap<String, Option<Value>>,
     /// key ARN → its key policy
     pub key_policies: BTreeMap<String, kms::Observed>,
+    /// the reused trail's topic subscription, bucket notification and log group filters
+    pub reuse: reuse::Observed,
 }
 
 /// Observe every resource (read calls only), all at once: one round trip of latency per resource chain
@@ -589,17 +653,24 @@ pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
         let (f, s) = futures::try_join!(lambda::observe(ctx, aws, r), logs::observe_subscription(ctx, aws, r))?;
         anyhow::Ok((r.clone(), f, s))
     }));
-    let (iam, s3, sqs, dlqs, per_region, search, forwarders, keys) = futures::try_join!(
+    let s3 = async {
+        match ctx.reuse {
+            Some(_) => anyhow::Ok(s3::Observed::default()),
+            None => s3::observe(ctx, aws).await,
+        }
+    };
+    let (iam, s3, sqs, dlqs, per_region, search, forwarders, keys, reused) = futures::try_join!(
         iam::observe(ctx, aws),
-        s3::observe(ctx, aws),
+        s3,
         sqs::observe(ctx, aws),
         dlqs,
         per_region,
         opensearch::observe(ctx, aws),
         forwarders,
         kms::observe(ctx, aws),
+        reuse::observe(ctx, aws),
     )?;
-    let mut o = Observed { iam, s3, sqs, opensearch: search, key_policies: keys, ..Default::default() };
+    let mut o = Observed { iam, s3, sqs, opensearch: search, key_policies: keys, reuse: reused, ..Default::default() };
     o.forwarder_dlqs = dlqs.into_iter().collect();
     for (r, l, t, c) in per_region {
         o.log_groups.insert(r.clone(), l);
@@ -618,7 +689,9 @@ pub fn changes(ctx: &Ctx, o: &Observed) -> anyhow::Result<Plan> {
     let mut c: Vec<Change> = Vec::new();
     c.extend(kms::changes(ctx, &o.key_policies));
     c.extend(iam::changes(ctx, &o.iam));
-    c.extend(s3::changes(ctx, &o.s3));
+    if ctx.reuse.is_none() {
+        c.extend(s3::changes(ctx, &o.s3));
+    }
     c.extend(sqs::changes(ctx, &o.sqs));
     for r in ctx.forwarder_regions() {
         c.extend(sqs::forwarder_dlq_changes(ctx, &r, o.forwarder_dlqs.get(&r).cloned().flatten()));
@@ -628,6 +701,7 @@ pub fn changes(ctx: &Ctx, o: &Observed) -> anyhow::Result<Plan> {
         c.extend(sns::changes(ctx, &r, o.topics.get(&r).cloned().flatten()));
         c.extend(cloudtrail::changes(ctx, &r, &o.trails));
     }
+    c.extend(reuse::changes(ctx, &o.reuse)?);
     c.extend(opensearch::changes(ctx, &o.opensearch));
     let endpoint = lambda::opensearch_endpoint(ctx, &o.opensearch);
     for r in ctx.forwarder_regions() {
@@ -668,6 +742,7 @@ pub(crate) fn test_ctx(mode: TrailMode) -> Ctx {
         opensearch_auth: None,
         index_prefix: "cloudtrail".into(),
         ingest_roles: vec![],
+        reuse: None,
     }
 }
 

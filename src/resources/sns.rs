@@ -110,8 +110,9 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
                 .map_err(|e| explain(e, &format!("setting the policy of topic {arn}"), "sns:SetTopicAttributes"))?;
         }
         "sns-subscription" => {
+            let arn = c.details["topic_arn"].as_str().unwrap_or(&arn);
             sns.subscribe()
-                .topic_arn(&arn)
+                .topic_arn(arn)
                 .protocol("sqs")
                 .endpoint(c.details["endpoint"].as_str().unwrap_or_default())
                 .return_subscription_arn(true)
@@ -128,7 +129,8 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
 pub async fn delete(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
     let r = c.region.as_str();
     let sns = client(aws, r);
-    let arn = ctx.topic_arn(r);
+    // a subscription names its topic (ours, or a reused trail's)
+    let arn = c.details["topic_arn"].as_str().map(String::from).unwrap_or_else(|| ctx.topic_arn(r));
     if c.kind == crate::plan::Kind::SnsSubscription {
         let queue = ctx.queue_arn(&ctx.queue_name());
         let mut pages = sns.list_subscriptions_by_topic().topic_arn(&arn).into_paginator().send();

@@ -23,6 +23,8 @@ pub struct Draft {
     pub opensearch_domain: Option<String>,
     pub opensearch_url: Option<String>,
     pub backfill: Option<bool>,
+    /// `--use-trail`: a trail name/ARN, or `none` (create our own)
+    pub use_trail: Option<String>,
 }
 
 /// What the wizard may know about the account (discovered before it runs, or placeholders).
@@ -31,6 +33,13 @@ pub struct Facts {
     pub account: String,
     pub home: String,
     pub enabled_regions: Vec<String>,
+    /// trails that already record this account (discovered; empty offline)
+    pub trails: Vec<crate::resources::reuse::Reuse>,
+}
+
+/// Is this one of the stack's own trails (`<name>` or `<name>-<region>`)?
+pub fn own_trail(stack: &str, t: &crate::resources::reuse::Reuse) -> bool {
+    t.name == stack || t.name.strip_prefix(stack).and_then(|r| r.strip_prefix('-')).is_some_and(crate::init::looks_like_region)
 }
 
 pub const DEFAULT_NAME: &str = "trailsetup";
@@ -109,8 +118,33 @@ pub fn fill(d: &mut Draft, facts: &Facts, yes: bool, dry_run: bool) -> anyhow::R
             DEFAULT_NAME.into()
         });
     }
+    // right after the name: reuse a trail that already records this account? (default: the best one)
+    if d.use_trail.is_none() {
+        let stack = d.name.clone().unwrap_or_else(|| DEFAULT_NAME.into());
+        let candidates: Vec<&crate::resources::reuse::Reuse> = facts.trails.iter().filter(|t| !own_trail(&stack, t)).collect();
+        if !candidates.is_empty() {
+            let owned: Vec<crate::resources::reuse::Reuse> = candidates.iter().map(|t| (*t).clone()).collect();
+            let best = crate::resources::reuse::best(&owned).map(|b| b.arn.clone());
+            let default = best.as_ref().and_then(|b| candidates.iter().position(|t| t.arn == *b)).unwrap_or(candidates.len());
+            let pick = if ask {
+                let mut items: Vec<String> =
+                    candidates.iter().map(|t| format!("reuse {}", crate::resources::reuse::describe(t, &facts.account))).collect();
+                items.push("create a new trail and bucket (CloudTrail bills a second copy of management events)".into());
+                Select::with_theme(&theme)
+                    .with_prompt("This account already has trails. Hang the pipeline from one (it is never modified)?")
+                    .items(&items)
+                    .default(default)
+                    .interact_on(&term)
+                    .map_err(prompt_err)?
+            } else {
+                default
+            };
+            d.use_trail = Some(candidates.get(pick).map(|t| t.arn.clone()).unwrap_or_else(|| "none".into()));
+        }
+    }
+    let reusing = d.use_trail.as_deref().is_some_and(|t| t != "none");
     if d.regions.is_none() {
-        d.regions = Some(if ask && !facts.enabled_regions.is_empty() {
+        d.regions = Some(if ask && !reusing && !facts.enabled_regions.is_empty() {
             let picked = MultiSelect::with_theme(&theme)
                 .with_prompt("Regions to record (space toggles; all enabled regions by default)")
                 .items(&facts.enabled_regions)
@@ -127,7 +161,7 @@ pub fn fill(d: &mut Draft, facts: &Facts, yes: bool, dry_run: bool) -> anyhow::R
         });
     }
     if d.trail_mode.is_none() {
-        d.trail_mode = Some(if ask {
+        d.trail_mode = Some(if ask && !reusing {
             let i = Select::with_theme(&theme)
                 .with_prompt("Trail mode")
                 .items(&["multi-region: one trail covering every region (recommended)", "per-region: one trail per region"])
@@ -148,7 +182,7 @@ pub fn fill(d: &mut Draft, facts: &Facts, yes: bool, dry_run: bool) -> anyhow::R
             );
         }
     }
-    if d.bucket.is_none() {
+    if d.bucket.is_none() && !reusing {
         let def = format!("{}-{}-{}", d.name.as_deref().unwrap_or(DEFAULT_NAME), facts.account, facts.home);
         d.bucket = Some(if ask {
             Input::<String>::with_theme(&theme)
@@ -161,7 +195,7 @@ pub fn fill(d: &mut Draft, facts: &Facts, yes: bool, dry_run: bool) -> anyhow::R
         });
     }
     if d.kms_key.is_none() {
-        d.kms_key = Some(if ask {
+        d.kms_key = Some(if ask && !reusing {
             let k = Input::<String>::with_theme(&theme)
                 .with_prompt("KMS key for SSE-KMS (empty: SSE-S3)")
                 .allow_empty(true)
@@ -175,7 +209,7 @@ pub fn fill(d: &mut Draft, facts: &Facts, yes: bool, dry_run: bool) -> anyhow::R
         });
     }
     if d.log_retention_days.is_none() {
-        d.log_retention_days = Some(if ask {
+        d.log_retention_days = Some(if ask && !reusing {
             Input::<i32>::with_theme(&theme)
                 .with_prompt("Retention of the CloudWatch Logs copy, in days")
                 .default(DEFAULT_RETENTION)
