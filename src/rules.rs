@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::cli::TrailMode;
 use crate::plan::{Action, Change, Plan};
@@ -138,6 +138,9 @@ pub const RULES: &[Rule] = &[
         doc: "CloudTrail User Guide, \"Role policy document for CloudTrail to use CloudWatch Logs for monitoring\"",
         check: |ctx, plan, c| {
             // confused-deputy conditions are not supported on this role's trust: CloudTrail's delivery breaks with them
+            if ctx.reuse.is_some() {
+                return c.ok(named(plan, "iam-role", &ctx.logs_role()).is_none(), || "a reused trail delivers with its own role: no logs role".into());
+            }
             let Some(role) = named(plan, "iam-role", &ctx.logs_role()) else { return c.ok(false, || "no CloudTrail → CloudWatch Logs role".into()) };
             for st in statements(&role.details["assume_role_policy"]) {
                 c.ok(st["Principal"]["Service"] == "cloudtrail.amazonaws.com" && strings(&st["Action"]) == ["sts:AssumeRole"], || {
@@ -151,6 +154,9 @@ pub const RULES: &[Rule] = &[
         name: "cloudtrail-logs-role-permissions",
         doc: "CloudTrail User Guide, \"Role policy document for CloudTrail to use CloudWatch Logs for monitoring\"",
         check: |ctx, plan, c| {
+            if ctx.reuse.is_some() {
+                return c.ok(named(plan, "iam-role", &ctx.logs_role()).is_none(), || "a reused trail delivers with its own role: no logs role".into());
+            }
             let Some(role) = named(plan, "iam-role", &ctx.logs_role()) else { return c.ok(false, || "no CloudTrail → CloudWatch Logs role".into()) };
             let policy = &role.details["inline_policies"][crate::resources::iam::INLINE_NAME];
             let mut resources = Vec::new();
@@ -176,6 +182,10 @@ pub const RULES: &[Rule] = &[
         doc: "CloudTrail User Guide, \"CloudTrail concepts\" → \"Global service events\" (delivered to trails in US East (N. Virginia))",
         check: |ctx, plan, c| {
             let g = global_events_region(&ctx.partition);
+            if ctx.reuse.is_some() {
+                // what a reused trail records is its owner's choice; the plan lists it
+                return c.ok(of_kind(plan, "cloudtrail-trail").all(|t| t.details["reused"] == true), || "a trail of ours beside a reused one".into());
+            }
             for t in of_kind(plan, "cloudtrail-trail") {
                 let want = ctx.trail_mode == TrailMode::MultiRegion || t.region == g;
                 c.ok(t.details["include_global_service_events"] == want, || {
@@ -190,6 +200,7 @@ pub const RULES: &[Rule] = &[
         name: "forwarder-signs-for-domain-region",
         doc: "OpenSearch Service Developer Guide, \"Signing HTTP requests to Amazon OpenSearch Service\" (SigV4 credential scope = the domain's region)",
         check: |ctx, plan, c| {
+            c.ok(of_kind(plan, "lambda-function").count() == ctx.forwarder_regions().len(), || "one forwarder per region with a log group to forward".into());
             for f in of_kind(plan, "lambda-function") {
                 let env = &f.details["environment"];
                 if env["OPENSEARCH_AUTH"] == "sigv4" {
@@ -307,6 +318,10 @@ pub const RULES: &[Rule] = &[
                 return;
             };
             for (region, arn) in &k.keys {
+                if kms::required_statements(ctx, region).is_empty() {
+                    c.ok(of_kind(plan, "kms-key-policy").all(|x| &x.name != arn), || format!("key {arn} needs no statement of ours, yet its policy is planned"));
+                    continue;
+                }
                 let ch = of_kind(plan, "kms-key-policy").find(|x| &x.name == arn);
                 c.ok(ch.is_some(), || format!("no kms-key-policy change for {arn}"));
                 let Some(ch) = ch else { continue };
@@ -317,7 +332,16 @@ pub const RULES: &[Rule] = &[
                     c.ok(have == Some(&want), || format!("key {arn}: statement {sid} missing or different"));
                     c.ok(want.get("Condition").is_some() && want["Principal"]["Service"] != Value::Null, || format!("key {arn}: {sid} must name a service and a condition"));
                 }
-                let need: Vec<&str> = if *region == ctx.home { vec!["TrailsetupCloudTrailEncryptLogs", "TrailsetupSnsToQueue"] } else { vec![] };
+                let mut need: Vec<&str> = Vec::new();
+                if *region == ctx.home && !ctx.trail_arns().is_empty() {
+                    need.push("TrailsetupCloudTrailEncryptLogs");
+                }
+                if *region == ctx.home && !ctx.topic_arns().is_empty() {
+                    need.push("TrailsetupSnsToQueue");
+                }
+                if *region == ctx.home && ctx.notification_bucket().is_some() {
+                    need.push("TrailsetupBucketToQueue");
+                }
                 for sid in need {
                     c.ok(statement(&sts, sid).is_some(), || format!("key {arn} in the home region needs {sid}"));
                 }
@@ -335,7 +359,7 @@ pub const RULES: &[Rule] = &[
             let refs = key_refs(plan);
             if ctx.kms.is_none() {
                 c.ok(refs.is_empty(), || format!("resources name KMS keys without --kms-key: {refs:?}"));
-                for b in of_kind(plan, "s3-bucket") {
+                for b in of_kind(plan, "s3-bucket").filter(|b| b.details["reused"] != true) {
                     c.ok(b.details["encryption"]["algorithm"] == "AES256", || "the bucket must default to SSE-S3".into());
                 }
                 return;
@@ -373,8 +397,9 @@ pub const RULES: &[Rule] = &[
         check: |ctx, plan, c| {
             let Some(q) = named(plan, "sqs-queue-policy", &ctx.queue_name()) else { return c.ok(false, || "no queue policy".into()) };
             let sts = statements(&q.details["policy"]);
-            for r in ctx.trail_regions() {
-                let topic = ctx.topic_arn(&r);
+            let sns_statements = sts.iter().filter(|s| strings(&s["Principal"]["Service"]).iter().any(|p| p.starts_with("sns."))).count();
+            c.ok(sns_statements == ctx.notification_topics().len(), || format!("{sns_statements} SNS statements for {} topics", ctx.notification_topics().len()));
+            for (r, topic) in ctx.notification_topics() {
                 let st = sts.iter().find(|s| condition(s, "ArnEquals", "aws:SourceArn") == [topic.clone()]);
                 let want = if r != ctx.home && ctx.is_opt_in(&r) { format!("sns.{r}.amazonaws.com") } else { "sns.amazonaws.com".into() };
                 c.ok(st.is_some_and(|s| strings(&s["Principal"]["Service"]) == [want.clone()]), || {
@@ -448,6 +473,10 @@ pub const RULES: &[Rule] = &[
         name: "bucket-policy-for-cloudtrail",
         doc: "CloudTrail User Guide, \"Amazon S3 bucket policy for CloudTrail\"; Amazon S3 User Guide, \"Enforce encryption in transit\" (aws:SecureTransport)",
         check: |ctx, plan, c| {
+            if ctx.reuse.is_some() {
+                // a reused trail's bucket already admits it; its policy is not ours to write
+                return c.ok(of_kind(plan, "s3-bucket-policy").next().is_none(), || "a bucket policy change on a reused trail's bucket".into());
+            }
             let Some(b) = named(plan, "s3-bucket-policy", &ctx.bucket) else { return c.ok(false, || "no bucket policy".into()) };
             let sts = statements(&b.details["policy"]);
             let trails = sorted(ctx.trail_arns());
@@ -477,9 +506,21 @@ pub const RULES: &[Rule] = &[
             if let Some(q) = named(plan, "sqs-queue-policy", &ctx.queue_name()) {
                 // one statement per topic ("Subscribing an Amazon SQS queue to an Amazon SNS topic")
                 let sts = statements(&q.details["policy"]);
-                let sources: Vec<Vec<String>> = sts.iter().map(|s| condition(s, "ArnEquals", "aws:SourceArn")).collect();
+                let sns: Vec<&Value> = sts.iter().filter(|s| strings(&s["Principal"]["Service"]).iter().any(|p| p.starts_with("sns."))).collect();
+                let sources: Vec<Vec<String>> = sns.iter().map(|s| condition(s, "ArnEquals", "aws:SourceArn")).collect();
                 c.ok(sources.iter().all(|s| s.len() == 1) && sorted(sources.concat()) == sorted(ctx.topic_arns()),
                     || format!("queue policy: one statement per topic, each limited to it: {sources:?}"));
+                // S3 User Guide, "Walkthrough: Configuring a bucket for notifications (SNS topic or SQS queue)":
+                // s3.amazonaws.com, aws:SourceArn of the bucket and aws:SourceAccount of its owner
+                let s3: Vec<&Value> = sts.iter().filter(|s| s["Principal"]["Service"] == "s3.amazonaws.com").collect();
+                match ctx.notification_bucket() {
+                    None => c.ok(s3.is_empty(), || format!("queue policy admits S3 without a bucket notification: {s3:?}")),
+                    Some((arn, owner)) => c.ok(
+                        s3.len() == 1 && condition(s3[0], "ArnLike", "aws:SourceArn") == [arn.clone()]
+                            && owner.is_none_or(|a| condition(s3[0], "StringEquals", "aws:SourceAccount") == [a]),
+                        || format!("queue policy: one statement for bucket {arn}, limited by aws:SourceArn and aws:SourceAccount: {s3:?}"),
+                    ),
+                }
             }
         },
     },
@@ -506,7 +547,7 @@ pub const RULES: &[Rule] = &[
         name: "service-value-ranges",
         doc: "CloudWatch Logs API Reference, \"PutRetentionPolicy\"; Amazon SQS API Reference, \"SetQueueAttributes\" (VisibilityTimeout 0-43200, MessageRetentionPeriod 60-1209600, maxReceiveCount 1-1000); AWS Lambda \"Lambda quotas\" (timeout ≤ 900 s, memory 128-10240 MB)",
         check: |_ctx, plan, c| {
-            for g in of_kind(plan, "logs-log-group") {
+            for g in of_kind(plan, "logs-log-group").filter(|g| g.details["reused"] != true) {
                 let d = g.details["retention_days"].as_i64().unwrap_or(-1);
                 c.ok(RETENTIONS.contains(&d), || format!("log retention {d} is not one CloudWatch Logs accepts"));
             }
@@ -533,9 +574,59 @@ pub const RULES: &[Rule] = &[
         name: "logs-invoke-permission-scoped",
         doc: "CloudWatch Logs User Guide, \"Subscription filters with AWS Lambda\" (lambda add-permission with --source-arn and --source-account)",
         check: |ctx, plan, c| {
+            c.ok(of_kind(plan, "lambda-permission").count() == ctx.forwarder_regions().len(), || "one invoke permission per forwarder".into());
             for p in of_kind(plan, "lambda-permission") {
                 c.ok(p.details["principal"] == "logs.amazonaws.com" && p.details["source_arn"] == ctx.log_group_arn(&p.region) && p.details["source_account"] == ctx.account.as_str(),
                     || format!("invoke permission in {} must be limited to our log group and account: {}", p.region, p.details));
+            }
+        },
+    },
+    Rule {
+        name: "reused-trail-untouched",
+        doc: "CloudTrail User Guide, \"Organization trails\" (member accounts cannot change an organization trail); issue: a reused trail is never modified",
+        check: |ctx, plan, c| {
+            let Some(r) = &ctx.reuse else { return c.ok(true, String::new) };
+            let trails: Vec<&Change> = of_kind(plan, "cloudtrail-trail").collect();
+            c.ok(trails.len() == 1 && trails[0].action == crate::plan::Action::NoOp && trails[0].details["reused"] == true && trails[0].name == r.name,
+                || format!("the reused trail must be one unchanged entry with reused: true: {trails:?}"));
+            for ch in &plan.changes {
+                let theirs = matches!(ch.kind.as_str(), "s3-bucket" | "s3-bucket-policy" | "sns-topic" | "sns-topic-policy" | "logs-log-group" | "cloudtrail-trail");
+                if theirs {
+                    c.ok(ch.action == crate::plan::Action::NoOp && ch.details["reused"] == true, || format!("{} {} of the reused trail would be changed", ch.kind, ch.name));
+                }
+            }
+        },
+    },
+    Rule {
+        name: "s3-notification-to-same-region-queue",
+        doc: "Amazon S3 User Guide, \"Amazon S3 Event Notifications\" → supported destinations (the queue in the bucket's Region); \"Configuring event notifications using object key name filtering\" (no overlapping prefixes and suffixes)",
+        check: |ctx, plan, c| {
+            let notes: Vec<&Change> = of_kind(plan, "s3-bucket-notification").collect();
+            let want = ctx.reuse.as_ref().is_some_and(|r| r.uses_bucket_notification());
+            c.ok(notes.len() == usize::from(want), || format!("expected {} bucket notification(s): {notes:?}", usize::from(want)));
+            for n in notes {
+                let queue_region = n.details["queue_arn"].as_str().and_then(crate::resources::reuse::arn_parts).map(|x| x.0);
+                c.ok(queue_region.as_deref() == Some(n.region.as_str()), || format!("bucket in {} notifies a queue in {queue_region:?}", n.region));
+                c.ok(n.details["events"] == json!(["s3:ObjectCreated:*"]) && n.details["suffix"] == ".json.gz"
+                    && n.details["prefix"].as_str().is_some_and(|p| p == ctx.read_prefix()),
+                    || format!("notification must be ObjectCreated on {}*.json.gz: {}", ctx.read_prefix(), n.details));
+                c.ok(n.name == crate::resources::reuse::notification_id(ctx), || format!("our entry must be named by its id for exact removal: {}", n.name));
+            }
+        },
+    },
+    Rule {
+        name: "queue-subscribed-to-reused-topic",
+        doc: "Amazon SNS Developer Guide, \"Fanout to Amazon SQS queues\"; \"Sending Amazon SNS messages to an Amazon SQS queue in a different account\" (a topic of another account must first allow sns:Subscribe)",
+        check: |ctx, plan, c| {
+            let Some(r) = &ctx.reuse else { return c.ok(true, String::new) };
+            let subs: Vec<&Change> = of_kind(plan, "sns-subscription").collect();
+            match (r.own_topic(&ctx.account), &r.topic_arn) {
+                (Some(t), _) => c.ok(subs.len() == 1 && subs[0].details["topic_arn"] == t.as_str() && subs[0].details["endpoint"] == ctx.queue_arn(&ctx.queue_name()).as_str()
+                    && r.topic_region().as_deref() == Some(subs[0].region.as_str()),
+                    || format!("one subscription of our queue to {t}, in the topic's region: {subs:?}")),
+                (None, Some(t)) => c.ok(subs.is_empty() && crate::resources::reuse::owner_actions(ctx).iter().any(|a| a["resource"] == t.as_str()),
+                    || format!("topic {t} is another account's: nothing is planned there, its owner is told what to add")),
+                (None, None) => c.ok(subs.is_empty(), || "a subscription without a topic".into()),
             }
         },
     },

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 use trailsetup::cli::TrailMode;
 use trailsetup::plan::{Action, Plan};
+use trailsetup::resources::reuse::{self, Reuse};
 use trailsetup::resources::{self, kms, opensearch, s3, Ctx, KmsKeys, Observed, OpenSearchTarget};
 use trailsetup::rules;
 
@@ -126,6 +127,70 @@ fn scenarios() -> Vec<(&'static str, Ctx, Observed)> {
     let mut c = ctx(TrailMode::PerRegion, "eu-west-1", &["eu-west-1", "us-east-1"]);
     c.opensearch = OpenSearchTarget::Url("https://search-logs-xyz.us-east-1.es.amazonaws.com".into());
     v.push(("per-region, existing endpoint in another region", c, Observed::default()));
+
+    // brownfield (--use-trail): scenarios 6, 7, 8
+    let mut c = ctx(TrailMode::MultiRegion, "us-east-1", &["us-east-1", "eu-west-1"]);
+    c.bucket = "corp-cloudtrail".into();
+    c.kms = Some(keys(&[("us-east-1", "arn:aws:kms:us-east-1:123456789012:key/4444"), ("eu-west-1", "arn:aws:kms:eu-west-1:123456789012:key/5555")]));
+    c.reuse = Some(Reuse {
+        name: "corp".into(),
+        arn: format!("arn:aws:cloudtrail:eu-west-1:{ACCOUNT}:trail/corp"),
+        home_region: "eu-west-1".into(),
+        multi_region: true,
+        visible: true,
+        bucket: "corp-cloudtrail".into(),
+        bucket_owned: true,
+        bucket_region: Some("us-east-1".into()),
+        topic_arn: Some(format!("arn:aws:sns:eu-west-1:{ACCOUNT}:corp-trail")),
+        log_group_arn: Some(format!("arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:/corp/cloudtrail:*")),
+        management_events: Some(true),
+        forward_logs: true,
+        ..Default::default()
+    });
+    let mut o = Observed::default();
+    for (_, k) in &c.kms.as_ref().unwrap().keys {
+        o.key_policies.insert(k.clone(), kms::Observed::Policy(default_key_policy()));
+    }
+    v.push(("reuse: own multi-region trail with a topic in another region and a log group, key", c, o));
+
+    let mut c = ctx(TrailMode::MultiRegion, "eu-west-1", &["eu-west-1"]);
+    c.bucket = "legacy-trail-logs".into();
+    c.opensearch = OpenSearchTarget::Url("http://127.0.0.1:9200".into());
+    c.reuse = Some(Reuse {
+        name: "legacy".into(),
+        arn: format!("arn:aws:cloudtrail:eu-west-1:{ACCOUNT}:trail/legacy"),
+        home_region: "eu-west-1".into(),
+        visible: true,
+        bucket: "legacy-trail-logs".into(),
+        key_prefix: Some("audit".into()),
+        bucket_owned: true,
+        bucket_region: Some("eu-west-1".into()),
+        ..Default::default()
+    });
+    let o = Observed {
+        reuse: reuse::Observed {
+            other_notifications: vec![json!({"id": "thumbnails", "events": ["s3:ObjectCreated:*"], "prefix": "images/", "suffix": ""})],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    v.push(("reuse: trail without topic, bucket of this account with another consumer", c, o));
+
+    let mut c = ctx(TrailMode::MultiRegion, "us-east-1", &["us-east-1"]);
+    c.bucket = "org-log-archive".into();
+    c.ingest_roles = vec![format!("arn:aws:iam::{ACCOUNT}:role/ingest")];
+    c.reuse = Some(Reuse {
+        name: "org-trail".into(),
+        arn: "arn:aws:cloudtrail:us-east-1:999999999999:trail/org-trail".into(),
+        home_region: "us-east-1".into(),
+        multi_region: true,
+        organization: true,
+        bucket: "org-log-archive".into(),
+        org_id: Some("o-abcdefghij".into()),
+        source_role: Some("arn:aws:iam::888888888888:role/log-reader".into()),
+        ..Default::default()
+    });
+    v.push(("reuse: organization trail not visible, log archive bucket in another account", c, Observed::default()));
     v
 }
 
@@ -276,6 +341,83 @@ fn each_rule_catches_its_defect() {
     catches("logs-invoke-permission-scoped", 0, |_, p| {
         change(p, "lambda-permission", None)["source_arn"] = json!("arn:aws:logs:us-east-1:123456789012:log-group:*");
     });
+}
+
+#[test]
+fn reuse_rules_catch_their_defects() {
+    catches("reused-trail-untouched", 6, |_, p| {
+        let t = p.changes.iter_mut().find(|c| c.kind == "cloudtrail-trail").unwrap();
+        t.action = Action::Update;
+    });
+    catches("reused-trail-untouched", 7, |c, p| {
+        p.changes.push(resources::s3::changes(c, &Default::default()).remove(1));
+    });
+    catches("s3-notification-to-same-region-queue", 7, |_, p| {
+        change(p, "s3-bucket-notification", None)["queue_arn"] = json!(format!("arn:aws:sqs:us-east-1:{ACCOUNT}:trailsetup-notifications"));
+    });
+    catches("s3-notification-to-same-region-queue", 7, |_, p| {
+        change(p, "s3-bucket-notification", None)["prefix"] = json!("AWSLogs/");
+    });
+    catches("topic-and-queue-policies-limited-by-source-arn", 7, |_, p| {
+        let q = change(p, "sqs-queue-policy", None);
+        q["policy"]["Statement"][0]["Condition"]["StringEquals"] = json!({});
+    });
+    catches("queue-subscribed-to-reused-topic", 6, |_, p| {
+        change(p, "sns-subscription", None)["topic_arn"] = json!("arn:aws:sns:us-east-1:123456789012:other");
+    });
+    catches("kms-key-policies", 6, |_, p| {
+        let k = change(p, "kms-key-policy", Some("arn:aws:kms:us-east-1:123456789012:key/4444"));
+        let sts: Vec<Value> = k["policy"]["Statement"].as_array().unwrap().iter().filter(|s| s["Sid"] != "TrailsetupSnsToQueue").cloned().collect();
+        k["policy"]["Statement"] = json!(sts);
+    });
+}
+
+#[test]
+fn reuse_plans_create_no_trail_bucket_or_topic() {
+    for i in [6, 7, 8] {
+        let (name, c, o) = scenarios().swap_remove(i);
+        let plan = plan_of(&c, &o);
+        for ch in &plan.changes {
+            if matches!(ch.kind.as_str(), "cloudtrail-trail" | "s3-bucket" | "s3-bucket-policy" | "sns-topic" | "sns-topic-policy" | "logs-log-group") {
+                assert_eq!((ch.action, ch.details["reused"].clone()), (Action::NoOp, json!(true)), "{name}: {} {}", ch.kind, ch.name);
+            }
+        }
+        assert!(plan.changes.iter().all(|c| c.name != "trailsetup-cloudtrail-logs"), "{name}: no logs role");
+    }
+    // (a) subscription in the topic's region; the forwarder on the trail's log group, in its region
+    let (_, c, o) = scenarios().swap_remove(6);
+    let plan = plan_of(&c, &o);
+    let sub = plan.changes.iter().find(|x| x.kind == "sns-subscription").unwrap();
+    assert_eq!((sub.action, sub.region.as_str()), (Action::Create, "eu-west-1"));
+    let f = plan.changes.iter().find(|x| x.kind == "logs-subscription-filter").unwrap();
+    assert_eq!((f.region.as_str(), f.details["log_group"].as_str()), ("eu-west-1", Some("/corp/cloudtrail")));
+    let perm = plan.changes.iter().find(|x| x.kind == "lambda-permission").unwrap();
+    assert_eq!(perm.details["source_arn"], format!("arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:/corp/cloudtrail:*"));
+    // (b) the notification on this account's prefix; the other consumer's entry is kept (counted)
+    let (_, c, o) = scenarios().swap_remove(7);
+    let plan = plan_of(&c, &o);
+    let n = plan.changes.iter().find(|x| x.kind == "s3-bucket-notification").unwrap();
+    assert_eq!(n.details["prefix"], format!("audit/AWSLogs/{ACCOUNT}/"));
+    assert_eq!(n.details["other_configurations_kept"], 1);
+    assert!(plan.changes.iter().all(|x| x.kind != "lambda-function"), "no log group: no forwarder");
+    // an overlapping consumer is refused, naming it
+    let mut o2 = o.clone();
+    o2.reuse.other_notifications.push(json!({"id": "siem", "queue_arn": "arn:aws:sqs:eu-west-1:1:siem", "events": ["s3:ObjectCreated:Put"], "prefix": "audit/", "suffix": ".gz"}));
+    let e = resources::changes(&c, &o2).unwrap_err().to_string();
+    assert!(e.contains("siem") && e.contains("overlap"), "{e}");
+    // (c) nothing planned in the other account; the owner's statements name our account's prefix and the role
+    let (_, c, o) = scenarios().swap_remove(8);
+    let plan = plan_of(&c, &o);
+    assert!(plan.changes.iter().all(|x| x.kind != "s3-bucket-notification" && x.kind != "sns-subscription"));
+    let acts = reuse::owner_actions(&c);
+    let read = &acts[0]["statements"][0];
+    assert_eq!(read["Resource"], format!("arn:aws:s3:::org-log-archive/AWSLogs/o-abcdefghij/{ACCOUNT}/*"));
+    assert_eq!(read["Principal"]["AWS"], "arn:aws:iam::888888888888:role/log-reader");
+    assert!(acts.iter().any(|a| a["notification"]["QueueConfigurations"][0]["QueueArn"] == format!("arn:aws:sqs:us-east-1:{ACCOUNT}:trailsetup-notifications")));
+    let ingest = plan.changes.iter().find(|x| x.name == "trailsetup-ingest-worker").unwrap();
+    let sts = resources::statements(&ingest.details["policy"]);
+    assert!(sts.iter().any(|s| s["Action"] == "sts:AssumeRole" && s["Resource"] == "arn:aws:iam::888888888888:role/log-reader"));
+    assert!(sts.iter().any(|s| s["Resource"] == format!("arn:aws:s3:::org-log-archive/AWSLogs/o-abcdefghij/{ACCOUNT}/*")));
 }
 
 #[test]

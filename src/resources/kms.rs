@@ -296,8 +296,13 @@ pub fn delegates_to_iam(policy: &Value, partition: &str, account: &str) -> bool 
 }
 
 /// Each key with the region it serves.
+/// The keys whose policy needs statements of ours (a key that only encrypts a forwarder's dead-letter queue
+/// needs none: the forwarder's IAM policy grants its use, under the key policy's usual IAM delegation).
 fn keys(ctx: &Ctx) -> Vec<(String, String)> {
-    ctx.kms.as_ref().map(|k| k.keys.iter().map(|(r, a)| (r.clone(), a.clone())).collect()).unwrap_or_default()
+    ctx.kms
+        .as_ref()
+        .map(|k| k.keys.iter().filter(|(r, _)| !required_statements(ctx, r).is_empty()).map(|(r, a)| (r.clone(), a.clone())).collect())
+        .unwrap_or_default()
 }
 
 pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<BTreeMap<String, Observed>> {
