@@ -238,8 +238,7 @@ pub const RULES: &[Rule] = &[
                 c.ok(reqs.get(1).is_some_and(|r| r["path"] == format!("_plugins/_security/api/rolesmapping/{role}")), || format!("second request must map it: {reqs:?}"));
                 let body = reqs.get(1).map(|r| r["body"].clone()).unwrap_or_default();
                 let backend = strings(&body["backend_roles"]);
-                let mut need = vec![ctx.forwarder_role_arn()];
-                need.extend(ctx.ingest_roles.iter().cloned());
+                let need = ctx.writer_roles();
                 c.ok(need.iter().all(|n| backend.contains(n)), || format!("backend_roles {backend:?} must hold {need:?}"));
                 c.ok(body["hosts"].is_array() && body["users"].is_array(), || format!("rolesmapping body needs backend_roles, hosts, users: {body}"));
                 let rb = reqs.first().map(|r| r["body"].clone()).unwrap_or_default();

@@ -149,8 +149,12 @@ pub fn changes(ctx: &Ctx, o: &Observed) -> Vec<Change> {
     if !ctx.trails().is_empty() {
         v.push(Change::diff(Kind::IamRole, ctx.logs_role(), GLOBAL, desired_role(ctx), o.logs_role.clone()));
     }
+    v.push(Change::diff(Kind::IamPolicy, ctx.ingest_policy(), GLOBAL, desired_policy(ctx), o.ingest_policy.clone()));
+    // the forwarder's role and policy: only where there is a log group to forward (a reused trail may have none)
+    if ctx.forwarder_regions().is_empty() {
+        return v;
+    }
     v.extend([
-        Change::diff(Kind::IamPolicy, ctx.ingest_policy(), GLOBAL, desired_policy(ctx), o.ingest_policy.clone()),
         // the policy first: the role attaches it
         Change::diff(Kind::IamPolicy, ctx.forwarder_name(), GLOBAL, desired_forwarder_policy(ctx), o.forwarder_policy.clone()),
         Change::diff(Kind::IamRole, ctx.forwarder_name(), GLOBAL, desired_forwarder_role(ctx), o.forwarder_role.clone()),

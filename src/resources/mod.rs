@@ -262,6 +262,13 @@ impl Ctx {
             None => self.trail_regions(),
         }
     }
+    /// The roles that write documents and are mapped in fine-grained access control: the forwarder's (when
+    /// there is a forwarder) and the ingest workers'.
+    pub fn writer_roles(&self) -> Vec<String> {
+        let mut v: Vec<String> = if self.forwarder_regions().is_empty() { Vec::new() } else { vec![self.forwarder_role_arn()] };
+        v.extend(self.ingest_roles.iter().cloned());
+        v
+    }
     /// Regions whose resources are encrypted with `--kms-key`: home, trail and forwarder regions.
     pub fn key_regions(&self) -> Vec<String> {
         let mut v = vec![self.home.clone()];
@@ -460,8 +467,8 @@ impl Ctx {
     /// The principals the domain's access policy admits: the caller (IAM master user), the forwarder and the
     /// ingest workers' roles.
     pub fn opensearch_principals(&self) -> Vec<String> {
-        let mut v = vec![self.principal_arn.clone(), self.forwarder_role_arn()];
-        v.extend(self.ingest_roles.iter().cloned());
+        let mut v = vec![self.principal_arn.clone()];
+        v.extend(self.writer_roles());
         v.dedup();
         v
     }

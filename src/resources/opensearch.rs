@@ -125,8 +125,7 @@ pub fn writer_role_body(ctx: &Ctx) -> Value {
 /// `PUT _plugins/_security/api/rolesmapping/<role>`: the IAM roles mapped to it as backend roles (the forwarder,
 /// the ingest workers), plus any backend roles, users and hosts someone else already mapped.
 pub fn writer_mapping_body(ctx: &Ctx, existing: Option<&Value>) -> Value {
-    let mut backend: Vec<String> = vec![ctx.forwarder_role_arn()];
-    backend.extend(ctx.ingest_roles.iter().cloned());
+    let mut backend: Vec<String> = ctx.writer_roles();
     let list = |k: &str| -> Vec<String> {
         existing.and_then(|e| e[k].as_array()).into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect()
     };

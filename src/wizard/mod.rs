@@ -61,12 +61,14 @@ impl Draft {
     /// The questions that would be asked (their index in [`QUESTIONS`]).
     pub fn missing(&self, dry_run: bool) -> Vec<usize> {
         let mut m = Vec::new();
+        // a reused trail decides regions, mode, bucket and encryption; there is no log group of ours
+        let reusing = self.use_trail.as_deref().is_some_and(|t| t != "none");
         if self.name.is_none() { m.push(0) }
-        if self.regions.is_none() { m.push(1) }
-        if self.trail_mode.is_none() { m.push(2) }
-        if self.bucket.is_none() { m.push(3) }
-        if self.kms_key.is_none() { m.push(4) }
-        if self.log_retention_days.is_none() { m.push(5) }
+        if self.regions.is_none() && !reusing { m.push(1) }
+        if self.trail_mode.is_none() && !reusing { m.push(2) }
+        if self.bucket.is_none() && !reusing { m.push(3) }
+        if self.kms_key.is_none() && !reusing { m.push(4) }
+        if self.log_retention_days.is_none() && !reusing { m.push(5) }
         if self.opensearch_domain.is_none() && self.opensearch_url.is_none() { m.push(6) }
         if self.backfill.is_none() && !dry_run { m.push(7) }
         m

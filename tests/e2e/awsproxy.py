@@ -31,7 +31,8 @@ class _Proxy(BaseHTTPRequestHandler):
 
     def _handle(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.calls.append({"method": self.command, "path": self.path, "body": body, "target": self.headers.get("X-Amz-Target", "")})
+        self.calls.append({"method": self.command, "path": self.path, "body": body, "target": self.headers.get("X-Amz-Target", ""),
+                           "auth": self.headers.get("Authorization", "")})
         mine = self.answer(self.command, self.path, self.headers, body)
         if mine is not None:
             status, ctype, raw = mine
