@@ -299,10 +299,17 @@ pub const RULES: &[Rule] = &[
             for ch in &plan.changes {
                 policies_in(&ch.details, &mut all);
             }
+            // and the statements printed for the owners of resources in other accounts
+            for a in crate::resources::reuse::owner_actions(ctx) {
+                all.push(json!({"Statement": a["statements"].clone()}));
+            }
             for p in all {
                 for st in statements(&p) {
                     for a in strings(&st["Principal"]["AWS"]) {
                         c.ok(!a.contains(":sts::") && !a.contains(":assumed-role/"), || format!("policy principal {a} is a session ARN"));
+                    }
+                    for svc in strings(&st["Principal"]["Service"]) {
+                        c.ok(svc.ends_with(".amazonaws.com") || svc.ends_with(".amazonaws.com.cn"), || format!("service principal {svc} is not a service"));
                     }
                 }
             }
