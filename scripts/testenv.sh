@@ -30,6 +30,7 @@ PY_PINS=(
   "opensearch-py==3.2.0"
   "pytest==9.2.0"
   "requests==2.34.2"
+  "pexpect==4.9.0"
 )
 # OpenSearch 3.x runner needs Java 21+; 2.19.x runs on Java 17.
 RUNNER_V3="3.8.0.0"   # OpenSearch 3.8.0 (3.9.0.0 is listed but not served)
