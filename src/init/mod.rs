@@ -204,7 +204,7 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
 
     // --- discovery: the trails that already record this account (read-only) ---
     let found = match &cfg {
-        Some(cfg) => resources::reuse::discover(&Aws { cfg: cfg.clone(), search: None }, &home, &account).await?,
+        Some(cfg) => resources::reuse::discover(&Aws { cfg: cfg.clone(), search: None }, &home).await?,
         None => Vec::new(),
     };
     // a stack set up before keeps its choice (a second run is a no-op, whatever trails appeared since)

@@ -110,39 +110,6 @@ pub fn changes(ctx: &Ctx, region: &str, trails: &std::collections::BTreeMap<Stri
         .collect()
 }
 
-/// Trails not ours that already record management events (a second copy is billed).
-pub async fn other_trails(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Vec<String>> {
-    let ct = client(aws, &ctx.home);
-    let r = ct
-        .describe_trails()
-        .include_shadow_trails(true)
-        .send()
-        .await
-        .map_err(|e| explain(e, "listing existing trails", "cloudtrail:DescribeTrails"))?;
-    let ours: Vec<String> = ctx.trail_arns();
-    let mut warn = Vec::new();
-    for t in r.trail_list() {
-        let arn = t.trail_arn().unwrap_or_default();
-        if ours.iter().any(|o| o == arn) {
-            continue;
-        }
-        let scope = if t.is_organization_trail().unwrap_or(false) {
-            "an organization trail"
-        } else if t.is_multi_region_trail().unwrap_or(false) {
-            "a multi-region trail"
-        } else {
-            "a trail"
-        };
-        warn.push(format!(
-            "{scope} {} (home {}) already records events here; if it records management events, CloudTrail bills the \
-             second copy this stack adds",
-            t.name().unwrap_or(arn),
-            t.home_region().unwrap_or("?")
-        ));
-    }
-    Ok(warn)
-}
-
 fn tag(ctx: &Ctx) -> anyhow::Result<Tag> {
     Ok(Tag::builder().key(TAG_KEY).value(&ctx.stack).build()?)
 }
@@ -243,6 +210,17 @@ pub async fn delete(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
 
 pub async fn check(ctx: &Ctx, aws: &Aws) -> Vec<Check> {
     let mut out = Vec::new();
+    // a reused trail: read-only, is it still logging? (it is someone else's to fix)
+    if let Some(t) = ctx.reuse.as_ref().filter(|t| t.visible) {
+        let ct = aws_sdk_cloudtrail::Client::new(&aws.at(&t.home_region));
+        out.push(match ct.get_trail_status().name(&t.arn).send().await {
+            Ok(s) if s.is_logging().unwrap_or(false) => found("reused trail logging", &t.name, &t.home_region, Level::Ok, "logging", ""),
+            Ok(_) => found("reused trail logging", &t.name, &t.home_region, Level::Fail, "logging is stopped: no event is recorded",
+                "ask the trail's owner to start logging (trailsetup never changes a reused trail)"),
+            Err(e) => found("reused trail logging", &t.name, &t.home_region, Level::Warn,
+                format!("{:#}", crate::aws::explain(e, "GetTrailStatus", "cloudtrail:GetTrailStatus")), ""),
+        });
+    }
     for (r, n) in ctx.trails() {
         let ct = aws_sdk_cloudtrail::Client::new(&aws.at(&r));
         match ct.get_trail_status().name(ctx.trail_arn(&r, &n)).send().await {

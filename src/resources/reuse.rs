@@ -161,7 +161,7 @@ async fn management_events(aws: &Aws, t: &Reuse) -> Option<bool> {
 /// Every trail that records this account: DescribeTrails in the home region with shadow trails (multi-region
 /// and organization trails of other home regions), and ListTrails for single-region trails elsewhere (CloudTrail
 /// API reference, "DescribeTrails", "ListTrails"). Own-bucket and management-event facts are filled in.
-pub async fn discover(aws: &Aws, home: &str, account: &str) -> anyhow::Result<Vec<Reuse>> {
+pub async fn discover(aws: &Aws, home: &str) -> anyhow::Result<Vec<Reuse>> {
     let client = ct(aws, home);
     let d = client
         .describe_trails()
@@ -201,7 +201,6 @@ pub async fn discover(aws: &Aws, home: &str, account: &str) -> anyhow::Result<Ve
         if t.organization {
             t.org_id = org.clone();
         }
-        let _ = account;
     }
     found.sort_by(|a, b| a.arn.cmp(&b.arn));
     Ok(found)
@@ -537,7 +536,8 @@ pub fn warnings(ctx: &Ctx, o: &Observed) -> Vec<String> {
             o.other_filters.join(", ")
         )),
         Some(_) => {}
-        None => w.push("the trail sends nothing to CloudWatch Logs: live loading goes through the queue only".into()),
+        None if r.visible => w.push("the trail sends nothing to CloudWatch Logs: live loading goes through the queue only".into()),
+        None => w.push("the trail is not visible from here, so its CloudWatch Logs group is unknown: live loading goes through the queue only".into()),
     }
     if r.management_events == Some(false) {
         w.push(format!("trail {} records no management events: they will not reach OpenSearch", r.name));

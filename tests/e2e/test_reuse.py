@@ -147,6 +147,19 @@ def test_a_own_trail_with_topic_and_log_group_is_reused_by_default(run_cli, moto
     assert (s["files"], s["records"], s["indexed"]) == (len(keys), total, len(want_b)), s
     assert os_count(opensearch_url, f"{prefix}b-*") == len(want_b)
 
+    # status reads the reused trail (never changes it): logging, then stopped by its owner
+    def reused_check():
+        rc, out, err = run_cli(["status", "--output", "json"], timeout=300)
+        checks = json.loads(out)["status"]["checks"]
+        return rc, next(c for c in checks if c["name"] == "reused trail logging")
+    rc, c = reused_check()
+    assert c["level"] == "ok", c
+    ct.stop_logging(Name="corp")
+    rc, c = reused_check()
+    assert rc == 1 and c["level"] == "fail" and "owner" in c["fix"], c
+    ct.start_logging(Name="corp")
+    before = trail_facts(ct, "corp")
+
     # destroy removes exactly our subscription and filter; the trail, its topic, log group and the other consumer stay
     rc, out, err = run_cli(["destroy", "--yes", "--output", "json"], timeout=300)
     assert rc == 0, err[-3000:]
@@ -275,3 +288,24 @@ def test_c_log_archive_bucket_in_another_account(run_cli, moto_reset, boto, moto
     assert any(b"Action=AssumeRole" in c["body"] and b"log-reader" in c["body"] for c in calls), "the role was assumed"
     reads = [c for c in calls if c["method"] == "GET" and "/org-log-archive/" in c["path"]]
     assert reads and all(TEST_ACCESS_KEY not in c["auth"] for c in reads), "S3 was read with the role's credentials"
+
+
+def test_full_log_group_is_reported_never_replaced(run_cli, moto_reset, boto, opensearch_url, os_clean):
+    s3, sns, ct, logs, kinesis = boto("s3"), boto("sns"), boto("cloudtrail"), boto("logs"), boto("kinesis")
+    s3.create_bucket(Bucket="corp-trail-logs")
+    sns.create_topic(Name="corp-trail-topic")
+    logs.create_log_group(logGroupName="/corp/cloudtrail")
+    kinesis.create_stream(StreamName="siem", ShardCount=1)
+    stream = kinesis.describe_stream(StreamName="siem")["StreamDescription"]["StreamARN"]
+    role = f"arn:aws:iam::{ACCOUNT}:role/cwl-to-kinesis"
+    for name in ("siem-a", "siem-b"):
+        logs.put_subscription_filter(logGroupName="/corp/cloudtrail", filterName=name, filterPattern="", destinationArn=stream, roleArn=role)
+    ct.create_trail(Name="corp", S3BucketName="corp-trail-logs", SnsTopicName="corp-trail-topic", IsMultiRegionTrail=True,
+                    CloudWatchLogsLogGroupArn=f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/corp/cloudtrail:*",
+                    CloudWatchLogsRoleArn=f"arn:aws:iam::{ACCOUNT}:role/corp-ct-logs")
+    doc, _ = init(run_cli, ["--use-trail", "corp"], opensearch_url, os_clean)
+    assert any("already has two subscription filters (siem-a, siem-b)" in w for w in doc["warnings"]), doc["warnings"]
+    assert not by_kind(doc, "logs-subscription-filter") and not by_kind(doc, "lambda-function")
+    names = sorted(f["filterName"] for f in logs.describe_subscription_filters(logGroupName="/corp/cloudtrail")["subscriptionFilters"])
+    assert names == ["siem-a", "siem-b"]
+    assert [c["action"] for c in by_kind(doc, "sns-subscription")] == ["create"], "live loading goes through the queue"
