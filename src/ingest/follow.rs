@@ -258,6 +258,12 @@ async fn handle(
     let mut all_ok = true;
     let mut by_bucket: HashMap<String, super::source::S3Source> = HashMap::new();
     for (bucket, key) in files {
+        // an S3 event notification on a trail's prefix also names its digest files (same prefix and suffix):
+        // they hold hashes, not events
+        if super::source::is_digest(&key) {
+            tracing::debug!("s3://{bucket}/{key}: a digest file, not loaded");
+            continue;
+        }
         let src = by_bucket
             .entry(bucket.clone())
             .or_insert_with(|| super::source::S3Source { client: s3.clone(), bucket: bucket.clone(), prefix: String::new() });

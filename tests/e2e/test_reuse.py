@@ -210,6 +210,9 @@ def test_b_trail_without_topic_gets_a_merged_bucket_notification(run_cli, moto_r
     # the trail writes: S3 itself notifies our queue (moto delivers S3 event notifications)
     keys = put_logs(s3, "legacy-logs", f"audit/AWSLogs/{ACCOUNT}/")
     s3.put_object(Bucket="legacy-logs", Key="images/cat.png", Body=b"x")
+    # CloudTrail's digest files share the prefix and suffix: notified too, never loaded
+    digest = next(FIXTURES.rglob("*CloudTrail-Digest*.json.gz"))
+    s3.put_object(Bucket="legacy-logs", Key=f"audit/AWSLogs/{ACCOUNT}/CloudTrail-Digest/us-east-1/2024/01/01/{digest.name}", Body=digest.read_bytes())
     total, want = fixture_vectors(prefix)
     s = ingest(run_cli, [])
     assert (s["records"], s["indexed"], s["quarantined"]) == (total, len(want), 0), s
