@@ -64,7 +64,13 @@ async fn apply_one(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<Option<St
     r.with_context(|| format!("{} {} [{}] was not applied", c.kind, c.name, c.region))
 }
 
-pub async fn apply(ctx: &Ctx, aws: &Aws, plan: &Plan, note: impl Fn(&str) + Sync) -> anyhow::Result<Applied> {
+/// What apply reports as it goes: a change started, or finished after some time.
+pub enum Event<'a> {
+    Started(&'a Change),
+    Finished(&'a Change, std::time::Duration),
+}
+
+pub async fn apply(ctx: &Ctx, aws: &Aws, plan: &Plan, note: impl Fn(Event<'_>) + Sync) -> anyhow::Result<Applied> {
     let mut out = Applied::default();
     let mut aws = aws.clone();
     for chains in schedule(plan) {
@@ -80,10 +86,12 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, plan: &Plan, note: impl Fn(&str) + Sync
                             aws.search = Some(domain_client(&aws, ep, &ctx.home)?);
                         }
                     }
+                    note(Event::Started(c));
+                    let t0 = std::time::Instant::now();
                     if let Some(ep) = apply_one(ctx, &aws, c).await? {
                         endpoint = Some(ep);
                     }
-                    note(&format!("  done: {:?} {} {} [{}]", c.action, c.kind, c.name, c.region));
+                    note(Event::Finished(c, t0.elapsed()));
                 }
                 anyhow::Ok((chain.len(), endpoint))
             }

@@ -25,7 +25,9 @@ pub fn init_logging(verbose: u8, quiet: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    // timestamps only when asked for more (-v): in human mode a warning is one plain line
+    let _ = if verbose == 0 { fmt.without_time().try_init() } else { fmt.try_init() };
 }
 
 /// Run a parsed command line; the error's kind decides the exit code.

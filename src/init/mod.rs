@@ -61,9 +61,9 @@ pub fn partition_of_region(r: &str) -> &'static str {
 }
 
 /// Valid CloudWatch Logs retention values.
-const RETENTIONS: &[i32] = &[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+pub const RETENTIONS: &[i32] = &[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
 
-fn validate_name(n: &str) -> anyhow::Result<()> {
+pub fn validate_name(n: &str) -> anyhow::Result<()> {
     let ok = !n.is_empty()
         && n.len() <= 32
         && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
@@ -78,7 +78,7 @@ fn validate_name(n: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn validate_bucket(b: &str) -> anyhow::Result<()> {
+pub fn validate_bucket(b: &str) -> anyhow::Result<()> {
     let ok = (3..=63).contains(&b.len())
         && b.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && b.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -202,6 +202,23 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         )));
     }
 
+    // Ctrl-C while asking (or applying): the cursor back (a select prompt hides it), a word on what was done, exit 130
+    let applying = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if wizard::interactive() && !common.yes {
+        let applying = applying.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = console::Term::stderr().show_cursor();
+                if applying.load(std::sync::atomic::Ordering::SeqCst) {
+                    eprintln!("\ninterrupted while applying: run `trailsetup init` again to finish (it picks up where this stopped)");
+                } else {
+                    eprintln!("\ninterrupted: nothing was changed");
+                }
+                std::process::exit(130);
+            }
+        });
+    }
+
     // --- discovery: the trails that already record this account (read-only) ---
     let found = match &cfg {
         Some(cfg) => resources::reuse::discover(&Aws { cfg: cfg.clone(), search: None }, &home).await?,
@@ -216,7 +233,22 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     }
 
     // --- wizard: only the missing values ---
-    let facts = Facts { account: account.clone(), home: home.clone(), enabled_regions: enabled.clone(), trails: found.clone() };
+    let asking = !(common.yes || !wizard::interactive());
+    let (buckets, kms_aliases, domains) = match (&cfg, asking) {
+        (Some(cfg), true) => choices(&Aws { cfg: cfg.clone(), search: None }, &home).await,
+        _ => Default::default(),
+    };
+    let facts = Facts {
+        account: account.clone(),
+        home: home.clone(),
+        enabled_regions: enabled.clone(),
+        trails: found.clone(),
+        caller: caller.clone(),
+        partition: partition.clone(),
+        buckets,
+        kms_aliases,
+        domains,
+    };
     wizard::fill(&mut d, &facts, common.yes || !wizard::interactive(), dry)?;
     let stack = d.name.clone().unwrap_or_else(|| wizard::DEFAULT_NAME.into());
     validate_name(&stack)?;
@@ -474,13 +506,12 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
             }
             return Ok(Exit::Success);
         }
+        applying.store(true, std::sync::atomic::Ordering::SeqCst);
         let quiet = out.quiet || out.json;
-        let res = crate::apply::apply(&ctx, &aws, &plan, |m| {
-            if !quiet {
-                eprintln!("{m}");
-            }
-        })
-        .await?;
+        let progress = Progress::new(plan.summary.create + plan.summary.update + plan.summary.delete, quiet);
+        let res = crate::apply::apply(&ctx, &aws, &plan, |e| progress.event(e)).await;
+        progress.finish();
+        let res = res?;
         applied = true;
         out.note(format!("Applied {} change(s).", res.changed));
         let again = resources::plan(&ctx, Some(&aws)).await.context("verifying the result")?;
@@ -560,6 +591,10 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     let state_path = state.save(&common.state_dir)?;
     out.note(format!("State saved to {}", state_path.display()));
 
+    if !out.json && !out.quiet {
+        out.line(finish_summary(&ctx, &plan, applied, opensearch_url.as_deref(), &state_path));
+    }
+
     // --- backfill ---
     // a log archive bucket is readable once its owner added the statements above (or through --source-role)
     let readable = ctx.reuse.as_ref().is_none_or(|r| r.bucket_owned || r.source_role.is_some());
@@ -600,6 +635,132 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         return crate::ingest::backfill(common, &args, out).await;
     }
     Ok(Exit::Success)
+}
+
+/// The end of a run: what exists now, where the data is, what to run next.
+fn finish_summary(ctx: &Ctx, plan: &crate::plan::Plan, applied: bool, url: Option<&str>, state: &std::path::Path) -> String {
+    let count = |a: crate::plan::Action| plan.changes.iter().filter(|c| c.action == a).count();
+    let reused = plan.changes.iter().filter(|c| c.details["reused"] == true).count();
+    let mut o = format!(
+        "\nStack {} is set up: {} created, {} updated, {} reused, {} unchanged{}.\n",
+        ctx.stack,
+        if applied { count(crate::plan::Action::Create) } else { 0 },
+        if applied { count(crate::plan::Action::Update) } else { 0 },
+        reused,
+        count(crate::plan::Action::NoOp) - reused,
+        if let Some(r) = &ctx.reuse { format!(" (hanging from trail {})", r.name) } else { String::new() },
+    );
+    match (url, &ctx.opensearch) {
+        (Some(u), OpenSearchTarget::Domain(d)) => o.push_str(&format!(
+            "  OpenSearch   domain {d}: {u}\n  Dashboards   {u}/_dashboards (fine-grained access control; master user {}: sign in through \
+             SAML or Cognito, or an IAM-signing proxy)\n",
+            ctx.principal_arn
+        )),
+        (Some(u), _) => o.push_str(&format!("  OpenSearch   {u} (index alias {}, indices {}-YYYY.MM.DD)\n", ctx.index_prefix, ctx.index_prefix)),
+        (None, _) => o.push_str("  OpenSearch   the domain has no endpoint yet: `trailsetup status` tells when it is ready\n"),
+    }
+    o.push_str(&format!("  State        {}\n\nNext:\n", state.display()));
+    o.push_str("  trailsetup backfill   load the logs already stored (resumable; run again any time)\n");
+    o.push_str("  trailsetup ingest     follow the queue and load each new log file (run it as a service)\n");
+    o.push_str("  trailsetup status     is audit data flowing end to end?\n");
+    o
+}
+
+/// Apply's progress on stderr: in a terminal, a bar with the elapsed time and the changes in flight (a spinner
+/// that keeps turning through the domain's 10-20 minutes) and one line per finished change with its duration;
+/// without a terminal, the same lines only; nothing with `--output json` or `-q`.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    quiet: bool,
+    running: std::sync::Mutex<Vec<String>>,
+}
+
+impl Progress {
+    fn new(total: usize, quiet: bool) -> Progress {
+        use std::io::IsTerminal;
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let b = indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::stderr());
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:24} {pos}/{len} {wide_msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b.enable_steady_tick(std::time::Duration::from_millis(120));
+            b
+        });
+        Progress { bar, quiet, running: Default::default() }
+    }
+    fn label(c: &crate::plan::Change) -> String {
+        format!("{} {} [{}]", c.kind, c.name, c.region)
+    }
+    fn event(&self, e: crate::apply::Event<'_>) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        match e {
+            crate::apply::Event::Started(c) => running.push(Self::label(c)),
+            crate::apply::Event::Finished(c, took) => {
+                let l = Self::label(c);
+                running.retain(|x| *x != l);
+                let verb = match c.action {
+                    crate::plan::Action::Create => "created",
+                    crate::plan::Action::Update => "updated",
+                    crate::plan::Action::Delete => "deleted",
+                    crate::plan::Action::NoOp => "checked",
+                };
+                let line = format!("  ✓ {verb:<8} {l}  {:.1}s", took.as_secs_f64());
+                match &self.bar {
+                    Some(b) => {
+                        b.println(line);
+                        b.inc(1);
+                    }
+                    None if !self.quiet => eprintln!("{line}"),
+                    None => {}
+                }
+            }
+        }
+        if let Some(b) = &self.bar {
+            b.set_message(match running.len() {
+                0 => String::new(),
+                1 => running[0].clone(),
+                n => format!("{} (+{} more)", running[0], n - 1),
+            });
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// What the wizard offers instead of asking to type: this account's buckets that hold CloudTrail logs
+/// (`AWSLogs/`), the home region's customer managed key aliases, and its OpenSearch domains. Best effort: a call
+/// that is refused (no permission) offers nothing, and the question falls back to typing.
+async fn choices(aws: &Aws, home: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let s3 = crate::aws::s3(&aws.at(home));
+    let buckets = async {
+        let Ok(r) = s3.list_buckets().send().await else { return Vec::new() };
+        let names: Vec<String> = r.buckets().iter().filter_map(|b| b.name().map(String::from)).take(50).collect();
+        let holds = futures::future::join_all(names.iter().map(|b| {
+            let s3 = s3.clone();
+            async move { s3.list_objects_v2().bucket(b).prefix("AWSLogs/").max_keys(1).send().await.ok().is_some_and(|r| r.key_count().unwrap_or(0) > 0) }
+        }))
+        .await;
+        names.into_iter().zip(holds).filter(|x| x.1).map(|x| x.0).collect::<Vec<_>>()
+    };
+    let kms = async {
+        let Ok(r) = aws_sdk_kms::Client::new(&aws.at(home)).list_aliases().send().await else { return Vec::new() };
+        r.aliases()
+            .iter()
+            .filter(|a| a.target_key_id().is_some())
+            .filter_map(|a| a.alias_name())
+            .filter(|n| !n.starts_with("alias/aws/"))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let domains = async {
+        let Ok(r) = aws_sdk_opensearch::Client::new(&aws.at(home)).list_domain_names().send().await else { return Vec::new() };
+        r.domain_names().iter().filter_map(|d| d.domain_name()).map(String::from).collect::<Vec<_>>()
+    };
+    futures::join!(buckets, kms, domains)
 }
 
 /// `--offline --use-trail`: nothing can be discovered; the trail is planned from what the flags say, its facts

@@ -35,6 +35,14 @@ pub struct Facts {
     pub enabled_regions: Vec<String>,
     /// trails that already record this account (discovered; empty offline)
     pub trails: Vec<crate::resources::reuse::Reuse>,
+    pub caller: String,
+    pub partition: String,
+    /// the caller's buckets that hold CloudTrail logs (`AWSLogs/`), offered as the bucket
+    pub buckets: Vec<String>,
+    /// aliases of this region's customer managed keys, offered as the KMS key
+    pub kms_aliases: Vec<String>,
+    /// the account's OpenSearch domains in the home region, offered as targets
+    pub domains: Vec<String>,
 }
 
 /// Is this one of the stack's own trails (`<name>` or `<name>-<region>`)?
@@ -104,18 +112,52 @@ fn prompt_err(e: dialoguer::Error) -> anyhow::Error {
     usage(format!("prompt cancelled ({e}); nothing was changed"))
 }
 
-/// Fill the missing settings: with `yes`, each default; else ask on stderr.
+/// What the wizard says before its first question: whom it talks to, and what already records the account.
+pub fn header(facts: &Facts) -> String {
+    let mut h = format!(
+        "Account {} ({}) · caller {}\nHome region {} · {} regions enabled\n",
+        facts.account,
+        facts.partition,
+        facts.caller,
+        facts.home,
+        facts.enabled_regions.len()
+    );
+    if facts.trails.is_empty() {
+        h.push_str("No trail records this account yet.\n");
+    } else {
+        h.push_str("Trails already recording this account (a second trail of ours bills a second copy of management events):\n");
+        for t in &facts.trails {
+            h.push_str(&format!("  · {}\n", crate::resources::reuse::describe(t, &facts.account)));
+        }
+    }
+    h
+}
+
+/// A prompt's answer checked by the same validator as its flag: the error text is the flag's.
+fn checked<T>(f: impl Fn(&str) -> anyhow::Result<T>) -> impl FnMut(&String) -> Result<(), String> {
+    move |s: &String| f(s.trim()).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Fill the missing settings: with `yes`, each default; else ask on stderr, each answer checked where it is typed.
+/// Order: name → reuse (when trails exist) → trail mode → regions (per-region only) → bucket → KMS key → log
+/// retention → OpenSearch → backfill.
 pub fn fill(d: &mut Draft, facts: &Facts, yes: bool, dry_run: bool) -> anyhow::Result<()> {
     let theme = ColorfulTheme::default();
     let term = console::Term::stderr();
     let ask = !yes;
+    if ask {
+        let _ = term.write_line(&header(facts));
+    }
     if d.name.is_none() {
         d.name = Some(if ask {
             Input::<String>::with_theme(&theme)
                 .with_prompt("Stack name (prefix of every resource, value of the trailsetup:stack tag)")
                 .default(DEFAULT_NAME.into())
+                .validate_with(checked(crate::init::validate_name))
                 .interact_text_on(&term)
                 .map_err(prompt_err)?
+                .trim()
+                .to_string()
         } else {
             DEFAULT_NAME.into()
         });
@@ -145,23 +187,7 @@ pub fn fill(d: &mut Draft, facts: &Facts, yes: bool, dry_run: bool) -> anyhow::R
         }
     }
     let reusing = d.use_trail.as_deref().is_some_and(|t| t != "none");
-    if d.regions.is_none() {
-        d.regions = Some(if ask && !reusing && !facts.enabled_regions.is_empty() {
-            let picked = MultiSelect::with_theme(&theme)
-                .with_prompt("Regions to record (space toggles; all enabled regions by default)")
-                .items(&facts.enabled_regions)
-                .defaults(&vec![true; facts.enabled_regions.len()])
-                .interact_on(&term)
-                .map_err(prompt_err)?;
-            if picked.len() == facts.enabled_regions.len() || picked.is_empty() {
-                "all".into()
-            } else {
-                picked.iter().map(|i| facts.enabled_regions[*i].clone()).collect::<Vec<_>>().join(",")
-            }
-        } else {
-            "all".into()
-        });
-    }
+    // the mode before the regions: a multi-region trail records every region
     if d.trail_mode.is_none() {
         d.trail_mode = Some(if ask && !reusing {
             let i = Select::with_theme(&theme)
@@ -173,6 +199,24 @@ pub fn fill(d: &mut Draft, facts: &Facts, yes: bool, dry_run: bool) -> anyhow::R
             if i == 0 { TrailMode::MultiRegion } else { TrailMode::PerRegion }
         } else {
             TrailMode::MultiRegion
+        });
+    }
+    if d.regions.is_none() {
+        let per_region = d.trail_mode == Some(TrailMode::PerRegion);
+        d.regions = Some(if ask && !reusing && per_region && !facts.enabled_regions.is_empty() {
+            let picked = MultiSelect::with_theme(&theme)
+                .with_prompt("Regions to record, one trail each (space toggles; all enabled regions by default)")
+                .items(&facts.enabled_regions)
+                .defaults(&vec![true; facts.enabled_regions.len()])
+                .interact_on(&term)
+                .map_err(prompt_err)?;
+            if picked.len() == facts.enabled_regions.len() || picked.is_empty() {
+                "all".into()
+            } else {
+                picked.iter().map(|i| facts.enabled_regions[*i].clone()).collect::<Vec<_>>().join(",")
+            }
+        } else {
+            "all".into()
         });
     }
     if ask && d.trail_mode == Some(TrailMode::PerRegion) {
@@ -187,36 +231,65 @@ pub fn fill(d: &mut Draft, facts: &Facts, yes: bool, dry_run: bool) -> anyhow::R
     if d.bucket.is_none() && !reusing {
         let def = format!("{}-{}-{}", d.name.as_deref().unwrap_or(DEFAULT_NAME), facts.account, facts.home);
         d.bucket = Some(if ask {
-            Input::<String>::with_theme(&theme)
-                .with_prompt("S3 bucket for the logs (adopted if it exists and is yours)")
-                .default(def)
-                .interact_text_on(&term)
-                .map_err(prompt_err)?
+            let mut items = vec![format!("{def} (new, or adopted if it is already yours)")];
+            items.extend(facts.buckets.iter().map(|b| format!("{b} (yours; holds CloudTrail logs)")));
+            items.push("another name…".into());
+            let i = if items.len() > 2 {
+                Select::with_theme(&theme).with_prompt("S3 bucket for the logs").items(&items).default(0).interact_on(&term).map_err(prompt_err)?
+            } else {
+                items.len() - 1
+            };
+            if i == 0 && items.len() > 2 {
+                def
+            } else if i <= facts.buckets.len() && i > 0 {
+                facts.buckets[i - 1].clone()
+            } else {
+                Input::<String>::with_theme(&theme)
+                    .with_prompt("S3 bucket for the logs (adopted if it exists and is yours)")
+                    .default(def)
+                    .validate_with(checked(crate::init::validate_bucket))
+                    .interact_text_on(&term)
+                    .map_err(prompt_err)?
+                    .trim()
+                    .to_string()
+            }
         } else {
             def
         });
     }
     if d.kms_key.is_none() {
         d.kms_key = Some(if ask && !reusing {
-            let k = Input::<String>::with_theme(&theme)
-                .with_prompt("KMS key for SSE-KMS (empty: SSE-S3)")
-                .allow_empty(true)
-                .default(String::new())
-                .show_default(false)
-                .interact_text_on(&term)
-                .map_err(prompt_err)?;
-            Some(k).filter(|k| !k.trim().is_empty())
+            let mut items = vec!["none: SSE-S3 and service-managed encryption".to_string()];
+            items.extend(facts.kms_aliases.iter().map(|a| format!("{a} (customer managed key in {})", facts.home)));
+            items.push("another key id, ARN or alias…".into());
+            let i = Select::with_theme(&theme).with_prompt("KMS key for SSE-KMS").items(&items).default(0).interact_on(&term).map_err(prompt_err)?;
+            if i == 0 {
+                None
+            } else if i <= facts.kms_aliases.len() {
+                Some(facts.kms_aliases[i - 1].clone())
+            } else {
+                let k = Input::<String>::with_theme(&theme)
+                    .with_prompt("KMS key (id, ARN, alias/NAME, or REGION=KEY,…)")
+                    .interact_text_on(&term)
+                    .map_err(prompt_err)?;
+                Some(k.trim().to_string()).filter(|k| !k.is_empty())
+            }
         } else {
             None
         });
     }
     if d.log_retention_days.is_none() {
         d.log_retention_days = Some(if ask && !reusing {
-            Input::<i32>::with_theme(&theme)
-                .with_prompt("Retention of the CloudWatch Logs copy, in days")
-                .default(DEFAULT_RETENTION)
-                .interact_text_on(&term)
-                .map_err(prompt_err)?
+            let labels: Vec<String> = crate::init::RETENTIONS.iter().map(|r| format!("{r} days")).collect();
+            let default = crate::init::RETENTIONS.iter().position(|r| *r == DEFAULT_RETENTION).unwrap_or(0);
+            let i = Select::with_theme(&theme)
+                .with_prompt("Retention of the CloudWatch Logs copy (the S3 archive is kept)")
+                .items(&labels)
+                .default(default)
+                .max_length(8)
+                .interact_on(&term)
+                .map_err(prompt_err)?;
+            crate::init::RETENTIONS[i]
         } else {
             DEFAULT_RETENTION
         });
@@ -224,20 +297,31 @@ pub fn fill(d: &mut Draft, facts: &Facts, yes: bool, dry_run: bool) -> anyhow::R
     if d.opensearch_domain.is_none() && d.opensearch_url.is_none() {
         let name = d.name.clone().unwrap_or_else(|| DEFAULT_NAME.into());
         if ask {
+            let mut items: Vec<String> = facts.domains.iter().map(|x| format!("use the domain {x} (adopted: our access added)")).collect();
+            items.push(format!("create the Amazon OpenSearch Service domain {name}"));
+            items.push("use an existing endpoint URL".to_string());
             let i = Select::with_theme(&theme)
                 .with_prompt("OpenSearch")
-                .items(&[format!("create (or adopt) the Amazon OpenSearch Service domain {name}"), "use an existing endpoint".to_string()])
-                .default(0)
+                .items(&items)
+                .default(facts.domains.len())
                 .interact_on(&term)
                 .map_err(prompt_err)?;
-            if i == 0 {
+            if i < facts.domains.len() {
+                d.opensearch_domain = Some(facts.domains[i].clone());
+            } else if i == facts.domains.len() {
                 d.opensearch_domain = Some(name);
             } else {
                 d.opensearch_url = Some(
                     Input::<String>::with_theme(&theme)
                         .with_prompt("OpenSearch endpoint URL")
+                        .validate_with(|s: &String| match url::Url::parse(s.trim()) {
+                            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
+                            _ => Err(format!("{s:?} is not an http(s) URL such as https://search.example.com")),
+                        })
                         .interact_text_on(&term)
-                        .map_err(prompt_err)?,
+                        .map_err(prompt_err)?
+                        .trim()
+                        .to_string(),
                 );
             }
         } else {
