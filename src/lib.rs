@@ -19,7 +19,7 @@ pub fn init_logging(verbose: u8, quiet: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match (verbose, quiet) {
         (_, q) if q > 0 => "error",
-        (0, _) => "warn,aws_config=error",
+        (0, _) => "warn,aws_config=error,aws_runtime=error",
         (1, _) => "info,aws_config=warn,aws_smithy_runtime=warn",
         (2, _) => "debug,hyper=info,aws_smithy_runtime=info,rustls=info,h2=info",
         _ => "trace",

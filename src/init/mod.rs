@@ -64,14 +64,15 @@ pub fn partition_of_region(r: &str) -> &'static str {
 pub const RETENTIONS: &[i32] = &[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
 
 pub fn validate_name(n: &str) -> anyhow::Result<()> {
-    let ok = !n.is_empty()
-        && n.len() <= 32
+    // CloudTrail trail names are 3-128 characters ("CreateTrail" API reference) and the multi-region trail is
+    // named like the stack
+    let ok = (3..=32).contains(&n.len())
         && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && n.starts_with(|c: char| c.is_ascii_lowercase())
         && !n.ends_with('-');
     if !ok {
         return Err(usage(format!(
-            "--name {n:?}: a stack name is 1-32 characters of a-z, 0-9 and -, starting with a letter (it prefixes bucket, \
+            "--name {n:?}: a stack name is 3-32 characters of a-z, 0-9 and -, starting with a letter (it names the trail and prefixes bucket, \
              queue and role names); env TRAILSETUP_NAME, config key name"
         )));
     }
