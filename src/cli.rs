@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,6 +48,7 @@ pub enum OutputFormat {
 }
 
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Compute and print what would be done; make no change anywhere (read calls allowed)
     #[arg(long, global = true, env = "TRAILSETUP_DRY_RUN", value_parser = clap::builder::FalseyValueParser::new())]
@@ -70,15 +71,15 @@ pub struct GlobalArgs {
     pub output: Option<OutputFormat>,
 
     /// AWS profile (also AWS_PROFILE)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "AWS")]
     pub profile: Option<String>,
 
     /// Home region (also AWS_REGION)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "AWS")]
     pub region: Option<String>,
 
     /// AWS endpoint override (also AWS_ENDPOINT_URL)
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL", help_heading = "AWS")]
     pub endpoint_url: Option<String>,
 
     /// Where the state file, checkpoints and quarantine live
@@ -110,6 +111,7 @@ pub enum OpenSearchAuth {
 }
 
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Setup (init)")]
 pub struct InitArgs {
     /// Stack name: prefix of every resource name and value of the `trailsetup:stack` tag [default: trailsetup]
     #[arg(long, env = "TRAILSETUP_NAME")]
@@ -223,6 +225,7 @@ impl InitArgs {
 
 /// Options shared by `backfill` and `ingest`: where documents go and how.
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "OpenSearch sink")]
 pub struct SinkArgs {
     /// OpenSearch endpoint [default: from init's state]
     #[arg(long, env = "TRAILSETUP_OPENSEARCH_URL")]
@@ -287,8 +290,12 @@ pub struct SinkArgs {
     pub retry_deadline_secs: Option<u64>,
 }
 
+/// Help heading of the options naming where `backfill` and `ingest` read log files from.
+const SOURCE: &str = "Source";
+
 /// Which log files to take.
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Selection")]
 pub struct SelectArgs {
     /// Inclusive start date (YYYY-MM-DD or RFC 3339), matched on the key's date path and on eventTime
     #[arg(long, env = "TRAILSETUP_FROM")]
@@ -310,22 +317,16 @@ pub struct SelectArgs {
 #[derive(Debug, Clone, Args, Default)]
 pub struct BackfillArgs {
     /// S3 bucket holding the logs [default: from init's state]
-    #[arg(long, env = "TRAILSETUP_BUCKET", conflicts_with = "source_dir")]
+    #[arg(long, env = "TRAILSETUP_BUCKET", conflicts_with = "source_dir", help_heading = SOURCE)]
     pub bucket: Option<String>,
 
     /// Key prefix in the bucket [default: AWSLogs/]
-    #[arg(long, env = "TRAILSETUP_PREFIX")]
+    #[arg(long, env = "TRAILSETUP_PREFIX", help_heading = SOURCE)]
     pub prefix: Option<String>,
 
     /// Local directory source: any tree of CloudTrail .json.gz/.json files
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help_heading = SOURCE)]
     pub source_dir: Option<PathBuf>,
-
-    #[command(flatten)]
-    pub select: SelectArgs,
-
-    #[command(flatten)]
-    pub sink: SinkArgs,
 
     /// Resume state [default: in the state directory, one per source]
     #[arg(long, env = "TRAILSETUP_CHECKPOINT", value_name = "FILE")]
@@ -336,7 +337,7 @@ pub struct BackfillArgs {
     pub restart: bool,
 
     /// Read the bucket through this assumed role (a log archive bucket in another account) [default: init's state]
-    #[arg(long, env = "TRAILSETUP_SOURCE_ROLE", value_name = "ARN")]
+    #[arg(long, env = "TRAILSETUP_SOURCE_ROLE", value_name = "ARN", help_heading = SOURCE)]
     pub source_role: Option<String>,
 
     /// Instead of loading, send one message per log file to this SQS queue for `ingest` workers
@@ -350,12 +351,19 @@ pub struct BackfillArgs {
     /// Write the `_bulk` bodies to this directory instead of sending them (benchmark ceiling)
     #[arg(long, hide = true, value_name = "DIR")]
     pub dump_bulk: Option<PathBuf>,
+
+    // The flattened groups stay last: clap's derive keeps their help heading for the fields after them.
+    #[command(flatten)]
+    pub select: SelectArgs,
+
+    #[command(flatten)]
+    pub sink: SinkArgs,
 }
 
 #[derive(Debug, Clone, Args, Default)]
 pub struct IngestArgs {
     /// The SQS queue CloudTrail notifications arrive on [default: from init's state]
-    #[arg(long, env = "TRAILSETUP_QUEUE_URL")]
+    #[arg(long, env = "TRAILSETUP_QUEUE_URL", help_heading = SOURCE)]
     pub queue_url: Option<String>,
 
     /// Stop once the queue stays empty (no visible and no in-flight messages)
@@ -363,13 +371,14 @@ pub struct IngestArgs {
     pub drain: bool,
 
     /// Read the log files through this assumed role (a log archive bucket in another account) [default: init's state]
-    #[arg(long, env = "TRAILSETUP_SOURCE_ROLE", value_name = "ARN")]
+    #[arg(long, env = "TRAILSETUP_SOURCE_ROLE", value_name = "ARN", help_heading = SOURCE)]
     pub source_role: Option<String>,
 
     /// Seconds a received message stays invisible to other workers; renewed while its files load [default: 120]
     #[arg(long, env = "TRAILSETUP_VISIBILITY_TIMEOUT")]
     pub visibility_timeout: Option<i32>,
 
+    // The flattened groups stay last: clap's derive keeps their help heading for the fields after them.
     #[command(flatten)]
     pub select: SelectArgs,
 
@@ -422,4 +431,27 @@ pub struct StatusArgs {
     /// Newest event older than this many minutes is a warning [default: 60]
     #[arg(long, value_name = "MINUTES")]
     pub stale_minutes: Option<u64>,
+}
+
+// `trailsetup completions` is handled in `main.rs` before anything else runs (no AWS credentials, no state file, no
+// prompt), so it is not a `Command` variant: `command()` adds it to the derived command. Its doc comment is its help.
+/// Print shell completions (bash, zsh, fish, elvish, powershell), or with --man the man page
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// Shell to print completions for
+    #[arg(value_enum, required_unless_present = "man")]
+    pub shell: Option<clap_complete::Shell>,
+
+    /// Print the roff man page of `trailsetup` instead of completions
+    #[arg(long, conflicts_with = "shell")]
+    pub man: bool,
+}
+
+/// Name of the `completions` subcommand.
+pub const COMPLETIONS: &str = "completions";
+
+/// The whole command line: the derived [`Cli`] plus the `completions` subcommand. `main.rs` parses with this, and
+/// completions and the man page are generated from it, so they cover `completions` too.
+pub fn command() -> clap::Command {
+    Cli::command().subcommand(CompletionsArgs::augment_args(clap::Command::new(COMPLETIONS)))
 }
