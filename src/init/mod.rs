@@ -776,7 +776,7 @@ fn offline_reuse(spec: &str, bucket: Option<&str>, prefix: Option<&str>, partiti
         home_region: region,
         multi_region: true,
         bucket: bucket.unwrap_or("<trail-bucket>").to_string(),
-        key_prefix: prefix.map(|p| p.trim_end_matches('/').trim_end_matches("AWSLogs").trim_end_matches('/').to_string()).filter(|p| !p.is_empty()),
+        key_prefix: prefix.and_then(resources::reuse::key_prefix_of),
         bucket_owned: true,
         ..Default::default()
     }

@@ -314,9 +314,14 @@ pub fn pick(found: &[Reuse], spec: &str, bucket: Option<&str>, prefix: Option<&s
         organization: true,
         visible: false,
         bucket: bucket.to_string(),
-        key_prefix: prefix.map(|p| p.trim_end_matches('/').trim_end_matches("AWSLogs").trim_end_matches('/').to_string()).filter(|p| !p.is_empty()),
+        key_prefix: prefix.and_then(key_prefix_of),
         ..Default::default()
     })
+}
+
+/// A trail's `S3KeyPrefix` from what a user passes as `--prefix` (`audit`, `audit/`, `audit/AWSLogs/`).
+pub fn key_prefix_of(p: &str) -> Option<String> {
+    Some(p.trim_end_matches('/').trim_end_matches("AWSLogs").trim_end_matches('/').to_string()).filter(|p| !p.is_empty())
 }
 
 /// A line per trail for the plan header.
@@ -375,13 +380,10 @@ fn s3_client(aws: &Aws, r: &Reuse, home: &str) -> aws_sdk_s3::Client {
 }
 
 fn queue_config_json(q: &QueueConfiguration) -> Value {
-    let rules: BTreeMap<String, String> = q
-        .filter()
-        .and_then(|f| f.key())
-        .map(|k| k.filter_rules().iter().filter_map(|r| Some((r.name()?.as_str().to_lowercase(), r.value()?.to_string()))).collect())
-        .unwrap_or_default();
-    json!({"id": q.id(), "queue_arn": q.queue_arn(), "events": q.events().iter().map(|e| e.as_str()).collect::<Vec<_>>(),
-           "prefix": rules.get("prefix").cloned().unwrap_or_default(), "suffix": rules.get("suffix").cloned().unwrap_or_default()})
+    let mut v = events_and_rules(q.events(), q.filter());
+    v["id"] = json!(q.id());
+    v["queue_arn"] = json!(q.queue_arn());
+    v
 }
 
 fn events_and_rules(events: &[Event], filter: Option<&NotificationConfigurationFilter>) -> Value {
