@@ -400,15 +400,8 @@ pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
     let mut o = Observed::default();
     if let Some(topic) = r.own_topic(&ctx.account) {
         let region = r.topic_region().unwrap_or_else(|| r.home_region.clone());
-        let sns = aws_sdk_sns::Client::new(&aws.at(&region));
         let want = desired_subscription(ctx, &topic);
-        let mut pages = sns.list_subscriptions_by_topic().topic_arn(&topic).into_paginator().send();
-        while let Some(p) = pages.next().await {
-            let p = p.map_err(|e| explain(e, &format!("listing the subscriptions of {topic}"), "sns:ListSubscriptionsByTopic"))?;
-            if p.subscriptions().iter().any(|s| s.protocol() == Some("sqs") && s.endpoint() == want["endpoint"].as_str()) {
-                o.subscription = Some(want.clone());
-            }
-        }
+        o.subscription = super::sns::subscribed(aws, &region, &topic, want["endpoint"].as_str().unwrap_or_default()).await?.then_some(want);
     } else if r.uses_bucket_notification() {
         let cfg = s3_client(aws, r, &ctx.home)
             .get_bucket_notification_configuration()
@@ -439,8 +432,7 @@ pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
             o.other_notifications.push(v);
         }
     }
-    if let Some((region, acct, group)) = r.log_group().filter(|g| g.1 == ctx.account) {
-        let _ = acct;
+    if let Some((region, _, group)) = r.log_group().filter(|g| g.1 == ctx.account) {
         o.other_filters = other_filters(aws, &region, &group, &ctx.forwarder_name()).await?;
     }
     Ok(o)

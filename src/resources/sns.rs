@@ -47,15 +47,21 @@ pub async fn observe(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Result<Optio
     let topic = json!({"kms_key": attrs.get("KmsMasterKeyId").filter(|k| !k.is_empty()), "tags": tag});
     let policy = attrs.get("Policy").map(|p| parse_policy(p)).transpose()?;
     let want = desired_subscription(ctx, region);
-    let mut sub = None;
-    let mut pages = sns.list_subscriptions_by_topic().topic_arn(&arn).into_paginator().send();
+    let sub = subscribed(aws, region, &arn, want["endpoint"].as_str().unwrap_or_default()).await?.then_some(want);
+    Ok(Some((topic, json!({"policy": policy}), sub)))
+}
+
+/// Is `endpoint` (a queue ARN) subscribed to `topic` over SQS? Our topic's subscription and a reused trail's.
+pub async fn subscribed(aws: &Aws, region: &str, topic: &str, endpoint: &str) -> anyhow::Result<bool> {
+    let sns = client(aws, region);
+    let mut pages = sns.list_subscriptions_by_topic().topic_arn(topic).into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| explain(e, &format!("listing the subscriptions of {arn}"), "sns:ListSubscriptionsByTopic"))?;
-        if page.subscriptions().iter().any(|s| s.protocol() == Some("sqs") && s.endpoint() == want["endpoint"].as_str()) {
-            sub = Some(want.clone());
+        let page = page.map_err(|e| explain(e, &format!("listing the subscriptions of {topic}"), "sns:ListSubscriptionsByTopic"))?;
+        if page.subscriptions().iter().any(|s| s.protocol() == Some("sqs") && s.endpoint() == Some(endpoint)) {
+            return Ok(true);
         }
     }
-    Ok(Some((topic, json!({"policy": policy}), sub)))
+    Ok(false)
 }
 
 pub fn changes(ctx: &Ctx, region: &str, now: Option<Observed>) -> Vec<Change> {
