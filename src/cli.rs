@@ -145,6 +145,16 @@ pub struct InitArgs {
     #[arg(long, env = "TRAILSETUP_OPENSEARCH_URL")]
     pub opensearch_url: Option<String>,
 
+    /// A new domain's data node type: t3.small.search, t3.medium.search, m6g.large.search, m6g.xlarge.search,
+    /// r6g.large.search or r6g.xlarge.search [default: t3.small.search]
+    #[arg(long, env = "TRAILSETUP_DOMAIN_INSTANCE_TYPE", value_name = "TYPE")]
+    pub domain_instance_type: Option<String>,
+
+    /// A new domain's number of data nodes: 1, an even number (2 Availability Zones) or a multiple of 3 (3 zones)
+    /// [default: 1]
+    #[arg(long, env = "TRAILSETUP_DOMAIN_INSTANCE_COUNT", value_name = "N")]
+    pub domain_instance_count: Option<i32>,
+
     /// sigv4 for AWS domains, else basic (TRAILSETUP_OPENSEARCH_USER/_PASSWORD) or none
     #[arg(long, value_enum, env = "TRAILSETUP_OPENSEARCH_AUTH")]
     pub opensearch_auth: Option<OpenSearchAuth>,
@@ -208,6 +218,8 @@ impl InitArgs {
             log_retention_days: self.log_retention_days.or(other.log_retention_days),
             opensearch_domain: self.opensearch_domain.or(other.opensearch_domain),
             opensearch_url: self.opensearch_url.or(other.opensearch_url),
+            domain_instance_type: self.domain_instance_type.or(other.domain_instance_type),
+            domain_instance_count: self.domain_instance_count.or(other.domain_instance_count),
             opensearch_auth: self.opensearch_auth.or(other.opensearch_auth),
             account: self.account.or(other.account),
             index_prefix: self.index_prefix.or(other.index_prefix),

@@ -243,6 +243,8 @@ pub(crate) fn ctx_for(common: &Common, a: &DestroyArgs, state: Option<&State>, a
         kms_policy_external: false,
         retention_days: state.and_then(|s| s.retention_days).unwrap_or(crate::wizard::DEFAULT_RETENTION),
         opensearch,
+        // destroy never creates a domain: the size is not looked at
+        domain_size: Default::default(),
         opensearch_auth: state.and_then(|s| s.opensearch_auth),
         index_prefix: state.and_then(|s| s.index_prefix.clone()).unwrap_or_else(|| crate::ingest::DEFAULT_PREFIX.into()),
         ingest_roles: state.map(|s| s.ingest_roles.clone()).unwrap_or_default(),

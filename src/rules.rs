@@ -465,6 +465,78 @@ pub const RULES: &[Rule] = &[
         },
     },
     Rule {
+        name: "opensearch-zone-awareness",
+        doc: "Amazon OpenSearch Service Developer Guide, \"Configuring a multi-AZ domain in Amazon OpenSearch Service\" \
+              (https://docs.aws.amazon.com/opensearch-service/latest/developerguide/managedomains-multiaz.html: nodes spread over two or \
+              three zones, three zones with a multiple of three data nodes); Amazon Elasticsearch Service Developer Guide, \"Enabling zone \
+              awareness\" (\"Zone awareness requires an even number of instances\"; CreateDomain: \"You must choose an even number of data \
+              nodes for a two Availability Zone deployment\"); API Reference, \"ZoneAwarenessConfig\" \
+              (https://docs.aws.amazon.com/opensearch-service/latest/APIReference/API_ZoneAwarenessConfig.html: AvailabilityZoneCount 2 or 3)",
+        check: |ctx, plan, c| {
+            let domains: Vec<&Change> = of_kind(plan, "opensearch-domain").collect();
+            if domains.is_empty() {
+                c.ok(matches!(ctx.opensearch, OpenSearchTarget::Url(_)), || "a domain target without a domain change".into());
+            }
+            for d in domains {
+                if let Some(cur) = &d.current {
+                    // an adopted domain keeps its layout
+                    for k in ["zone_awareness_enabled", "availability_zone_count"] {
+                        c.ok(cur[k] == d.details[k], || format!("adopted domain {}: {k} must be kept as it is", d.name));
+                    }
+                    continue;
+                }
+                let n = d.details["instance_count"].as_i64().and_then(|n| i32::try_from(n).ok()).unwrap_or(0);
+                let enabled = d.details["zone_awareness_enabled"] == true;
+                let azs = d.details["availability_zone_count"].as_i64();
+                match opensearch::availability_zones(n) {
+                    None => c.ok(false, || format!("domain {}: {n} data nodes spread evenly over neither 2 zones (even) nor 3 (multiple of 3)", d.name)),
+                    Some(1) => c.ok(!enabled && azs.is_none(), || format!("domain {}: one data node, one zone: zone awareness off, got {enabled} / {azs:?}", d.name)),
+                    Some(z) => {
+                        c.ok(enabled && azs == Some(i64::from(z)), || format!("domain {}: {n} data nodes go over {z} zones: ZoneAwarenessEnabled and AvailabilityZoneCount {z}, got {enabled} / {azs:?}", d.name));
+                        c.ok(n % z == 0, || format!("domain {}: {n} data nodes do not divide over {z} zones", d.name));
+                    }
+                }
+            }
+        },
+    },
+    Rule {
+        name: "opensearch-instance-type-limits",
+        doc: "Amazon OpenSearch Service Developer Guide, \"Supported instance types in Amazon OpenSearch Service\" \
+              (https://docs.aws.amazon.com/opensearch-service/latest/developerguide/supported-instance-types.html: current generation types); \
+              \"Amazon OpenSearch Service quotas\" (https://docs.aws.amazon.com/opensearch-service/latest/developerguide/limits.html: 80 \
+              instances per domain, T2/T3 at most 10 data nodes, the EBS volume size each type takes); \"Configuring a multi-AZ domain\" \
+              (Multi-AZ with Standby only on m5, c5, r5, r6g, c6g, m6g, r6gd and i3, with dedicated master nodes); \"UltraWarm storage\" and \
+              \"Cold storage\" (not with T2 or T3 data nodes)",
+        check: |ctx, plan, c| {
+            let domains: Vec<&Change> = of_kind(plan, "opensearch-domain").collect();
+            if domains.is_empty() {
+                c.ok(matches!(ctx.opensearch, OpenSearchTarget::Url(_)), || "a domain target without a domain change".into());
+            }
+            for d in domains {
+                if let Some(cur) = &d.current {
+                    // an adopted domain keeps its size; nothing of ours to judge
+                    c.ok(cur["instance_type"] == d.details["instance_type"] && d.details.get("monthly_estimate").is_none(),
+                        || format!("adopted domain {}: its instance type is kept and not estimated", d.name));
+                    continue;
+                }
+                let ty = d.details["instance_type"].as_str().unwrap_or_default();
+                let Some(t) = crate::resources::pricing::lookup(ty) else {
+                    c.ok(false, || format!("domain {}: {ty:?} is not a current-generation type trailsetup offers", d.name));
+                    continue;
+                };
+                let n = d.details["instance_count"].as_i64().unwrap_or(0);
+                let max = if t.burstable() { opensearch::MAX_BURSTABLE_INSTANCES } else { opensearch::MAX_INSTANCES };
+                c.ok((1..=i64::from(max)).contains(&n), || format!("domain {}: {n} data nodes of {ty}: 1 to {max}", d.name));
+                let gib = d.details["ebs_gib"].as_i64().unwrap_or(0);
+                c.ok((i64::from(t.min_ebs_gib)..=i64::from(t.max_gp3_gib)).contains(&gib),
+                    || format!("domain {}: {gib} GiB of gp3 per {ty} node: {} to {} GiB", d.name, t.min_ebs_gib, t.max_gp3_gib));
+                // no standby: T3 cannot have it, and it needs three dedicated master nodes we do not create
+                c.ok(d.details["multi_az_with_standby"] == false, || format!("domain {}: Multi-AZ with Standby needs dedicated master nodes (and no T3)", d.name));
+                c.ok(d.details.get("warm_enabled").is_none() && d.details.get("cold_storage").is_none(), || format!("domain {}: no UltraWarm or cold storage", d.name));
+            }
+        },
+    },
+    Rule {
         name: "unreachable-endpoint-is-not-a-change",
         doc: "Amazon OpenSearch Service Developer Guide, \"Launching your Amazon OpenSearch Service domains within a VPC\" (a VPC domain's endpoint is reachable only from the VPC)",
         check: |_ctx, plan, c| {

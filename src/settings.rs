@@ -23,6 +23,8 @@ pub struct ConfigFile {
     pub log_retention_days: Option<i32>,
     pub opensearch_domain: Option<String>,
     pub opensearch_url: Option<String>,
+    pub domain_instance_type: Option<String>,
+    pub domain_instance_count: Option<i32>,
     pub opensearch_auth: Option<OpenSearchAuth>,
     pub account: Option<String>,
     pub index_prefix: Option<String>,

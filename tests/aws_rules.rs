@@ -31,6 +31,7 @@ fn ctx(mode: TrailMode, home: &str, regions: &[&str]) -> Ctx {
         kms_policy_external: false,
         retention_days: 90,
         opensearch: OpenSearchTarget::Domain("trailsetup".into()),
+        domain_size: Default::default(),
         opensearch_auth: None,
         index_prefix: "cloudtrail".into(),
         ingest_roles: vec![],
@@ -191,6 +192,11 @@ fn scenarios() -> Vec<(&'static str, Ctx, Observed)> {
         ..Default::default()
     });
     v.push(("reuse: organization trail not visible, log archive bucket in another account", c, Observed::default()));
+
+    // 9: a new domain of six m6g.large.search nodes over three zones, outside us-east-1
+    let mut c = ctx(TrailMode::MultiRegion, "eu-west-1", &["eu-west-1"]);
+    c.domain_size = opensearch::DomainSize { instance_type: "m6g.large.search".into(), instance_count: 6 };
+    v.push(("new domain: 6 × m6g.large.search over three zones, home eu-west-1", c, Observed::default()));
     v
 }
 
@@ -316,6 +322,51 @@ fn each_rule_catches_its_defect() {
     catches("opensearch-domain-settings", 3, |_, p| {
         change(p, "opensearch-domain", None)["instance_count"] = json!(1);
     });
+    // "Configuring a multi-AZ domain in Amazon OpenSearch Service",
+    // https://docs.aws.amazon.com/opensearch-service/latest/developerguide/managedomains-multiaz.html (3 zones: a
+    // multiple of 3 data nodes); "Enabling zone awareness" of the Amazon Elasticsearch Service guide (2 zones: an even
+    // count); https://docs.aws.amazon.com/opensearch-service/latest/APIReference/API_ZoneAwarenessConfig.html (2 or 3)
+    catches("opensearch-zone-awareness", 9, |_, p| {
+        // six nodes put over two zones instead of three
+        change(p, "opensearch-domain", None)["availability_zone_count"] = json!(2);
+    });
+    catches("opensearch-zone-awareness", 9, |_, p| {
+        change(p, "opensearch-domain", None)["instance_count"] = json!(5);
+    });
+    catches("opensearch-zone-awareness", 0, |_, p| {
+        // two nodes left in one zone
+        let d = change(p, "opensearch-domain", None);
+        d["instance_count"] = json!(2);
+    });
+    catches("opensearch-zone-awareness", 3, |_, p| {
+        // an adopted domain's layout is kept
+        change(p, "opensearch-domain", None)["zone_awareness_enabled"] = json!(false);
+    });
+    // "Supported instance types in Amazon OpenSearch Service",
+    // https://docs.aws.amazon.com/opensearch-service/latest/developerguide/supported-instance-types.html; "Amazon
+    // OpenSearch Service quotas", https://docs.aws.amazon.com/opensearch-service/latest/developerguide/limits.html
+    catches("opensearch-instance-type-limits", 0, |_, p| {
+        // a previous-generation type
+        change(p, "opensearch-domain", None)["instance_type"] = json!("m4.large.search");
+    });
+    catches("opensearch-instance-type-limits", 0, |_, p| {
+        // twelve T3 nodes: T2/T3 domains stop at 10 data nodes
+        let d = change(p, "opensearch-domain", None);
+        d["instance_count"] = json!(12);
+        d["zone_awareness_enabled"] = json!(true);
+        d["availability_zone_count"] = json!(3);
+    });
+    catches("opensearch-instance-type-limits", 9, |_, p| {
+        change(p, "opensearch-domain", None)["instance_count"] = json!(84);
+    });
+    catches("opensearch-instance-type-limits", 0, |_, p| {
+        // t3.small.search takes 10 to 100 GiB of gp3
+        change(p, "opensearch-domain", None)["ebs_gib"] = json!(200);
+    });
+    catches("opensearch-instance-type-limits", 0, |_, p| {
+        // Multi-AZ with Standby: not on T3, and not without dedicated master nodes
+        change(p, "opensearch-domain", None)["multi_az_with_standby"] = json!(true);
+    });
     catches("unreachable-endpoint-is-not-a-change", 4, |_, p| {
         p.changes.iter_mut().find(|c| c.kind == "opensearch-index-template").unwrap().action = Action::Create;
     });
@@ -418,6 +469,25 @@ fn reuse_plans_create_no_trail_bucket_or_topic() {
     let sts = resources::statements(&ingest.details["policy"]);
     assert!(sts.iter().any(|s| s["Action"] == "sts:AssumeRole" && s["Resource"] == "arn:aws:iam::888888888888:role/log-reader"));
     assert!(sts.iter().any(|s| s["Resource"] == format!("arn:aws:s3:::org-log-archive/AWSLogs/o-abcdefghij/{ACCOUNT}/*")));
+}
+
+#[test]
+fn new_domain_plan_carries_its_size_zones_and_estimate() {
+    let (_, c, o) = scenarios().swap_remove(9);
+    let plan = plan_of(&c, &o);
+    let d = plan.changes.iter().find(|x| x.kind == "opensearch-domain").unwrap();
+    assert_eq!(d.action, Action::Create);
+    assert_eq!((d.details["instance_type"].as_str(), d.details["instance_count"].as_i64()), (Some("m6g.large.search"), Some(6)));
+    assert_eq!((d.details["zone_awareness_enabled"].clone(), d.details["availability_zone_count"].clone()), (json!(true), json!(3)));
+    // 6 × 0.128 × 730 + 6 × 10 × 0.122, at us-east-1 prices, said so for a domain in eu-west-1
+    let e = &d.details["monthly_estimate"];
+    assert_eq!((e["instances_usd_per_month"].as_f64(), e["storage_usd_per_month"].as_f64(), e["usd_per_month"].as_f64()), (Some(560.64), Some(7.32), Some(567.96)));
+    assert_eq!((e["priced_region"].as_str(), e["domain_region"].as_str()), (Some("us-east-1"), Some("eu-west-1")));
+    assert!(e["text"].as_str().unwrap().contains("these are us-east-1 prices, eu-west-1's differ"), "{e}");
+    // the human plan shows the size and the estimate without -v
+    let text = plan.render_human(&Default::default(), false);
+    assert!(text.contains("data nodes: 6 × m6g.large.search, 10 GiB gp3 each, 3 Availability Zones"), "{text}");
+    assert!(text.contains("~$568/month estimated: 6 × m6g.large.search $560.64 + 6 × 10 GiB gp3 $7.32"), "{text}");
 }
 
 #[test]

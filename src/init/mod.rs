@@ -28,6 +28,8 @@ pub fn draft(common: &Common, a: &InitArgs) -> Draft {
         opensearch_domain: a.opensearch_domain.clone().or_else(|| if a.opensearch_url.is_some() { None } else { f.opensearch_domain.clone() }),
         opensearch_url: a.opensearch_url.clone().or_else(|| if a.opensearch_domain.is_some() { None } else { f.opensearch_url.clone() }),
         use_trail: a.use_trail.clone().or_else(|| f.use_trail.clone()),
+        domain_instance_type: a.domain_instance_type.clone().or_else(|| f.domain_instance_type.clone()),
+        domain_instance_count: a.domain_instance_count.or(f.domain_instance_count),
         backfill: if a.backfill {
             Some(true)
         } else if a.no_backfill {
@@ -90,6 +92,56 @@ pub fn validate_bucket(b: &str) -> anyhow::Result<()> {
         )));
     }
     Ok(())
+}
+
+/// `--domain-instance-type`: one of the current-generation types trailsetup can estimate (the flag's check and the
+/// wizard's).
+pub fn validate_domain_instance_type(t: &str) -> anyhow::Result<&'static resources::pricing::InstanceType> {
+    resources::pricing::lookup(t.trim()).ok_or_else(|| {
+        usage(format!(
+            "--domain-instance-type {t:?}: a new domain uses one of the current-generation types trailsetup can estimate: {} \
+             (for another type, create the domain yourself and adopt it with --opensearch-domain NAME); env \
+             TRAILSETUP_DOMAIN_INSTANCE_TYPE, config key domain_instance_type",
+            resources::pricing::names().join(", ")
+        ))
+    })
+}
+
+/// `--domain-instance-count` for data nodes of `instance_type`: 1, or a count that spreads evenly over 2 or 3
+/// Availability Zones ([`resources::opensearch::availability_zones`]), within the quotas (at most 80 data nodes; 10 of
+/// a T3 type). Returns the number of zones.
+pub fn validate_domain_instance_count(n: i32, instance_type: &str) -> anyhow::Result<i32> {
+    use resources::opensearch::{availability_zones, counts_that_work, MAX_BURSTABLE_INSTANCES, MAX_INSTANCES};
+    let burstable = resources::pricing::lookup(instance_type).is_some_and(|t| t.burstable());
+    let max = if burstable { MAX_BURSTABLE_INSTANCES } else { MAX_INSTANCES };
+    let why = if n < 1 {
+        "a domain needs at least one data node".to_string()
+    } else if n > max && burstable {
+        format!("{instance_type} domains have at most {max} data nodes (T3 is for small domains; m6g or r6g for more)")
+    } else if n > max {
+        format!("a domain has at most {max} data nodes (Amazon OpenSearch Service quotas: instances per domain)")
+    } else if let Some(z) = availability_zones(n) {
+        return Ok(z);
+    } else {
+        format!("{n} data nodes cannot be spread evenly over Availability Zones (two zones take an even count, three zones a multiple of 3)")
+    };
+    Err(usage(format!(
+        "--domain-instance-count {n}: {why}; counts that work: {} (1: one zone; even: 2 zones; multiple of 3: 3 zones); env \
+         TRAILSETUP_DOMAIN_INSTANCE_COUNT, config key domain_instance_count",
+        counts_that_work(max)
+    )))
+}
+
+/// A typed count, checked like the flag's (the wizard's check).
+pub fn parse_domain_instance_count(s: &str, instance_type: &str) -> anyhow::Result<i32> {
+    let n: i32 = s.trim().parse().map_err(|_| {
+        usage(format!(
+            "--domain-instance-count {s:?}: a whole number of data nodes, such as 1, 2 or 3; env TRAILSETUP_DOMAIN_INSTANCE_COUNT, config \
+             key domain_instance_count"
+        ))
+    })?;
+    validate_domain_instance_count(n, instance_type)?;
+    Ok(n)
 }
 
 /// Who is calling, from STS (never iam:GetUser, which fails under roles).
@@ -156,6 +208,13 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
                 "--log-retention-days {r}: CloudWatch Logs accepts only {RETENTIONS:?}; env TRAILSETUP_LOG_RETENTION_DAYS, config key log_retention_days"
             )));
         }
+    }
+    if let Some(t) = &d.domain_instance_type {
+        validate_domain_instance_type(t)?;
+    }
+    if let Some(n) = d.domain_instance_count {
+        // the type's own limit once it is known (below, after the wizard)
+        validate_domain_instance_count(n, d.domain_instance_type.as_deref().unwrap_or_default())?;
     }
     let index_prefix = a.index_prefix.clone().or_else(|| common.file.index_prefix.clone()).unwrap_or_else(|| crate::ingest::DEFAULT_PREFIX.into());
     crate::ingest::template::validate_prefix(&index_prefix)?;
@@ -253,6 +312,12 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     wizard::fill(&mut d, &facts, common.yes || !wizard::interactive(), dry)?;
     let stack = d.name.clone().unwrap_or_else(|| wizard::DEFAULT_NAME.into());
     validate_name(&stack)?;
+    let domain_size = resources::opensearch::DomainSize {
+        instance_type: d.domain_instance_type.clone().unwrap_or_else(|| resources::opensearch::INSTANCE_TYPE.into()).trim().to_string(),
+        instance_count: d.domain_instance_count.unwrap_or(resources::opensearch::INSTANCE_COUNT),
+    };
+    validate_domain_instance_type(&domain_size.instance_type)?;
+    validate_domain_instance_count(domain_size.instance_count, &domain_size.instance_type)?;
     let regions_spec = d.regions.clone().unwrap_or_else(|| "all".into());
     let regions: Vec<String> = if regions_spec.trim() == "all" {
         if common.offline {
@@ -375,6 +440,7 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         kms_policy_external: a.no_kms_key_policy || common.file.no_kms_key_policy.unwrap_or(false),
         retention_days: d.log_retention_days.unwrap_or(wizard::DEFAULT_RETENTION),
         opensearch,
+        domain_size,
         opensearch_auth: a.opensearch_auth.or(common.file.opensearch_auth),
         index_prefix: index_prefix.clone(),
         ingest_roles,
@@ -796,5 +862,30 @@ mod tests {
         assert_eq!(partition_of_region("eu-west-1"), "aws");
         assert!(validate_name("trailsetup").is_ok());
         assert!(validate_name("Bad_Name").is_err());
+    }
+
+    #[test]
+    fn domain_size_validators() {
+        assert_eq!(validate_domain_instance_type("m6g.large.search").unwrap().name, "m6g.large.search");
+        let e = validate_domain_instance_type("c5.large.search").unwrap_err().to_string();
+        assert!(e.contains("--domain-instance-type \"c5.large.search\"") && e.contains("t3.small.search, t3.medium.search, m6g.large.search"), "{e}");
+        assert!(e.contains("TRAILSETUP_DOMAIN_INSTANCE_TYPE") && e.contains("config key domain_instance_type"), "{e}");
+        assert_eq!(crate::error::exit_for(&validate_domain_instance_type("x").unwrap_err()), crate::error::Exit::Usage);
+        // zones by count
+        for (n, z) in [(1, 1), (2, 2), (3, 3), (4, 2), (6, 3), (10, 2)] {
+            assert_eq!(validate_domain_instance_count(n, "t3.small.search").unwrap(), z, "{n}");
+        }
+        let e = validate_domain_instance_count(5, "m6g.large.search").unwrap_err().to_string();
+        assert!(e.contains("cannot be spread evenly over Availability Zones") && e.contains("counts that work: 1, 2, 3, 4, 6, 8"), "{e}");
+        assert!(e.contains("TRAILSETUP_DOMAIN_INSTANCE_COUNT") && e.contains("config key domain_instance_count"), "{e}");
+        // T3: at most 10 data nodes; m6g: 80
+        assert!(validate_domain_instance_count(12, "t3.medium.search").unwrap_err().to_string().contains("at most 10"));
+        assert_eq!(validate_domain_instance_count(12, "m6g.large.search").unwrap(), 3);
+        assert!(validate_domain_instance_count(84, "r6g.large.search").unwrap_err().to_string().contains("at most 80"));
+        assert!(validate_domain_instance_count(0, "r6g.large.search").is_err());
+        // the wizard's check says exactly what the flag's says
+        assert_eq!(parse_domain_instance_count(" 5 ", "m6g.large.search").unwrap_err().to_string(), e);
+        assert_eq!(parse_domain_instance_count("6", "m6g.large.search").unwrap(), 6);
+        assert!(parse_domain_instance_count("two", "m6g.large.search").unwrap_err().to_string().contains("a whole number"));
     }
 }

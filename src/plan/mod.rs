@@ -253,6 +253,20 @@ impl Plan {
         let kind_w = self.changes.iter().map(|c| c.kind.as_str().len()).max().unwrap_or(0);
         for c in &self.changes {
             o.push_str(&format!("  {} {:kind_w$}  {}  [{}]\n", c.action.symbol(), c.kind, c.name, c.region));
+            // a domain to be created: its data nodes and what they cost a month, even without -v
+            if let (Action::Create, Some(est)) = (c.action, c.details["monthly_estimate"]["text"].as_str()) {
+                let d = &c.details;
+                let zones = match d["availability_zone_count"].as_i64() {
+                    Some(z) if d["zone_awareness_enabled"] == true => format!("{z} Availability Zones"),
+                    _ => "one Availability Zone".to_string(),
+                };
+                o.push_str(&format!(
+                    "        data nodes: {} × {}, {} GiB gp3 each, {zones}\n        {est}\n",
+                    d["instance_count"],
+                    d["instance_type"].as_str().unwrap_or("?"),
+                    d["ebs_gib"]
+                ));
+            }
             match c.action {
                 // an update of something that could not be read (offline): what it will hold
                 Action::Update if c.current.is_none() => {

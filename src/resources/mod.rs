@@ -9,6 +9,7 @@ pub mod kms;
 pub mod lambda;
 pub mod logs;
 pub mod opensearch;
+pub mod pricing;
 pub mod reuse;
 pub mod s3;
 pub mod sns;
@@ -68,6 +69,9 @@ pub struct Ctx {
     pub kms_policy_external: bool,
     pub retention_days: i32,
     pub opensearch: OpenSearchTarget,
+    /// a domain we create: its data nodes (`--domain-instance-type`, `--domain-instance-count`); an adopted domain
+    /// keeps its own
+    pub domain_size: opensearch::DomainSize,
     /// `--opensearch-auth` as given; `None` = sigv4 for AWS endpoints and domains, else none
     pub opensearch_auth: Option<OpenSearchAuth>,
     pub index_prefix: String,
@@ -746,6 +750,7 @@ pub(crate) fn test_ctx(mode: TrailMode) -> Ctx {
         kms_policy_external: false,
         retention_days: 90,
         opensearch: OpenSearchTarget::Url("http://127.0.0.1:9200".into()),
+        domain_size: Default::default(),
         opensearch_auth: None,
         index_prefix: "cloudtrail".into(),
         ingest_roles: vec![],

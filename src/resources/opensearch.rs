@@ -16,6 +16,7 @@ use anyhow::anyhow;
 use aws_sdk_opensearch::types::{
     AdvancedSecurityOptionsInput, ClusterConfig, DomainEndpointOptions, EbsOptions, EncryptionAtRestOptions,
     MasterUserOptions, NodeToNodeEncryptionOptions, OpenSearchPartitionInstanceType, Tag, TlsSecurityPolicy, VolumeType,
+    ZoneAwarenessConfig,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -28,7 +29,16 @@ use crate::plan::{Kind, Action, Change};
 
 /// Engine versions are `OpenSearch_<major>.<minor>` (or `Elasticsearch_<x>.<y>`): CreateDomain `EngineVersion`.
 pub const ENGINE_VERSION: &str = "OpenSearch_2.19";
+/// A new domain's data nodes by default (`--domain-instance-type`, `--domain-instance-count`).
 pub const INSTANCE_TYPE: &str = "t3.small.search";
+pub const INSTANCE_COUNT: i32 = 1;
+/// gp3 EBS volume of each data node of a new domain, GiB (the smallest every offered type accepts).
+pub const EBS_GIB: i32 = 10;
+/// "Amazon OpenSearch Service quotas": instances per domain, 80 by default.
+pub const MAX_INSTANCES: i32 = 80;
+/// The same page until 2022: "80 (except for the T2 and T3 instance types, which have a maximum of 10)"; today it
+/// names T2 only, and "we don't recommend T2 or t3.small instance types for production domains". Kept for T3.
+pub const MAX_BURSTABLE_INSTANCES: i32 = 10;
 /// TLS 1.2 with perfect forward secrecy ciphers only ("Security in Amazon OpenSearch Service" →
 /// `TLSSecurityPolicy`).
 pub const TLS_POLICY: &str = "Policy-Min-TLS-1-2-PFS-2023-10";
@@ -72,12 +82,55 @@ pub struct Observed {
     pub security: Security,
 }
 
+/// A new domain's data nodes: type and count (every node gets [`EBS_GIB`] of gp3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainSize {
+    pub instance_type: String,
+    pub instance_count: i32,
+}
+
+impl Default for DomainSize {
+    fn default() -> Self {
+        DomainSize { instance_type: INSTANCE_TYPE.into(), instance_count: INSTANCE_COUNT }
+    }
+}
+
+/// How many Availability Zones `count` data nodes are spread over, or `None` for a count that fits no layout:
+/// 1 node → one zone; a multiple of 3 → three zones; another even count → two zones.
+///
+/// "Configuring a multi-AZ domain in Amazon OpenSearch Service"
+/// (<https://docs.aws.amazon.com/opensearch-service/latest/developerguide/managedomains-multiaz.html>): nodes are
+/// spread over two or three zones; three zones are recommended, with "an instance count that is a multiple of
+/// three". Two zones take an even count: "Zone awareness requires an even number of instances in the instance
+/// count" (the Amazon Elasticsearch Service guide's "Enabling zone awareness"), and CreateDomain refuses an odd one
+/// ("You must choose an even number of data nodes for a two Availability Zone deployment"). API Reference,
+/// "ZoneAwarenessConfig": `AvailabilityZoneCount` is 2 or 3.
+pub fn availability_zones(count: i32) -> Option<i32> {
+    match count {
+        1 => Some(1),
+        n if n >= 3 && n % 3 == 0 => Some(3),
+        n if n >= 2 && n % 2 == 0 => Some(2),
+        _ => None,
+    }
+}
+
+/// The counts that work, for messages: `1, 2, 3, 4, 6, 8, 9, 10, …` up to `max`.
+pub fn counts_that_work(max: i32) -> String {
+    let v: Vec<String> = (1..=max.min(12)).filter(|n| availability_zones(*n).is_some()).map(|n| n.to_string()).collect();
+    format!("{}{}", v.join(", "), if max > 12 { format!(", … up to {max}") } else { String::new() })
+}
+
 pub fn desired_domain(ctx: &Ctx, domain: &str) -> Value {
+    let size = &ctx.domain_size;
+    let zones = availability_zones(size.instance_count).unwrap_or(1);
     json!({
         "engine_version": ENGINE_VERSION,
-        "instance_type": INSTANCE_TYPE,
-        "instance_count": 1,
-        "ebs_gib": 10,
+        "instance_type": size.instance_type,
+        "instance_count": size.instance_count,
+        "zone_awareness_enabled": zones > 1,
+        "availability_zone_count": if zones > 1 { json!(zones) } else { Value::Null },
+        "multi_az_with_standby": false,
+        "ebs_gib": EBS_GIB,
         "encryption_at_rest": true,
         "node_to_node_encryption": true,
         "enforce_https": true,
@@ -209,6 +262,9 @@ async fn describe_domain(ctx: &Ctx, aws: &Aws, domain: &str) -> anyhow::Result<O
             "engine_version": d.engine_version(),
             "instance_type": cc.and_then(|c| c.instance_type()).map(|t| t.as_str().to_string()),
             "instance_count": cc.and_then(|c| c.instance_count()),
+            "zone_awareness_enabled": cc.and_then(|c| c.zone_awareness_enabled()).unwrap_or(false),
+            "availability_zone_count": cc.and_then(|c| c.zone_awareness_config()).and_then(|z| z.availability_zone_count()),
+            "multi_az_with_standby": cc.and_then(|c| c.multi_az_with_standby_enabled()).unwrap_or(false),
             "ebs_gib": d.ebs_options().and_then(|e| e.volume_size()),
             "encryption_at_rest": d.encryption_at_rest_options().and_then(|e| e.enabled()).unwrap_or(false),
             "node_to_node_encryption": d.node_to_node_encryption_options().and_then(|e| e.enabled()).unwrap_or(false),
@@ -323,6 +379,19 @@ pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
 
 // --- diff ---
 
+/// What an adopted domain keeps as it is: its version, size, layout over zones and security mode.
+pub const ADOPTED_KEEPS: &[&str] = &[
+    "engine_version",
+    "instance_type",
+    "instance_count",
+    "zone_awareness_enabled",
+    "availability_zone_count",
+    "multi_az_with_standby",
+    "ebs_gib",
+    "internal_user_database",
+    "fine_grained_access_control",
+];
+
 pub fn changes(ctx: &Ctx, o: &Observed) -> Vec<Change> {
     let mut out = Vec::new();
     let endpoint = match &ctx.opensearch {
@@ -333,13 +402,16 @@ pub fn changes(ctx: &Ctx, o: &Observed) -> Vec<Change> {
                 // adopted: keep its engine version, size, master user and security mode; we only add what secures
                 // it, and our statement in its access policy beside the others
                 Some(cur) => {
-                    for k in ["engine_version", "instance_type", "instance_count", "ebs_gib", "internal_user_database", "fine_grained_access_control"] {
+                    for k in ADOPTED_KEEPS {
                         want[k] = cur[k].clone();
                     }
                     want["access_policy"] = merged_access_policy(ctx, domain, cur["access_policy"].as_object().map(|_| &cur["access_policy"]));
                 }
                 None => {
                     want["master_user_arn"] = json!(ctx.principal_arn);
+                    if let Some(t) = super::pricing::lookup(&ctx.domain_size.instance_type) {
+                        want["monthly_estimate"] = super::pricing::estimate(t, ctx.domain_size.instance_count, EBS_GIB).to_json(&ctx.home);
+                    }
                 }
             }
             out.push(Change::diff(Kind::OpenSearchDomain, domain, &ctx.home, want, o.domain.clone()));
@@ -492,6 +564,19 @@ fn endpoint_options() -> DomainEndpointOptions {
     DomainEndpointOptions::builder().enforce_https(true).tls_security_policy(TlsSecurityPolicy::from(TLS_POLICY)).build()
 }
 
+/// CreateDomain's ClusterConfig from the plan: the data nodes, spread over the planned zones; no Multi-AZ with
+/// Standby (it needs dedicated master nodes, and does not take T3: "Configuring a multi-AZ domain").
+pub fn cluster_config(d: &Value) -> ClusterConfig {
+    let zones = d["availability_zone_count"].as_i64().and_then(|z| i32::try_from(z).ok()).filter(|_| d["zone_awareness_enabled"] == true);
+    ClusterConfig::builder()
+        .instance_type(OpenSearchPartitionInstanceType::from(d["instance_type"].as_str().unwrap_or(INSTANCE_TYPE)))
+        .instance_count(d["instance_count"].as_i64().and_then(|n| i32::try_from(n).ok()).unwrap_or(INSTANCE_COUNT))
+        .zone_awareness_enabled(zones.is_some())
+        .set_zone_awareness_config(zones.map(|z| ZoneAwarenessConfig::builder().availability_zone_count(z).build()))
+        .multi_az_with_standby_enabled(false)
+        .build()
+}
+
 async fn apply_domain(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<String> {
     let os = aws_sdk_opensearch::Client::new(&aws.at(&ctx.home));
     let name = &c.name;
@@ -502,13 +587,14 @@ async fn apply_domain(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<String
             .create_domain()
             .domain_name(name)
             .engine_version(ENGINE_VERSION)
-            .cluster_config(
-                ClusterConfig::builder()
-                    .instance_type(OpenSearchPartitionInstanceType::from(INSTANCE_TYPE))
-                    .instance_count(1)
+            .cluster_config(cluster_config(d))
+            .ebs_options(
+                EbsOptions::builder()
+                    .ebs_enabled(true)
+                    .volume_type(VolumeType::Gp3)
+                    .volume_size(d["ebs_gib"].as_i64().and_then(|g| i32::try_from(g).ok()).unwrap_or(EBS_GIB))
                     .build(),
             )
-            .ebs_options(EbsOptions::builder().ebs_enabled(true).volume_type(VolumeType::Gp3).volume_size(10).build())
             .encryption_at_rest_options(EncryptionAtRestOptions::builder().enabled(true).set_kms_key_id(ctx.kms_key_for(&ctx.home)).build())
             .node_to_node_encryption_options(NodeToNodeEncryptionOptions::builder().enabled(true).build())
             .domain_endpoint_options(endpoint_options())
@@ -692,6 +778,50 @@ mod tests {
         let mut c = crate::resources::test_ctx(TrailMode::MultiRegion);
         c.opensearch = OpenSearchTarget::Domain("logs".into());
         c
+    }
+
+    #[test]
+    fn counts_and_zones() {
+        // "Configuring a multi-AZ domain": 1 zone, or 2 (even count), or 3 (multiple of 3, preferred)
+        let z: Vec<(i32, Option<i32>)> = (0..=13).map(|n| (n, availability_zones(n))).collect();
+        assert_eq!(z, [(0, None), (1, Some(1)), (2, Some(2)), (3, Some(3)), (4, Some(2)), (5, None), (6, Some(3)), (7, None),
+            (8, Some(2)), (9, Some(3)), (10, Some(2)), (11, None), (12, Some(3)), (13, None)]);
+        assert_eq!(availability_zones(-2), None);
+        assert_eq!(counts_that_work(10), "1, 2, 3, 4, 6, 8, 9, 10");
+        assert_eq!(counts_that_work(80), "1, 2, 3, 4, 6, 8, 9, 10, 12, … up to 80");
+    }
+
+    #[test]
+    fn new_domain_size_reaches_create_domain() {
+        let mut ctx = domain_ctx();
+        // the default: one t3.small.search node, one zone, with its estimate
+        let c = changes(&ctx, &Observed::default()).remove(0);
+        assert_eq!((c.details["instance_type"].as_str(), c.details["instance_count"].as_i64()), (Some("t3.small.search"), Some(1)));
+        assert_eq!((c.details["zone_awareness_enabled"].clone(), c.details["availability_zone_count"].clone()), (json!(false), Value::Null));
+        assert_eq!(c.details["monthly_estimate"]["usd_per_month"], 27.5);
+        let cc = cluster_config(&c.details);
+        assert_eq!((cc.instance_type().map(|t| t.as_str()), cc.instance_count(), cc.zone_awareness_enabled()), (Some("t3.small.search"), Some(1), Some(false)));
+        assert!(cc.zone_awareness_config().is_none());
+        assert_eq!(cc.multi_az_with_standby_enabled(), Some(false));
+        // two m6g nodes: two zones
+        ctx.domain_size = DomainSize { instance_type: "m6g.large.search".into(), instance_count: 2 };
+        let c = changes(&ctx, &Observed::default()).remove(0);
+        let cc = cluster_config(&c.details);
+        assert_eq!((cc.instance_count(), cc.zone_awareness_enabled()), (Some(2), Some(true)));
+        assert_eq!(cc.zone_awareness_config().and_then(|z| z.availability_zone_count()), Some(2));
+        assert_eq!(c.details["monthly_estimate"]["usd_per_month"], 189.32);
+        // six: three zones
+        ctx.domain_size.instance_count = 6;
+        let cc = cluster_config(&changes(&ctx, &Observed::default())[0].details);
+        assert_eq!(cc.zone_awareness_config().and_then(|z| z.availability_zone_count()), Some(3));
+        // an adopted domain keeps its own size and layout, and gets no estimate
+        let cur = json!({"engine_version": "OpenSearch_2.11", "instance_type": "r6g.large.search", "instance_count": 4,
+            "zone_awareness_enabled": true, "availability_zone_count": 2, "multi_az_with_standby": false, "ebs_gib": 100,
+            "encryption_at_rest": true, "node_to_node_encryption": true, "enforce_https": true, "tls_security_policy": TLS_POLICY,
+            "fine_grained_access_control": true, "internal_user_database": false, "access_policy": null, "tags": {}});
+        let c = changes(&ctx, &Observed { domain: Some(cur), ..Default::default() }).remove(0);
+        assert_eq!((c.details["instance_count"].as_i64(), c.details["availability_zone_count"].as_i64()), (Some(4), Some(2)));
+        assert!(c.details.get("monthly_estimate").is_none());
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct Draft {
     pub log_retention_days: Option<i32>,
     pub opensearch_domain: Option<String>,
     pub opensearch_url: Option<String>,
+    /// a new domain's data nodes (`--domain-instance-type`, `--domain-instance-count`)
+    pub domain_instance_type: Option<String>,
+    pub domain_instance_count: Option<i32>,
     pub backfill: Option<bool>,
     /// `--use-trail`: a trail name/ARN, or `none` (create our own)
     pub use_trail: Option<String>,
@@ -62,6 +65,8 @@ pub const QUESTIONS: &[(&str, &str, &str)] = &[
     ("--kms-key", "TRAILSETUP_KMS_KEY", "kms_key"),
     ("--log-retention-days", "TRAILSETUP_LOG_RETENTION_DAYS", "log_retention_days"),
     ("--opensearch-domain or --opensearch-url", "TRAILSETUP_OPENSEARCH_DOMAIN / TRAILSETUP_OPENSEARCH_URL", "opensearch_domain / opensearch_url"),
+    ("--domain-instance-type (a new domain)", "TRAILSETUP_DOMAIN_INSTANCE_TYPE", "domain_instance_type"),
+    ("--domain-instance-count (a new domain)", "TRAILSETUP_DOMAIN_INSTANCE_COUNT", "domain_instance_count"),
     ("--backfill or --no-backfill", "-", "backfill"),
 ];
 
@@ -78,7 +83,10 @@ impl Draft {
         if self.kms_key.is_none() && !reusing { m.push(4) }
         if self.log_retention_days.is_none() && !reusing { m.push(5) }
         if self.opensearch_domain.is_none() && self.opensearch_url.is_none() { m.push(6) }
-        if self.backfill.is_none() && !dry_run { m.push(7) }
+        // asked only for a domain that does not exist yet
+        if self.domain_instance_type.is_none() && self.opensearch_url.is_none() { m.push(7) }
+        if self.domain_instance_count.is_none() && self.opensearch_url.is_none() { m.push(8) }
+        if self.backfill.is_none() && !dry_run { m.push(9) }
         m
     }
 }
@@ -140,7 +148,8 @@ fn checked<T>(f: impl Fn(&str) -> anyhow::Result<T>) -> impl FnMut(&String) -> R
 
 /// Fill the missing settings: with `yes`, each default; else ask on stderr, each answer checked where it is typed.
 /// Order: name → reuse (when trails exist) → trail mode → regions (per-region only) → bucket → KMS key → log
-/// retention → OpenSearch → backfill.
+/// retention → OpenSearch → for a new domain: instance type, then count (each with its monthly estimate) →
+/// backfill.
 pub fn fill(d: &mut Draft, facts: &Facts, yes: bool, dry_run: bool) -> anyhow::Result<()> {
     let theme = ColorfulTheme::default();
     let term = console::Term::stderr();
@@ -328,6 +337,49 @@ pub fn fill(d: &mut Draft, facts: &Facts, yes: bool, dry_run: bool) -> anyhow::R
             d.opensearch_domain = Some(name);
         }
     }
+    // a domain that does not exist yet: its size, with what it costs a month
+    let new_domain = d.opensearch_url.is_none() && d.opensearch_domain.as_ref().is_none_or(|x| !facts.domains.contains(x));
+    let asking_size = ask && new_domain && (d.domain_instance_type.is_none() || d.domain_instance_count.is_none());
+    if d.domain_instance_type.is_none() {
+        d.domain_instance_type = Some(if ask && new_domain {
+            let types = crate::resources::pricing::INSTANCE_TYPES;
+            let labels: Vec<String> = types.iter().map(crate::resources::pricing::choice_label).collect();
+            let default = types.iter().position(|t| t.name == crate::resources::opensearch::INSTANCE_TYPE).unwrap_or(0);
+            let prompt = match crate::resources::pricing::region_caveat(&facts.home) {
+                None => format!("Data node instance type (monthly estimate: {} on-demand)", crate::resources::pricing::PRICED_REGION),
+                Some(_) => format!(
+                    "Data node instance type (monthly estimate at {} on-demand prices; {} differs)",
+                    crate::resources::pricing::PRICED_REGION,
+                    facts.home
+                ),
+            };
+            let i = Select::with_theme(&theme).with_prompt(prompt).items(&labels).default(default).interact_on(&term).map_err(prompt_err)?;
+            types[i].name.to_string()
+        } else {
+            crate::resources::opensearch::INSTANCE_TYPE.to_string()
+        });
+    }
+    if d.domain_instance_count.is_none() {
+        d.domain_instance_count = Some(if ask && new_domain {
+            let ty = d.domain_instance_type.clone().unwrap_or_else(|| crate::resources::opensearch::INSTANCE_TYPE.into());
+            let n = Input::<String>::with_theme(&theme)
+                .with_prompt("Number of data nodes (1; or spread over Availability Zones: even → 2 zones, multiple of 3 → 3 zones)")
+                .default(crate::resources::opensearch::INSTANCE_COUNT.to_string())
+                .validate_with(checked(|s| crate::init::parse_domain_instance_count(s, &ty)))
+                .interact_text_on(&term)
+                .map_err(prompt_err)?;
+            crate::init::parse_domain_instance_count(n.trim(), &ty)?
+        } else {
+            crate::resources::opensearch::INSTANCE_COUNT
+        });
+    }
+    // the total, once both are known
+    if asking_size {
+        if let (Some(t), Some(n)) = (d.domain_instance_type.as_deref().and_then(crate::resources::pricing::lookup), d.domain_instance_count) {
+            let e = crate::resources::pricing::estimate(t, n, crate::resources::opensearch::EBS_GIB);
+            let _ = term.write_line(&format!("  {n} data node{} in {} · {}", if n == 1 { "" } else { "s" }, zones_phrase(n), e.text(&facts.home)));
+        }
+    }
     if d.backfill.is_none() && !dry_run {
         d.backfill = Some(if ask {
             Confirm::with_theme(&theme)
@@ -340,6 +392,14 @@ pub fn fill(d: &mut Draft, facts: &Facts, yes: bool, dry_run: bool) -> anyhow::R
         });
     }
     Ok(())
+}
+
+/// `one Availability Zone` / `2 Availability Zones`.
+pub fn zones_phrase(count: i32) -> String {
+    match crate::resources::opensearch::availability_zones(count) {
+        Some(z) if z > 1 => format!("{z} Availability Zones"),
+        _ => "one Availability Zone".into(),
+    }
 }
 
 /// Ask a yes/no question, default no (only called with a TTY and without --yes).
