@@ -266,10 +266,10 @@ async fn handle(
         }
         let src = by_bucket
             .entry(bucket.clone())
-            .or_insert_with(|| super::source::S3Source { client: s3.clone(), bucket: bucket.clone(), prefix: String::new() });
+            .or_insert_with(|| super::source::S3Source::new(s3.clone(), bucket.clone(), String::new()));
         let name = format!("s3://{bucket}/{key}");
         let res = match src.get(&key).await {
-            Ok(bytes) => p.load(name.clone().into(), move || Ok(std::io::Cursor::new(bytes)), None).await,
+            Ok(bytes) => p.load(name.clone().into(), move || Ok(std::io::Cursor::new(bytes)), ()).await,
             Err(e) => {
                 all_ok = false;
                 tracing::warn!("{e:#}");

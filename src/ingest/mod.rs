@@ -27,7 +27,7 @@ use crate::output::{self, Output};
 use crate::settings::{split_list, Common};
 use crate::state::State;
 use pipeline::{FileResult, Pipeline, SinkOptions, Stats, TimeFilter};
-use source::{FileRef, S3Source, Select};
+use source::{Listed, S3Source, Select};
 
 pub const DEFAULT_PREFIX: &str = "cloudtrail";
 
@@ -36,7 +36,8 @@ pub struct Sink {
     pub client: opensearch::Client,
     pub rules: doc::DocRules,
     pub opts: SinkOptions,
-    pub concurrency: usize,
+    /// `--concurrency` when given; otherwise each command sizes it for its source.
+    pub concurrency: Option<usize>,
     pub quarantine: PathBuf,
     pub url: String,
 }
@@ -149,9 +150,8 @@ pub async fn sink(common: &Common, a: &SinkArgs, state: Option<&State>, aws: Opt
         "none" => false,
         other => return Err(usage(format!("--compression {other:?}: expected auto, gzip or none"))),
     };
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let concurrency = a.concurrency.or(common.file.concurrency).unwrap_or((cores * 4).max(8));
-    if concurrency == 0 {
+    let concurrency = a.concurrency.or(common.file.concurrency);
+    if concurrency == Some(0) {
         return Err(usage("--concurrency must be at least 1"));
     }
     let bulk_mib = a.bulk_mib.unwrap_or(2.0);
@@ -261,40 +261,70 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
             Some(r) => crate::aws::s3(&crate::aws::with_role(cfg, r).await),
             None => crate::aws::s3(cfg),
         };
-        Source::S3(Arc::new(S3Source { client, bucket, prefix }))
+        Source::S3(Arc::new(S3Source::new(client, bucket, prefix)))
     };
 
-    // Enumerate in the background so loading starts at once.
-    let (file_tx, mut file_rx) = mpsc::channel::<FileRef>(4096);
-    let lister = match &source {
-        Source::Dir(d) => {
-            let (d, sel) = (d.clone(), sel.clone());
-            tokio::task::spawn_blocking(move || source::walk_dir(&d, &sel, &file_tx))
-        }
-        Source::S3(s) => {
-            let (s, sel) = (s.clone(), sel.clone());
-            tokio::spawn(async move { s.list(&sel, &file_tx).await })
-        }
+    // Enumerate in the background so loading starts at once. Directories the checkpoint has as done are not
+    // listed at all.
+    let spawn_lister = |done: source::DoneDirs| {
+        let (tx, rx) = mpsc::channel::<Listed>(4096);
+        let task = match &source {
+            Source::Dir(d) => {
+                let (d, sel) = (d.clone(), sel.clone());
+                tokio::task::spawn_blocking(move || source::walk_dir(&d, &sel, &done, &tx))
+            }
+            Source::S3(s) => {
+                let (s, sel) = (s.clone(), sel.clone());
+                tokio::spawn(async move { s.list(&sel, &done, &tx).await })
+            }
+        };
+        (rx, task)
     };
+    let nothing_done: source::DoneDirs = Arc::new(|_: &str| false);
 
     if let Some(queue) = &a.enqueue {
         let Source::S3(s) = &source else {
             return Err(usage("--enqueue needs an S3 source (--bucket): ingest workers read the files from S3"));
         };
         let cfg = aws.as_ref().expect("loaded above");
-        let n = sqs::enqueue(cfg, queue, &s.bucket, &mut file_rx, common.dry_run).await?;
+        let id = format!("enqueue {} {} -> {queue}", source.id(), sel_id(&sel));
+        let mut cp = if common.dry_run {
+            checkpoint::Checkpoint::ephemeral(&id)
+        } else {
+            checkpoint::Checkpoint::open(&checkpoint_path(common, a, &id), &id, a.restart)?
+        };
+        if !cp.is_empty() {
+            out.note(format!("resuming: already enqueued files are skipped (checkpoint {}; --restart starts over)", cp.path().display()));
+        }
+        let (mut rx, lister) = spawn_lister(cp.done_dirs());
+        let pb = out.progress(0, "files");
+        let r = sqs::enqueue(cfg, queue, &s.bucket, &mut rx, &mut cp, common.dry_run, &pb).await;
+        drop(rx);
+        cp.close()?;
+        pb.finish_and_clear();
+        let n = r?;
         lister.await.context("listing task")??;
         let secs = started.elapsed().as_secs_f64();
         if out.json {
-            out.json_doc(&serde_json::json!({"enqueue": {"files": n, "queue_url": queue, "dry_run": common.dry_run, "seconds": secs}}));
+            out.json_doc(&serde_json::json!({"enqueue": {
+                "files": n.sent, "already_done_files": n.already_done, "queue_url": queue, "dry_run": common.dry_run,
+                "seconds": secs, "send_requests": n.requests, "checkpoint": cp.path().display().to_string(),
+            }}));
         } else {
-            out.line(format!("{} {} file notifications to {queue} in {secs:.1}s", if common.dry_run { "would send" } else { "sent" }, n));
+            out.line(format!(
+                "{} {} file notifications to {queue} in {secs:.1}s ({:.0}/s; {} already enqueued before)",
+                if common.dry_run { "would send" } else { "sent" },
+                output::thousands(n.sent),
+                n.sent as f64 / secs.max(0.001),
+                output::thousands(n.already_done),
+            ));
         }
         return Ok(Exit::Success);
     }
 
     if common.dry_run {
-        return dry_run(&source, &mut file_rx, lister, out, started).await;
+        let (mut rx, lister) = spawn_lister(nothing_done);
+        return dry_run(&source, &mut rx, lister, out, started).await;
     }
 
     let mut sink = sink(common, &a.sink, state.as_ref(), aws.as_ref()).await?;
@@ -305,17 +335,23 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
         prepare(&sink, out).await?;
     }
 
-    let source_id = format!("{} -> {} {}", source.id(), sink.url, sink.rules.prefix);
-    let cp_path = a.checkpoint.clone().unwrap_or_else(|| {
-        use sha2::Digest;
-        let h = hex::encode(sha2::Sha256::digest(source_id.as_bytes()));
-        common.state_dir.join("checkpoints").join(format!("{}.json", &h[..16]))
-    });
+    let source_id = format!("{} {} -> {} {}", source.id(), sel_id(&sel), sink.url, sink.rules.prefix);
     let use_checkpoint = a.dump_bulk.is_none();
-    let mut cp = checkpoint::Checkpoint::open(&cp_path, &source_id, a.restart || !use_checkpoint)?;
+    let mut cp = if use_checkpoint {
+        checkpoint::Checkpoint::open(&checkpoint_path(common, a, &source_id), &source_id, a.restart)?
+    } else {
+        checkpoint::Checkpoint::ephemeral(&source_id)
+    };
     if !cp.is_empty() {
-        out.note(format!("resuming: {} files already loaded (checkpoint {}; --restart starts over)", cp.len(), cp_path.display()));
+        out.note(format!(
+            "resuming: {} directories and {} more files already loaded (checkpoint {}; --restart starts over)",
+            cp.dirs(),
+            cp.len(),
+            cp.path().display()
+        ));
     }
+    let resumed_dirs = cp.dirs() as u64;
+    let (mut file_rx, lister) = spawn_lister(cp.done_dirs());
 
     let quarantine = Arc::new(quarantine::Quarantine::new(sink.quarantine.clone()));
     let pipeline = Arc::new(Pipeline::start(sink.client.clone(), sink.rules.clone(), filter, sink.opts.clone(), quarantine));
@@ -333,13 +369,21 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
         });
     }
 
-    let sem = Arc::new(tokio::sync::Semaphore::new(sink.concurrency));
+    // Files in flight are sized for I/O, not cores: S3 GETs spend their time waiting on the network. Memory is
+    // bounded by the bytes of the files being read, whatever their number.
+    let files_in_flight = sink.concurrency.unwrap_or(match &source {
+        Source::S3(_) => S3_FILES_IN_FLIGHT,
+        Source::Dir(_) => (std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) * 4).max(8),
+    });
+    let sem = Arc::new(tokio::sync::Semaphore::new(files_in_flight));
+    let budget = Arc::new(tokio::sync::Semaphore::new(INFLIGHT_KIB));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, FileResult)>();
     let mut report = Report::default();
+    let mut frontier = checkpoint::Frontier::default();
     let mut listed = 0u64;
     let mut in_flight = 0u64;
     let mut last_save = Instant::now();
-    let mut listing_done = false;
+    let mut listing_done: Option<f64> = None;
 
     loop {
         tokio::select! {
@@ -347,18 +391,31 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
             Some((key, res)) = done_rx.recv() => {
                 in_flight -= 1;
                 pb.inc(1);
-                settle_file(&mut cp, &mut report, key, res);
-                if last_save.elapsed() > Duration::from_secs(1) && use_checkpoint {
+                let complete = matches!(res, FileResult::Loaded { complete: true, .. } | FileResult::Skipped(_));
+                settle_file(&mut cp, &mut report, &key, res)?;
+                for dir in frontier.settle(&key, complete) {
+                    cp.mark_dir(&dir)?;
+                }
+                if last_save.elapsed() > Duration::from_secs(1) {
                     cp.save()?;
                     last_save = Instant::now();
                 }
-                pb.set_message(progress_msg(&stats, started));
+                pb.set_message(progress_msg(&stats, started, listing_done.is_some()));
             }
-            f = file_rx.recv(), if !listing_done && !stopping(&interrupted, &pipeline) => {
-                let Some(f) = f else {
-                    listing_done = true;
-                    if in_flight == 0 { break; }
-                    continue;
+            f = file_rx.recv(), if listing_done.is_none() && !stopping(&interrupted, &pipeline) => {
+                let f = match f {
+                    None => {
+                        listing_done = Some(started.elapsed().as_secs_f64());
+                        if in_flight == 0 { break; }
+                        continue;
+                    }
+                    Some(Listed::Sealed(dir)) => {
+                        for dir in frontier.seal(&dir) {
+                            cp.mark_dir(&dir)?;
+                        }
+                        continue;
+                    }
+                    Some(Listed::File(f)) => f,
                 };
                 listed += 1;
                 pb.set_length(listed);
@@ -381,20 +438,23 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
                 }
                 let permit = sem.clone().acquire_owned().await.expect("semaphore never closed");
                 in_flight += 1;
+                frontier.dispatch(&f.key);
                 let (p, tx) = (pipeline.clone(), done_tx.clone());
                 match &source {
                     Source::Dir(root) => {
                         let path = root.join(&f.key);
                         tokio::spawn(async move {
-                            let res = p.load(f.key.clone().into(), move || std::fs::File::open(path), Some(permit)).await;
+                            let res = p.load(f.key.clone().into(), move || std::fs::File::open(path), permit).await;
                             let _ = tx.send((f.key, res));
                         });
                     }
                     Source::S3(s3) => {
-                        let s3 = s3.clone();
+                        let (s3, budget) = (s3.clone(), budget.clone());
+                        let kib = (f.size.div_ceil(1024) as usize).clamp(1, INFLIGHT_KIB) as u32;
                         tokio::spawn(async move {
+                            let bytes_permit = budget.acquire_many_owned(kib).await.expect("semaphore never closed");
                             let res = match s3.get(&f.key).await {
-                                Ok(bytes) => p.load(f.key.clone().into(), move || Ok(std::io::Cursor::new(bytes)), Some(permit)).await,
+                                Ok(bytes) => p.load(f.key.clone().into(), move || Ok(std::io::Cursor::new(bytes)), (permit, bytes_permit)).await,
                                 Err(e) => FileResult::Damaged { records: 0, reason: format!("{e:#}") },
                             };
                             let _ = tx.send((f.key, res));
@@ -406,7 +466,7 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
                 if in_flight == 0 { break; }
             }
         }
-        if (listing_done || stopping(&interrupted, &pipeline)) && in_flight == 0 {
+        if (listing_done.is_some() || stopping(&interrupted, &pipeline)) && in_flight == 0 {
             break;
         }
     }
@@ -414,9 +474,7 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
     drop(file_rx);
     if let Err(e) = lister.await.context("listing task")? {
         // A listing failure after some files were loaded: keep what was done, then fail.
-        if use_checkpoint {
-            cp.save()?;
-        }
+        cp.save()?;
         return Err(e);
     }
     drop(done_tx);
@@ -426,12 +484,21 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
     if let Some(p) = pipeline {
         p.finish().await;
     }
-    if use_checkpoint {
-        cp.save()?;
-    }
+    cp.close()?;
     pb.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
-    summary("backfill", &stats, &report, secs, &quarantine_path, Some(cp.path()), a.dump_bulk.is_some(), &[], out);
+    let mut extra: Vec<(&str, u64)> = vec![("already_done_dirs", resumed_dirs), ("files_in_flight", files_in_flight as u64)];
+    if let Some(l) = listing_done {
+        extra.push(("listing_ms", (l * 1000.0).round() as u64));
+    }
+    if let Source::S3(s) = &source {
+        extra.push(("list_requests", s.list_requests.load(Relaxed)));
+    }
+    if use_checkpoint {
+        extra.push(("checkpoint_bytes", cp.bytes_on_disk()));
+        extra.push(("checkpoint_bytes_written", cp.bytes_written()));
+    }
+    summary("backfill", &stats, &report, secs, &quarantine_path, use_checkpoint.then(|| cp.path()), a.dump_bulk.is_some(), &extra, out);
     if let Some(f) = fatal {
         anyhow::bail!("{f}\nfiles not fully loaded are not checkpointed: rerun the same command after the fix");
     }
@@ -439,6 +506,31 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
         anyhow::bail!("interrupted: completed files are checkpointed; rerun the same command to resume");
     }
     Ok(exit_for(&stats))
+}
+
+/// Files read at once from S3 by default: enough to hide tens of milliseconds per GET on a small machine.
+pub const S3_FILES_IN_FLIGHT: usize = 64;
+/// Bytes of files being read at once (KiB), whatever their number.
+const INFLIGHT_KIB: usize = 256 * 1024;
+
+/// What narrows the key space, as part of a checkpoint's identity: a checkpoint made for one selection says
+/// nothing about the directories of another.
+fn sel_id(sel: &Select) -> String {
+    format!(
+        "accounts={} regions={} from={} to={}",
+        sel.accounts.join(","),
+        sel.regions.join(","),
+        sel.from.map(|d| d.to_string()).unwrap_or_default(),
+        sel.to.map(|d| d.to_string()).unwrap_or_default()
+    )
+}
+
+fn checkpoint_path(common: &Common, a: &BackfillArgs, id: &str) -> PathBuf {
+    a.checkpoint.clone().unwrap_or_else(|| {
+        use sha2::Digest;
+        let h = hex::encode(sha2::Sha256::digest(id.as_bytes()));
+        common.state_dir.join("checkpoints").join(format!("{}.journal", &h[..16]))
+    })
 }
 
 /// A signal arrived, or the sink failed for good: read no more files.
@@ -454,26 +546,36 @@ fn exit_for(stats: &Stats) -> Exit {
     }
 }
 
-fn settle_file(cp: &mut checkpoint::Checkpoint, report: &mut Report, key: String, res: FileResult) {
+fn settle_file(cp: &mut checkpoint::Checkpoint, report: &mut Report, key: &str, res: FileResult) -> anyhow::Result<()> {
     match res {
-        FileResult::Loaded { complete: true, .. } => cp.mark(&key),
+        FileResult::Loaded { complete: true, .. } => cp.mark(key)?,
         FileResult::Loaded { complete: false, .. } | FileResult::Interrupted { .. } => report.incomplete += 1,
         FileResult::Skipped(why) => {
             *report.skipped.entry(why).or_default() += 1;
             // Not a log file: nothing to retry.
-            cp.mark(&key);
+            cp.mark(key)?;
         }
         FileResult::Damaged { records, reason } => {
             tracing::warn!(file = %key, records, "{reason}");
-            report.damaged.push((key, reason));
+            report.damaged.push((key.to_string(), reason));
         }
     }
+    Ok(())
 }
 
-fn progress_msg(stats: &Stats, started: Instant) -> String {
+/// `events · events/s · bytes/s` beside the bar's files, rate and ETA; `listing…` while files are still being
+/// discovered (the ETA then covers the files listed so far).
+fn progress_msg(stats: &Stats, started: Instant, listing_done: bool) -> String {
+    let secs = started.elapsed().as_secs_f64().max(0.001);
     let r = stats.records.load(Relaxed);
-    let rate = r as f64 / started.elapsed().as_secs_f64().max(0.001);
-    format!("{} records · {:.0}/s", output::thousands(r), rate)
+    let b = stats.bytes_read.load(Relaxed);
+    format!(
+        "{} events · {:.0} events/s · {}/s{}",
+        output::thousands(r),
+        r as f64 / secs,
+        output::bytes((b as f64 / secs) as u64),
+        if listing_done { "" } else { " · listing…" }
+    )
 }
 
 /// The closing summary of `backfill` and `ingest` (`extra` adds command-specific fields / lines).
@@ -565,13 +667,14 @@ fn summary(
 
 async fn dry_run(
     source: &Source,
-    rx: &mut mpsc::Receiver<FileRef>,
+    rx: &mut mpsc::Receiver<Listed>,
     lister: tokio::task::JoinHandle<anyhow::Result<()>>,
     out: &Output,
     started: Instant,
 ) -> anyhow::Result<Exit> {
     let mut files = Vec::new();
-    while let Some(f) = rx.recv().await {
+    while let Some(l) = rx.recv().await {
+        let Listed::File(f) = l else { continue };
         if source::looks_like_log(&f.key) && !source::is_digest(&f.key) {
             files.push(f);
         }

@@ -197,6 +197,8 @@ pub struct Pipeline {
     coalescer: tokio::task::JoinHandle<()>,
     /// Chunk size handed from file workers to the coalescer.
     chunk_bytes: usize,
+    /// Files decoded at once: decoding is CPU work, however many files are being fetched.
+    decoding: Arc<tokio::sync::Semaphore>,
 }
 
 impl Pipeline {
@@ -211,7 +213,9 @@ impl Pipeline {
         let bulk_path = format!("{}/_bulk", rules.prefix);
         let sink = Arc::new(Sink { client, opts, bulk_path, stats: stats.clone(), quarantine: quarantine.clone(), fatal: fatal.clone(), stop: stop.clone(), seq: AtomicU64::new(0) });
         let coalescer = tokio::spawn(coalesce(chunk_rx, sink));
-        Pipeline { stats, rules, filter, chunk_tx, quarantine, fatal, stop, coalescer, chunk_bytes }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let decoding = Arc::new(tokio::sync::Semaphore::new(cores * 2));
+        Pipeline { stats, rules, filter, chunk_tx, quarantine, fatal, stop, coalescer, chunk_bytes, decoding }
     }
 
     /// The first fatal sink error (auth refused, endpoint gone for good), if any.
@@ -227,10 +231,11 @@ impl Pipeline {
     /// document is settled. `open` produces the reader (a file, or bytes fetched from S3). `reading` (a
     /// concurrency permit) is released as soon as the file is read, so the next file is read while these
     /// documents are still in flight; memory stays bounded by the chunk channel and the requests in flight.
-    pub async fn load<R, F>(&self, name: Arc<str>, open: F, reading: Option<tokio::sync::OwnedSemaphorePermit>) -> FileResult
+    pub async fn load<R, F, G>(&self, name: Arc<str>, open: F, reading: G) -> FileResult
     where
         R: Read,
         F: FnOnce() -> std::io::Result<R> + Send + 'static,
+        G: Send + 'static,
     {
         let (track, done) = FileTrack::new(name.clone());
         let tx = self.chunk_tx.clone();
@@ -241,7 +246,9 @@ impl Pipeline {
         let stop = self.stop.clone();
         let chunk_bytes = self.chunk_bytes;
         let t2 = track.clone();
+        let decoding = self.decoding.clone().acquire_owned().await.expect("semaphore never closed");
         let outcome = tokio::task::spawn_blocking(move || {
+            let _decoding = decoding;
             let reader = match open() {
                 Ok(r) => r,
                 Err(e) => return Outcome::Damaged { records: 0, reason: format!("cannot open: {e}") },

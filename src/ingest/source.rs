@@ -79,17 +79,48 @@ pub fn looks_like_log(key: &str) -> bool {
     k.ends_with(".json.gz") || k.ends_with(".json") || k.ends_with(".gz")
 }
 
-/// Walk `root` (sorted, so runs are reproducible) and send every file; names that cannot be logs are sent too,
-/// so that they are counted as skipped with a reason.
-pub fn walk_dir(root: &Path, sel: &Select, tx: &mpsc::Sender<FileRef>) -> anyhow::Result<()> {
-    let meta = std::fs::metadata(root).map_err(|e| {
-        crate::error::usage(format!("--source-dir {}: {e}", root.display()))
-    })?;
+/// What a lister sends: a file to load, or word that every file under a directory has been sent (so that the
+/// directory can collapse to one checkpoint marker once its files are loaded).
+#[derive(Debug)]
+pub enum Listed {
+    File(FileRef),
+    /// A directory (ending with `/`, or `""` for a whole local tree): nothing more will come from under it.
+    Sealed(String),
+}
+
+/// Is everything under this directory already loaded (from the checkpoint)? Such directories are not listed.
+pub type DoneDirs = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Walk `root` depth-first in name order (runs are reproducible) and send every file, then seal each directory
+/// after its subtree. Names that cannot be logs are sent too, so that they are counted as skipped with a reason.
+pub fn walk_dir(root: &Path, sel: &Select, done: &DoneDirs, tx: &mpsc::Sender<Listed>) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(root).map_err(|e| crate::error::usage(format!("--source-dir {}: {e}", root.display())))?;
     if !meta.is_dir() {
         return Err(crate::error::usage(format!("--source-dir {} is not a directory", root.display())));
     }
-    let mut stack: Vec<PathBuf> = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
+    enum Step {
+        Enter(PathBuf),
+        Leave(String),
+    }
+    let rel_of = |p: &Path| p.strip_prefix(root).unwrap_or(p).to_string_lossy().replace('\\', "/");
+    let mut stack = vec![Step::Enter(root.to_path_buf())];
+    while let Some(step) = stack.pop() {
+        let dir = match step {
+            Step::Leave(rel) => {
+                if tx.blocking_send(Listed::Sealed(rel)).is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
+            Step::Enter(dir) => dir,
+        };
+        let rel_dir = match rel_of(&dir) {
+            r if r.is_empty() => r,
+            r => r + "/",
+        };
+        if done(&rel_dir) {
+            continue;
+        }
         let mut entries: Vec<_> = std::fs::read_dir(&dir)
             .with_context(|| format!("listing {}", dir.display()))?
             .filter_map(Result::ok)
@@ -97,56 +128,75 @@ pub fn walk_dir(root: &Path, sel: &Select, tx: &mpsc::Sender<FileRef>) -> anyhow
         entries.sort_by_key(|e| e.file_name());
         let mut subdirs = Vec::new();
         for e in entries {
-            let ft = match e.file_type() {
-                Ok(t) => t,
-                Err(_) => continue,
-            };
+            let Ok(ft) = e.file_type() else { continue };
             let path = e.path();
             if ft.is_dir() || (ft.is_symlink() && path.is_dir()) {
                 subdirs.push(path);
                 continue;
             }
-            let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+            let rel = rel_of(&path);
             if !sel.admits_key(&rel) {
                 continue;
             }
             let size = e.metadata().map(|m| m.len()).unwrap_or(0);
-            if tx.blocking_send(FileRef { key: rel, size }).is_err() {
+            if tx.blocking_send(Listed::File(FileRef { key: rel, size })).is_err() {
                 return Ok(());
             }
         }
-        // depth-first, in name order
-        stack.extend(subdirs.into_iter().rev());
+        stack.push(Step::Leave(rel_dir));
+        stack.extend(subdirs.into_iter().rev().map(Step::Enter));
     }
     Ok(())
 }
 
-/// Days from `from` to `to` inclusive.
-fn days(from: NaiveDate, to: NaiveDate) -> Vec<NaiveDate> {
-    from.iter_days().take_while(|d| *d <= to).collect()
-}
+/// Key prefixes listed at once (discovery levels and day listings).
+pub const LIST_CONCURRENCY: usize = 32;
 
 pub struct S3Source {
     pub client: aws_sdk_s3::Client,
     pub bucket: String,
     pub prefix: String,
+    /// ListObjectsV2 requests made.
+    pub list_requests: std::sync::atomic::AtomicU64,
+}
+
+/// A `YYYY`, `MM` or `DD` path component.
+fn number(component: &str, digits: usize) -> Option<u32> {
+    (component.len() == digits && component.bytes().all(|b| b.is_ascii_digit())).then(|| component.parse().ok()).flatten()
 }
 
 impl S3Source {
+    pub fn new(client: aws_sdk_s3::Client, bucket: String, prefix: String) -> S3Source {
+        S3Source { client, bucket, prefix, list_requests: Default::default() }
+    }
+
+    fn counted(&self) {
+        self.list_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     async fn common_prefixes(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
         let mut out = Vec::new();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .delimiter("/")
-            .into_paginator()
-            .send();
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).delimiter("/").into_paginator().send();
         while let Some(page) = pages.next().await {
+            self.counted();
             let page = page.map_err(|e| crate::aws::explain(e, &format!("listing s3://{}/{prefix}", self.bucket), "s3:ListBucket"))?;
             out.extend(page.common_prefixes().iter().filter_map(|p| p.prefix().map(String::from)));
         }
+        Ok(out)
+    }
+
+    /// The sub-prefixes of many prefixes, listed in parallel; `(parent, child)` pairs in key order.
+    async fn children(&self, parents: Vec<String>) -> anyhow::Result<Vec<(String, String)>> {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        let lists: Vec<(String, Vec<String>)> = futures::stream::iter(parents.into_iter().map(|p| async move {
+            let c = self.common_prefixes(&p).await?;
+            Ok::<_, anyhow::Error>((p, c))
+        }))
+        .buffer_unordered(LIST_CONCURRENCY)
+        .try_collect()
+        .await?;
+        let mut out: Vec<(String, String)> = lists.into_iter().flat_map(|(p, cs)| cs.into_iter().map(move |c| (p.clone(), c))).collect();
+        out.sort();
         Ok(out)
     }
 
@@ -154,6 +204,7 @@ impl S3Source {
         let mut out = Vec::new();
         let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(&prefix).into_paginator().send();
         while let Some(page) = pages.next().await {
+            self.counted();
             let page = page.map_err(|e| crate::aws::explain(e, &format!("listing s3://{}/{prefix}", self.bucket), "s3:ListBucket"))?;
             for o in page.contents() {
                 if let Some(k) = o.key() {
@@ -164,78 +215,162 @@ impl S3Source {
         Ok(out)
     }
 
-    /// The key prefixes to list: per account (also inside organization folders), per kind, per region, and per
-    /// day when a date window is set, so a narrow backfill never lists the whole bucket.
-    pub async fn prefixes(&self, sel: &Select) -> anyhow::Result<Vec<String>> {
+    /// The account roots under the prefix (`AWSLogs/<acct>/`, and `AWSLogs/<o-org>/<acct>/` of organization
+    /// trails), narrowed by `--accounts`. `None`: the prefix is not a CloudTrail layout, list it as it is.
+    async fn roots(&self, sel: &Select) -> anyhow::Result<Option<Vec<String>>> {
         let base = self.prefix.clone();
-        let mut roots = Vec::new();
         // one account's logs (`…AWSLogs/<acct>/`, `…AWSLogs/o-org/<acct>/`: a reused trail's): that root alone
         let under: Vec<&str> = base.split_once("AWSLogs/").map(|x| x.1.split('/').filter(|p| !p.is_empty()).collect()).unwrap_or_default();
+        let digits = |a: &str| a.chars().all(|c| c.is_ascii_digit());
         let account_root = base.ends_with('/')
             && match under.as_slice() {
-                [a] => a.chars().all(|c| c.is_ascii_digit()),
-                [o, a] => o.starts_with("o-") && a.chars().all(|c| c.is_ascii_digit()),
+                [a] => digits(a),
+                [o, a] => o.starts_with("o-") && digits(a),
                 _ => false,
             };
+        let wanted = |acct: &str| sel.accounts.is_empty() || sel.accounts.iter().any(|a| a == acct);
         if account_root {
-            let acct = under.last().map(|a| a.to_string()).unwrap_or_default();
-            if sel.accounts.is_empty() || sel.accounts.contains(&acct) {
-                roots.push(base.clone());
-            }
-        } else if !base.ends_with("AWSLogs/") {
-            return Ok(vec![base]);
+            let acct = under.last().copied().unwrap_or_default();
+            return Ok(Some(if wanted(acct) { vec![base] } else { Vec::new() }));
         }
-        let top = if account_root { Vec::new() } else { self.common_prefixes(&base).await? };
-        for p in &top {
-            let name = p[base.len()..].trim_end_matches('/');
-            if name.starts_with("o-") {
-                for q in self.common_prefixes(p).await? {
-                    let acct = q[p.len()..].trim_end_matches('/').to_string();
-                    if sel.accounts.is_empty() || sel.accounts.contains(&acct) {
-                        roots.push(q);
-                    }
-                }
-            } else if sel.accounts.is_empty() || sel.accounts.iter().any(|a| a == name) {
-                roots.push(p.clone());
+        if !base.ends_with("AWSLogs/") {
+            return Ok(None);
+        }
+        let top = self.common_prefixes(&base).await?;
+        let (orgs, accts): (Vec<String>, Vec<String>) = top.into_iter().partition(|p| p[base.len()..].starts_with("o-"));
+        let mut roots: Vec<String> = accts.into_iter().filter(|p| wanted(p[base.len()..].trim_end_matches('/'))).collect();
+        for (org, acct) in self.children(orgs).await? {
+            if wanted(acct[org.len()..].trim_end_matches('/')) {
+                roots.push(acct);
             }
         }
-        let mut out = Vec::new();
-        for root in roots {
-            for kind in ["CloudTrail/", "CloudTrail-Insight/"] {
-                let kp = format!("{root}{kind}");
-                let regions: Vec<String> = if sel.regions.is_empty() {
-                    self.common_prefixes(&kp).await?
-                } else {
-                    sel.regions.iter().map(|r| format!("{kp}{r}/")).collect()
-                };
-                for rp in regions {
-                    match (sel.from, sel.to) {
-                        (Some(f), Some(t)) if (t - f).num_days() <= 3660 => {
-                            let (f, t) = (f - chrono::Days::new(1), t + chrono::Days::new(1));
-                            out.extend(days(f, t).into_iter().map(|d| format!("{rp}{}/", d.format("%Y/%m/%d"))));
-                        }
-                        _ => out.push(rp),
-                    }
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
+        roots.sort();
+        Ok(Some(roots))
     }
 
-    /// List every selected key, in key order, sending them as they come.
-    pub async fn list(&self, sel: &Select, tx: &mpsc::Sender<FileRef>) -> anyhow::Result<()> {
-        use futures::StreamExt as _;
-        let prefixes = self.prefixes(sel).await?;
-        let mut lists = futures::stream::iter(prefixes.into_iter().map(|p| self.list_all(p))).buffered(8);
-        while let Some(files) = lists.next().await {
-            for f in files? {
+    /// The day prefixes under one account root (`<root>CloudTrail[-Insight]/<region>/YYYY/MM/DD/`), discovered
+    /// level by level with delimiter listings in parallel, pruned by `--regions`, `--from`/`--to` and by what the
+    /// checkpoint says is done. A child that is not a date is kept as a unit of its own, listed whole.
+    async fn units(&self, root: String, sel: &Select, done: &DoneDirs) -> anyhow::Result<Vec<String>> {
+        if done(&root) {
+            return Ok(Vec::new());
+        }
+        // CloudTrail files are named by the delivery window's start; events near midnight can sit in the
+        // previous day's folder, so the window is widened by one day on each side for keys.
+        let from = sel.from.map(|f| f - chrono::Days::new(1));
+        let to = sel.to.map(|t| t + chrono::Days::new(1));
+        let ym = |d: NaiveDate| (chrono::Datelike::year(&d) as u32, chrono::Datelike::month(&d));
+        let kinds: Vec<String> = ["CloudTrail-Insight/", "CloudTrail/"].iter().map(|k| format!("{root}{k}")).filter(|k| !done(k)).collect();
+        let regions: Vec<String> = if sel.regions.is_empty() {
+            self.children(kinds).await?.into_iter().map(|(_, r)| r).collect()
+        } else {
+            kinds.iter().flat_map(|k| sel.regions.iter().map(move |r| format!("{k}{r}/"))).collect()
+        };
+        let regions: Vec<String> = regions.into_iter().filter(|r| !done(r)).collect();
+        let mut units = Vec::new();
+        let mut years = Vec::new();
+        for (_, y) in self.children(regions).await? {
+            let name = y.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+            match number(name, 4) {
+                Some(n) if from.is_some_and(|f| n < ym(f).0) || to.is_some_and(|t| n > ym(t).0) => {}
+                Some(_) if done(&y) => {}
+                Some(_) => years.push(y),
+                None => units.push(y),
+            }
+        }
+        let mut months = Vec::new();
+        for (y, m) in self.children(years).await? {
+            let yn = number(y.trim_end_matches('/').rsplit('/').next().unwrap_or_default(), 4).unwrap_or(0);
+            match number(m[y.len()..].trim_end_matches('/'), 2) {
+                Some(mn) if from.is_some_and(|f| (yn, mn) < ym(f)) || to.is_some_and(|t| (yn, mn) > ym(t)) => {}
+                Some(_) if done(&m) => {}
+                Some(_) => months.push(m),
+                None => units.push(m),
+            }
+        }
+        for (_, d) in self.children(months).await? {
+            let parts: Vec<&str> = d.trim_end_matches('/').rsplit('/').take(3).collect();
+            let date = match parts.as_slice() {
+                [d, m, y] => number(y, 4).zip(number(m, 2)).zip(number(d, 2)).and_then(|((y, m), d)| NaiveDate::from_ymd_opt(y as i32, m, d)),
+                _ => None,
+            };
+            match date {
+                Some(day) if from.is_some_and(|f| day < f) || to.is_some_and(|t| day > t) => {}
+                Some(_) if done(&d) => {}
+                _ => units.push(d),
+            }
+        }
+        units.sort();
+        Ok(units)
+    }
+
+    /// List every selected key and send them in key order while later prefixes are still being listed; seal
+    /// each listed prefix, and each directory above it (up to the source prefix) once the listing has moved past.
+    pub async fn list(&self, sel: &Select, done: &DoneDirs, tx: &mpsc::Sender<Listed>) -> anyhow::Result<()> {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        let base = self.prefix.clone();
+        let Some(roots) = self.roots(sel).await? else {
+            // not a CloudTrail layout: one listing of the whole prefix
+            if !(base.ends_with('/') && done(&base)) {
+                for f in self.list_all(base.clone()).await? {
+                    if !is_digest(&f.key) && sel.admits_key(&f.key) && tx.send(Listed::File(f)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            if base.ends_with('/') {
+                let _ = tx.send(Listed::Sealed(base)).await;
+            }
+            return Ok(());
+        };
+        // roots are discovered two at a time ahead of the listing; days are listed LIST_CONCURRENCY at a time,
+        // and handed on in key order
+        let mut listed = futures::stream::iter(roots.into_iter().map(|r| self.units(r, sel, done)))
+            .buffered(2)
+            .map_ok(|units| futures::stream::iter(units.into_iter().map(Ok::<_, anyhow::Error>)))
+            .try_flatten()
+            .map_ok(|unit| async move {
+                let files = self.list_all(unit.clone()).await?;
+                Ok::<_, anyhow::Error>((unit, files))
+            })
+            .try_buffered(LIST_CONCURRENCY);
+        // directories between the source prefix and a unit, outermost first (the unit itself excluded)
+        let above = |unit: &str| -> Vec<String> {
+            super::checkpoint::ancestors(unit).filter(|d| d.len() > base.len() && d.starts_with(base.as_str())).map(String::from).collect()
+        };
+        // the directories entered and not yet left, outermost first; the source prefix is left last
+        let mut open: Vec<String> = vec![base.clone()];
+        while let Some((unit, files)) = listed.try_next().await? {
+            // leaving directories the new unit is not under: they are complete
+            while let Some(d) = open.last() {
+                if unit.starts_with(d.as_str()) {
+                    break;
+                }
+                let d = open.pop().expect("just seen");
+                if tx.send(Listed::Sealed(d)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            for d in above(&unit) {
+                if !open.contains(&d) {
+                    open.push(d);
+                }
+            }
+            for f in files {
                 if is_digest(&f.key) || !sel.admits_key(&f.key) {
                     continue;
                 }
-                if tx.send(f).await.is_err() {
+                if tx.send(Listed::File(f)).await.is_err() {
                     return Ok(());
                 }
+            }
+            if unit.ends_with('/') && tx.send(Listed::Sealed(unit)).await.is_err() {
+                return Ok(());
+            }
+        }
+        while let Some(d) = open.pop() {
+            if tx.send(Listed::Sealed(d)).await.is_err() {
+                return Ok(());
             }
         }
         Ok(())

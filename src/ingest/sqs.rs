@@ -8,7 +8,8 @@
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::source::FileRef;
+use super::checkpoint::{Checkpoint, Frontier};
+use super::source::Listed;
 
 /// What a message asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -111,31 +112,59 @@ fn parse_depth(body: &str, depth: u8) -> Notice {
     Notice::Garbage(shown)
 }
 
-/// Send one CloudTrail-style notification per file, 10 per SendMessageBatch call.
+/// What `backfill --enqueue` did.
+#[derive(Debug, Default)]
+pub struct Enqueued {
+    pub sent: u64,
+    /// Files the checkpoint had as enqueued by an earlier run.
+    pub already_done: u64,
+    pub requests: u64,
+}
+
+/// SendMessageBatch calls in flight at once.
+const SEND_CONCURRENCY: usize = 16;
+
+/// Send one CloudTrail-style notification per file, 10 per SendMessageBatch call, `SEND_CONCURRENCY` calls at
+/// a time. A file is checkpointed once SQS accepted its message, and a listed directory collapses once all of
+/// its files are; a rerun sends only what is not yet in the queue.
 pub async fn enqueue(
     cfg: &aws_config::SdkConfig,
     queue_url: &str,
     bucket: &str,
-    rx: &mut mpsc::Receiver<FileRef>,
+    rx: &mut mpsc::Receiver<Listed>,
+    cp: &mut Checkpoint,
     dry_run: bool,
-) -> anyhow::Result<u64> {
+    pb: &indicatif::ProgressBar,
+) -> anyhow::Result<Enqueued> {
     use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    use futures::StreamExt as _;
     let region = queue_region(queue_url);
     let cfg = match &region {
         Some(r) => crate::aws::in_region(cfg, r),
         None => cfg.clone(),
     };
     let client = aws_sdk_sqs::Client::new(&cfg);
-    let mut sent = 0u64;
-    let mut batch: Vec<SendMessageBatchRequestEntry> = Vec::with_capacity(10);
-    let flush = |batch: Vec<SendMessageBatchRequestEntry>| {
+    let started = std::time::Instant::now();
+    let mut n = Enqueued::default();
+    let mut frontier = Frontier::default();
+    let mut batch: Vec<String> = Vec::with_capacity(10);
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    let mut last_save = std::time::Instant::now();
+    let send = |keys: Vec<String>| {
         let client = client.clone();
         async move {
-            if batch.is_empty() {
-                return Ok::<(), anyhow::Error>(());
-            }
-            let mut pending = batch;
-            for attempt in 0..5u32 {
+            let entries = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    let body = serde_json::json!({"s3Bucket": bucket, "s3ObjectKey": [k]}).to_string();
+                    SendMessageBatchRequestEntry::builder().id(format!("m{i}")).message_body(body).build()
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut pending = entries;
+            let mut calls = 0u64;
+            for attempt in 0..6u32 {
+                calls += 1;
                 let r = client
                     .send_message_batch()
                     .queue_url(queue_url)
@@ -145,30 +174,75 @@ pub async fn enqueue(
                     .map_err(|e| crate::aws::explain(e, &format!("sending to {queue_url}"), "sqs:SendMessage"))?;
                 let failed: Vec<String> = r.failed().iter().map(|f| f.id().to_string()).collect();
                 if failed.is_empty() {
-                    return Ok(());
+                    return Ok::<_, anyhow::Error>((keys, calls));
                 }
                 pending.retain(|e| failed.iter().any(|f| f == e.id()));
                 tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
             }
-            anyhow::bail!("SQS kept refusing {} messages for {queue_url}", pending.len())
+            anyhow::bail!("SQS kept refusing {} messages for {queue_url}; rerun to send the rest", pending.len())
         }
     };
-    while let Some(f) = rx.recv().await {
-        if super::source::is_digest(&f.key) || !super::source::looks_like_log(&f.key) {
-            continue;
+    let mut settle = |cp: &mut Checkpoint, frontier: &mut Frontier, keys: Vec<String>| -> anyhow::Result<()> {
+        for k in keys {
+            cp.mark(&k)?;
+            for d in frontier.settle(&k, true) {
+                cp.mark_dir(&d)?;
+            }
         }
-        sent += 1;
-        if dry_run {
-            continue;
+        if last_save.elapsed() > std::time::Duration::from_secs(1) {
+            cp.save()?;
+            last_save = std::time::Instant::now();
         }
-        let body = serde_json::json!({"s3Bucket": bucket, "s3ObjectKey": [f.key]}).to_string();
-        batch.push(SendMessageBatchRequestEntry::builder().id(format!("m{}", batch.len())).message_body(body).build()?);
-        if batch.len() == 10 {
-            flush(std::mem::take(&mut batch)).await?;
+        Ok(())
+    };
+    loop {
+        let item = rx.recv().await;
+        let full = match &item {
+            None => !batch.is_empty(),
+            Some(Listed::File(_)) => batch.len() == 10,
+            Some(Listed::Sealed(_)) => false,
+        };
+        if full && !dry_run {
+            while in_flight.len() >= SEND_CONCURRENCY {
+                let (keys, calls) = in_flight.next().await.expect("not empty")?;
+                n.requests += calls;
+                settle(cp, &mut frontier, keys)?;
+            }
+            in_flight.push(send(std::mem::take(&mut batch)));
         }
+        match item {
+            None => break,
+            Some(Listed::Sealed(d)) => {
+                for d in frontier.seal(&d) {
+                    cp.mark_dir(&d)?;
+                }
+            }
+            Some(Listed::File(f)) => {
+                if super::source::is_digest(&f.key) || !super::source::looks_like_log(&f.key) {
+                    continue;
+                }
+                if cp.is_done(&f.key) {
+                    n.already_done += 1;
+                    continue;
+                }
+                n.sent += 1;
+                pb.set_length(n.sent);
+                pb.set_message(format!("{:.0} messages/s", n.sent as f64 / started.elapsed().as_secs_f64().max(0.001)));
+                if dry_run {
+                    continue;
+                }
+                frontier.dispatch(&f.key);
+                batch.push(f.key);
+            }
+        }
+        pb.set_position(n.sent.saturating_sub((batch.len() + in_flight.len() * 10) as u64));
     }
-    flush(batch).await?;
-    Ok(sent)
+    while let Some(r) = in_flight.next().await {
+        let (keys, calls) = r?;
+        n.requests += calls;
+        settle(cp, &mut frontier, keys)?;
+    }
+    Ok(n)
 }
 
 /// `https://sqs.us-east-1.amazonaws.com/123/q` → `us-east-1`.

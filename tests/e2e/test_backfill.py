@@ -114,11 +114,15 @@ def test_fixtures_exact_then_idempotent(run_cli, opensearch_url, os_clean, tmp_p
     # The alias covers every index.
     assert os_count(opensearch_url, prefix) == len(want)
 
-    # Second run (checkpoint): nothing new.
+    # The whole tree was sealed by the walk and every file settled: the checkpoint is one marker, not 188 keys.
+    journal = Path(s["checkpoint"]).read_text().splitlines()
+    assert json.loads(journal[0])["version"] == 2
+    assert journal[1:] == ['D ""'], journal
+    # Second run (checkpoint): nothing new, nothing even listed.
     s2, _ = backfill(run_cli, ["--source-dir", FIXTURES, "--opensearch-url", opensearch_url, "--index-prefix", prefix])
     assert s2["indexed"] == 0 and s2["records"] == 0
-    assert s2["already_done_files"] == 188  # log files are checkpointed; digests and README are re-skipped by name
-    assert s2["skipped_files"] == 3
+    assert s2["already_done_dirs"] == 1 and s2["already_done_files"] == 0 and s2["files"] == 0
+    assert s2["skipped_files"] == 0
     # Third run ignoring the checkpoint: every record is a duplicate.
     s3, _ = backfill(run_cli, ["--source-dir", FIXTURES, "--opensearch-url", opensearch_url, "--index-prefix", prefix, "--restart"])
     assert s3["indexed"] == 0 and s3["duplicates"] == 1505
@@ -279,9 +283,13 @@ def test_kill_9_then_resume_is_exact(trailsetup_bin, aws_env, opensearch_url, os
     s, _ = backfill(run_cli, ["--source-dir", corpus, "--opensearch-url", opensearch_url, "--index-prefix", prefix,
                               "--checkpoint", cp])
     assert os_count(opensearch_url, f"{prefix}-*") == 60_000
-    # The resumed run skipped completed files and re-read at most the files in flight at the kill.
-    assert s["already_done_files"] > 0
+    # The resumed run skipped completed directories and files; what the killed runs delivered but had not yet
+    # journaled (up to a second's worth) came back as duplicates, not as extra documents.
+    assert s["already_done_dirs"] + s["already_done_files"] > 0
+    assert s["indexed"] + s["duplicates"] <= 60_000
     assert s["quarantined"] == 0
+    # Finished: the journal collapsed to the tree's root.
+    assert Path(cp).read_text().splitlines()[1:] == ['D ""']
 
 
 def test_sigint_delivers_what_was_read_then_resumes(trailsetup_bin, aws_env, opensearch_url, os_clean, tmp_path, run_cli):
