@@ -415,3 +415,47 @@ pub fn confirm_apply() -> anyhow::Result<bool> {
         .interact_on(&console::Term::stderr())
         .map_err(prompt_err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(home: &str, domains: &[&str]) -> Facts {
+        Facts {
+            account: "123456789012".into(),
+            home: home.into(),
+            enabled_regions: vec![home.into()],
+            trails: vec![],
+            caller: "arn:aws:iam::123456789012:user/admin".into(),
+            partition: "aws".into(),
+            buckets: vec![],
+            kms_aliases: vec![],
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn domain_size_questions_and_defaults() {
+        // without a terminal: the size questions are named for a domain, not for an endpoint URL
+        let d = Draft::default();
+        let m = d.missing(false);
+        assert!(m.contains(&7) && m.contains(&8) && m.contains(&9), "{m:?}");
+        assert_eq!(QUESTIONS[7].0, "--domain-instance-type (a new domain)");
+        assert_eq!(QUESTIONS[8].2, "domain_instance_count");
+        let d = Draft { opensearch_url: Some("https://search.example.com".into()), ..Default::default() };
+        assert!(!d.missing(false).contains(&7) && !d.missing(false).contains(&8));
+        let d = Draft { domain_instance_type: Some("m6g.large.search".into()), domain_instance_count: Some(2), ..Default::default() };
+        assert!(!d.missing(true).contains(&7) && !d.missing(true).contains(&8));
+        // --yes: the defaults, one t3.small.search
+        let mut d = Draft::default();
+        fill(&mut d, &facts("eu-west-1", &[]), true, true).unwrap();
+        assert_eq!((d.domain_instance_type.as_deref(), d.domain_instance_count), (Some("t3.small.search"), Some(1)));
+        // given values are kept
+        let mut d = Draft { domain_instance_type: Some("r6g.large.search".into()), domain_instance_count: Some(3), ..Default::default() };
+        fill(&mut d, &facts("us-east-1", &["trailsetup"]), true, true).unwrap();
+        assert_eq!((d.domain_instance_type.as_deref(), d.domain_instance_count), (Some("r6g.large.search"), Some(3)));
+        assert_eq!(zones_phrase(1), "one Availability Zone");
+        assert_eq!(zones_phrase(4), "2 Availability Zones");
+        assert_eq!(zones_phrase(9), "3 Availability Zones");
+    }
+}

@@ -329,3 +329,79 @@ def test_example_config_is_valid(run_cli):
     rc, out, err = run_cli(["init", "--config", str(example), "--yes", "--dry-run", "--offline"])
     assert rc == 0, err
     assert "Plan:" in out
+
+
+# --- a new domain's size: type, count and the Availability Zones they spread over -------------------------------
+# Amazon OpenSearch Service Developer Guide, "Configuring a multi-AZ domain in Amazon OpenSearch Service",
+# https://docs.aws.amazon.com/opensearch-service/latest/developerguide/managedomains-multiaz.html (two or three zones;
+# three with a multiple of three data nodes); the Amazon Elasticsearch Service guide's "Enabling zone awareness" and
+# CreateDomain's ValidationException ("You must choose an even number of data nodes for a two Availability Zone
+# deployment"); API Reference "ZoneAwarenessConfig",
+# https://docs.aws.amazon.com/opensearch-service/latest/APIReference/API_ZoneAwarenessConfig.html (2 or 3).
+# moto stores ClusterConfig as sent, so describe_domain shows what CreateDomain carried; it does not refuse an odd
+# count over two zones the way AWS does: init refuses it itself (below), and src/rules.rs checks every plan.
+
+DOMAIN_ARGS = ["init", "--yes", "--no-backfill", "--regions", HOME, "--opensearch-domain", "audit"]
+
+
+@pytest.mark.parametrize("itype,count,zones", [("m6g.large.search", 2, 2), ("t3.medium.search", 3, 3), ("r6g.large.search", 6, 3)])
+def test_new_domain_size_spreads_over_zones(itype, count, zones, moto_reset, run_cli, boto):
+    args = [*DOMAIN_ARGS, "--domain-instance-type", itype, "--domain-instance-count", str(count)]
+    doc, _ = run_json(run_cli, args)
+    assert doc["applied"] is True
+    cc = boto("opensearch").describe_domain(DomainName="audit")["DomainStatus"]["ClusterConfig"]
+    assert (cc["InstanceType"], cc["InstanceCount"]) == (itype, count)
+    assert cc["ZoneAwarenessEnabled"] is True
+    assert cc["ZoneAwarenessConfig"] == {"AvailabilityZoneCount": zones}
+    assert cc["MultiAZWithStandbyEnabled"] is False  # standby needs dedicated masters, and takes no T3
+    ebs = boto("opensearch").describe_domain(DomainName="audit")["DomainStatus"]["EBSOptions"]
+    assert (ebs["EBSEnabled"], ebs["VolumeType"], ebs["VolumeSize"]) == (True, "gp3", 10)
+    # the plan carried the same, with the monthly estimate: nodes × hourly × 730 + nodes × 10 GiB × gp3
+    dom = [c for c in doc["plan"]["changes"] if c["kind"] == "opensearch-domain"][0]["details"]
+    assert (dom["zone_awareness_enabled"], dom["availability_zone_count"]) == (True, zones)
+    hourly = {"m6g.large.search": 0.128, "t3.medium.search": 0.073, "r6g.large.search": 0.167}[itype]
+    est = dom["monthly_estimate"]
+    assert est["usd_per_month"] == round(count * hourly * 730 + count * 10 * 0.122, 2)
+    assert (est["priced_region"], est["hours_per_month"], est["gp3_usd_per_gb_month"]) == ("us-east-1", 730, 0.122)
+    # a second run adopts the domain as it is: nothing to change, no estimate
+    again, _ = run_json(run_cli, args)
+    s = again["plan"]["summary"]
+    assert (s["create"], s["update"], s["delete"]) == (0, 0, 0), json.dumps(
+        [c for c in again["plan"]["changes"] if c["action"] != "no-op"], indent=1)
+    dom = [c for c in again["plan"]["changes"] if c["kind"] == "opensearch-domain"][0]["details"]
+    assert "monthly_estimate" not in dom and dom["instance_count"] == count
+
+
+def test_one_node_stays_in_one_zone(moto_reset, run_cli, boto):
+    doc, _ = run_json(run_cli, DOMAIN_ARGS)
+    cc = boto("opensearch").describe_domain(DomainName="audit")["DomainStatus"]["ClusterConfig"]
+    assert (cc["InstanceType"], cc["InstanceCount"], cc["ZoneAwarenessEnabled"]) == ("t3.small.search", 1, False)
+    assert "ZoneAwarenessConfig" not in cc
+    dom = [c for c in doc["plan"]["changes"] if c["kind"] == "opensearch-domain"][0]["details"]
+    assert dom["monthly_estimate"]["usd_per_month"] == 27.5  # 0.036 × 730 + 10 × 0.122
+
+
+@pytest.mark.parametrize("extra,words", [
+    (["--domain-instance-count", "5"], "cannot be spread evenly over Availability Zones"),
+    (["--domain-instance-count", "12"], "at most 10 data nodes"),  # t3.small.search by default
+    (["--domain-instance-type", "m4.large.search"], "t3.small.search, t3.medium.search, m6g.large.search"),
+])
+def test_a_size_aws_would_refuse_is_exit_2_and_changes_nothing(extra, words, moto_reset, run_cli, boto):
+    rc, out, err = run_cli([*DOMAIN_ARGS, *extra])
+    assert rc == 2, err
+    assert words in err and "config key domain_instance_" in err, err
+    assert boto("opensearch").list_domain_names()["DomainNames"] == []
+    assert boto("s3").list_buckets()["Buckets"] == []
+
+
+def test_domain_size_from_env_and_config(moto_reset, run_cli, aws_env, tmp_path):
+    cfg = tmp_path / "size.toml"
+    cfg.write_text('domain_instance_type = "r6g.xlarge.search"\ndomain_instance_count = 4\n')
+    doc, _ = run_json(run_cli, [*DOMAIN_ARGS, "--dry-run", "--config", str(cfg)])
+    dom = [c for c in doc["plan"]["changes"] if c["kind"] == "opensearch-domain"][0]["details"]
+    assert (dom["instance_type"], dom["instance_count"], dom["availability_zone_count"]) == ("r6g.xlarge.search", 4, 2)
+    # env over the file
+    env = dict(aws_env, TRAILSETUP_DOMAIN_INSTANCE_COUNT="9")
+    doc, _ = run_json(run_cli, [*DOMAIN_ARGS, "--dry-run", "--config", str(cfg)], env=env)
+    dom = [c for c in doc["plan"]["changes"] if c["kind"] == "opensearch-domain"][0]["details"]
+    assert (dom["instance_type"], dom["instance_count"], dom["availability_zone_count"]) == ("r6g.xlarge.search", 9, 3)

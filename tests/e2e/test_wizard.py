@@ -54,13 +54,19 @@ def nothing_made(boto):
 SINK = ["--opensearch-auth", "none"]
 
 
-def test_happy_path_on_defaults(trailsetup_bin, moto_reset, boto, aws_env, tmp_path, opensearch_url, os_clean):
-    child = spawn(trailsetup_bin, ["init", "--opensearch-url", opensearch_url, *SINK, "--index-prefix", os_clean], aws_env, tmp_path)
+def test_happy_path_on_defaults(trailsetup_bin, moto_reset, boto, aws_env, tmp_path, os_clean):
+    # Enter on every question: a new domain (t3.small.search × 1, its monthly estimate beside the choice and after the
+    # count). Only the backfill is answered "no": moto's domain endpoint does not resolve, so loading would fail.
+    child = spawn(trailsetup_bin, ["init", "--index-prefix", os_clean], aws_env, tmp_path)
     log = []
-    for prompt in ["Stack name", "Trail mode", "S3 bucket for the logs", "KMS key", "Retention of the CloudWatch Logs copy", "load the logs already in the bucket"]:
+    for prompt in ["Stack name", "Trail mode", "S3 bucket for the logs", "KMS key", "Retention of the CloudWatch Logs copy", "OpenSearch",
+                   "Data node instance type", "Number of data nodes"]:
         child.expect(prompt)
         log.append(child.before + child.after)
         child.send("\r")
+    child.expect("load the logs already in the bucket")
+    log.append(child.before + child.after)
+    child.send("n")
     child.expect("Apply this plan")
     log.append(child.before + child.after)
     child.send("y")
@@ -73,13 +79,49 @@ def test_happy_path_on_defaults(trailsetup_bin, moto_reset, boto, aws_env, tmp_p
     # the header came before the first question
     assert text.index("Account 123456789012 (aws) · caller") < text.index("Stack name")
     assert "No trail records this account yet." in text
+    # the size questions: each type with its monthly estimate per node, then the total after the count
+    assert re.search(r"❯ t3\.small\.search +2 vCPU +2 GiB +~\$26/month per node", text), text
+    assert re.search(r"  m6g\.large\.search +2 vCPU +8 GiB +~\$93/month per node", text), text
+    assert "1 data node in one Availability Zone · ~$28/month estimated: 1 × t3.small.search $26.28 + 1 × 10 GiB gp3 $1.22" in text
+    assert text.index("Data node instance type") < text.index("Number of data nodes") < text.index("load the logs already")
     # applied: one line per change with its duration, then the summary and what to run next
     assert re.search(r"✓ created  cloudtrail-trail +trailsetup \[us-east-1\]  <secs>", text), text[-3000:]
+    assert re.search(r"✓ created  opensearch-domain +trailsetup \[us-east-1\]  <secs>", text), text[-3000:]
     assert "Stack trailsetup is set up:" in text and "trailsetup ingest" in text and "State" in text
     assert [t["Name"] for t in boto("cloudtrail").describe_trails()["trailList"]] == ["trailsetup"]
     assert [b["Name"] for b in boto("s3").list_buckets()["Buckets"]] == ["trailsetup-123456789012-us-east-1"]
+    cc = boto("opensearch").describe_domain(DomainName="trailsetup")["DomainStatus"]["ClusterConfig"]
+    assert (cc["InstanceType"], cc["InstanceCount"], cc["ZoneAwarenessEnabled"]) == ("t3.small.search", 1, False)
     # the part of the screen up to the confirmation is stable: snapshot it
     check_snapshot("wizard_defaults", raw[: raw.index("Apply this plan") + len("Apply this plan")])
+
+
+def test_domain_size_is_checked_where_typed(trailsetup_bin, moto_reset, boto, aws_env, tmp_path):
+    # home eu-west-1: the estimates are us-east-1 prices, and the wizard says so
+    env = dict(aws_env, AWS_REGION="eu-west-1", AWS_DEFAULT_REGION="eu-west-1")
+    args = ["init", "--dry-run", "--name", "sized", "--trail-mode", "multi-region", "--bucket", "sized-bucket-123", "--kms-key", "",
+            "--log-retention-days", "90"]
+    child = spawn(trailsetup_bin, args, env, tmp_path)
+    child.expect("OpenSearch")
+    child.send("\r")  # create the domain
+    child.expect("Data node instance type \\(monthly estimate at us-east-1 on-demand prices; eu-west-1 differs\\)")
+    child.send("\x1b[B\x1b[B\r")  # m6g.large.search
+    child.expect("Number of data nodes")
+    child.sendline("5")
+    # 5 nodes spread evenly over neither two zones nor three: asked again with the flag's words
+    child.expect("--domain-instance-count 5: 5 data nodes cannot be spread evenly over Availability Zones")
+    child.expect("counts that work: 1, 2, 3, 4, 6, 8, 9, 10, 12")
+    child.expect("Number of data nodes")
+    child.sendline("6")
+    child.expect("6 data nodes in 3 Availability Zones · ~\\$568/month estimated: 6 × m6g.large.search \\$560.64 \\+ 6 × 10 GiB gp3 \\$7.32")
+    child.expect("the domain will be in eu-west-1: these are us-east-1 prices")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before[-3000:]
+    text = screen(child.before)
+    assert "data nodes: 6 × m6g.large.search, 10 GiB gp3 each, 3 Availability Zones" in text, text[-3000:]
+    assert boto("opensearch", "eu-west-1").list_domain_names()["DomainNames"] == []
+    nothing_made(boto)
 
 
 def test_answers_are_checked_where_typed(trailsetup_bin, moto_reset, boto, aws_env, tmp_path, opensearch_url):
