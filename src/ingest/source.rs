@@ -309,13 +309,14 @@ impl S3Source {
     pub async fn list(&self, sel: &Select, done: &DoneDirs, tx: &mpsc::Sender<Listed>) -> anyhow::Result<()> {
         use futures::{StreamExt as _, TryStreamExt as _};
         let base = self.prefix.clone();
+        if base.ends_with('/') && done(&base) {
+            return Ok(());
+        }
         let Some(roots) = self.roots(sel).await? else {
             // not a CloudTrail layout: one listing of the whole prefix
-            if !(base.ends_with('/') && done(&base)) {
-                for f in self.list_all(base.clone()).await? {
-                    if !is_digest(&f.key) && sel.admits_key(&f.key) && tx.send(Listed::File(f)).await.is_err() {
-                        return Ok(());
-                    }
+            for f in self.list_all(base.clone()).await? {
+                if !is_digest(&f.key) && sel.admits_key(&f.key) && tx.send(Listed::File(f)).await.is_err() {
+                    return Ok(());
                 }
             }
             if base.ends_with('/') {
