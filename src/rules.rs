@@ -63,6 +63,15 @@ fn of_kind<'a>(plan: &'a Plan, kind: &'a str) -> impl Iterator<Item = &'a Change
     plan.changes.iter().filter(move |c| c.kind == kind)
 }
 
+/// The plan's domain changes; none is right only when the sink is a URL, not a domain.
+fn domain_changes<'a>(ctx: &Ctx, plan: &'a Plan, c: &mut Checker) -> Vec<&'a Change> {
+    let domains: Vec<&Change> = of_kind(plan, "opensearch-domain").collect();
+    if domains.is_empty() {
+        c.ok(matches!(ctx.opensearch, OpenSearchTarget::Url(_)), || "a domain target without a domain change".into());
+    }
+    domains
+}
+
 fn named<'a>(plan: &'a Plan, kind: &str, name: &str) -> Option<&'a Change> {
     plan.changes.iter().find(|c| c.kind == kind && c.name == name)
 }
@@ -445,11 +454,7 @@ pub const RULES: &[Rule] = &[
         name: "opensearch-domain-settings",
         doc: "Amazon OpenSearch Service API Reference, \"CreateDomain\"/\"DomainEndpointOptions\" (TLSSecurityPolicy values, EngineVersion format); Developer Guide, \"Encryption of data at rest\" (cannot be disabled once on)",
         check: |ctx, plan, c| {
-            let domains: Vec<&Change> = of_kind(plan, "opensearch-domain").collect();
-            if domains.is_empty() {
-                c.ok(matches!(ctx.opensearch, OpenSearchTarget::Url(_)), || "a domain target without a domain change".into());
-            }
-            for d in domains {
+            for d in domain_changes(ctx, plan, c) {
                 let tls = d.details["tls_security_policy"].as_str().unwrap_or_default();
                 c.ok(tls == opensearch::TLS_POLICY && opensearch::TLS_POLICIES.contains(&tls), || format!("TLS policy {tls:?}: use {}", opensearch::TLS_POLICY));
                 let v = d.details["engine_version"].as_str().unwrap_or_default();
@@ -473,11 +478,7 @@ pub const RULES: &[Rule] = &[
               nodes for a two Availability Zone deployment\"); API Reference, \"ZoneAwarenessConfig\" \
               (https://docs.aws.amazon.com/opensearch-service/latest/APIReference/API_ZoneAwarenessConfig.html: AvailabilityZoneCount 2 or 3)",
         check: |ctx, plan, c| {
-            let domains: Vec<&Change> = of_kind(plan, "opensearch-domain").collect();
-            if domains.is_empty() {
-                c.ok(matches!(ctx.opensearch, OpenSearchTarget::Url(_)), || "a domain target without a domain change".into());
-            }
-            for d in domains {
+            for d in domain_changes(ctx, plan, c) {
                 if let Some(cur) = &d.current {
                     // an adopted domain keeps its layout
                     for k in ["zone_awareness_enabled", "availability_zone_count"] {
@@ -508,11 +509,7 @@ pub const RULES: &[Rule] = &[
               (Multi-AZ with Standby only on m5, c5, r5, r6g, c6g, m6g, r6gd and i3, with dedicated master nodes); \"UltraWarm storage\" and \
               \"Cold storage\" (not with T2 or T3 data nodes)",
         check: |ctx, plan, c| {
-            let domains: Vec<&Change> = of_kind(plan, "opensearch-domain").collect();
-            if domains.is_empty() {
-                c.ok(matches!(ctx.opensearch, OpenSearchTarget::Url(_)), || "a domain target without a domain change".into());
-            }
-            for d in domains {
+            for d in domain_changes(ctx, plan, c) {
                 if let Some(cur) = &d.current {
                     // an adopted domain keeps its size; nothing of ours to judge
                     c.ok(cur["instance_type"] == d.details["instance_type"] && d.details.get("monthly_estimate").is_none(),
