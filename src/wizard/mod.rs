@@ -117,6 +117,12 @@ pub fn no_tty_error(missing: &[usize], needs_confirmation: bool) -> anyhow::Erro
 
 fn prompt_err(e: dialoguer::Error) -> anyhow::Error {
     let _ = console::Term::stderr().show_cursor();
+    // Ctrl-C can reach the prompt's read (EINTR) before the signal task exits: the same exit, 130.
+    let dialoguer::Error::IO(io) = &e;
+    if io.kind() == std::io::ErrorKind::Interrupted {
+        eprintln!("\ninterrupted: nothing was changed");
+        std::process::exit(130);
+    }
     usage(format!("prompt cancelled ({e}); nothing was changed"))
 }
 
