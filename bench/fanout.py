@@ -19,8 +19,12 @@ answer); bench-fanout-* indices and their template are deleted before and after.
    trailsetup's 16 sends in flight by more than 2 to 1 (48 by default): with 8, the queue grew past 3,000 within
    minutes and every call then took about a second. Reported: messages/s of trailsetup's enqueue (files / its seconds, listing
    included), send requests, the deepest queue seen (sampled every second), and whether the drained key set equals
-   the uploaded key set exactly (missing, extra, received twice). The drainers share moto and the 2 cores with the
-   enqueue, so the rate is a floor for this machine, not moto's or SQS's limit.
+   the uploaded key set exactly (missing, extra, received twice; the first missing keys are listed). The drainers
+   share moto and the 2 cores with the enqueue, so the rate is a floor for this machine, not moto's or SQS's limit.
+   moto's SQS is not thread-safe under this load: Queue.delete_message rebuilds the message list without the lock
+   that add_message appends under, and concurrent receives can hand out one message twice, so "twice" > 0 and a
+   few "missing" keys can be moto's doing; trailsetup's own report (files, send_requests: one call per 10 keys means
+   no entry was refused and resent) says what it sent.
 2. Exactness: a corpus of --records records in files of --per-file (.cache/bench/fanout-N), uploaded, enqueued to
    a queue with a dead-letter queue (maxReceiveCount 5), then 3 `ingest --drain --visibility-timeout V` workers
    (each with --bulk-mib 0.1 --bulk-concurrency 1, as in the e2e kill test, so the run lasts long enough to kill one
@@ -247,7 +251,7 @@ def main() -> int:
         got, want = set(drained), set(keys)
         res["enqueue"] = dict(e, wall=enq_wall, drain_wall=drain_wall, drained=len(drained), unique=len(got),
                               missing=len(want - got), extra=len(got - want), twice=len(drained) - len(got),
-                              depth=depth[0], left=queue_counts(q))
+                              depth=depth[0], left=queue_counts(q), missing_keys=sorted(want - got)[:10])
         log("enqueue: " + json.dumps(res["enqueue"]))
 
         # --- 2. 3 workers, one killed with SIGKILL part way -----------------------------------------------------------
@@ -324,6 +328,8 @@ def main() -> int:
     exact = e["missing"] == 0 and e["extra"] == 0 and e["unique"] == len(keys)
     print(f"{e['files']:>7} {e['seconds']:>8.2f} {e['files'] / e['seconds']:>10.0f} {e['send_requests']:>9} {e['depth']:>7} "
           f"{e['drained']:>8} {e['unique']:>7} {e['missing']:>7} {e['extra']:>5} {e['twice']:>5} {'yes' if exact else 'NO':>5}")
+    for k in e["missing_keys"]:
+        print(f"  missing: {k}")
     x = res["exact"]
     print(f"\n2. {x['records']} records in {x['files']} files, 3 ingest --drain workers (--visibility-timeout "
           f"{a.visibility_timeout}), worker 1 SIGKILLed part way")
