@@ -41,7 +41,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -54,41 +53,13 @@ import boto3
 import requests
 from botocore.config import Config
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = os.environ.get("TS_TRAILSETUP_BIN", str(ROOT / "target/release/trailsetup"))
-FIXTURES = os.environ.get("CT_FIXTURES", "/work/shared/fixtures/cloudtrail")
-SYNTH = os.environ.get("CT_SYNTH", "/work/shared/tools/ct_synth.py")
-MOTO = ROOT / ".cache/venv/bin/moto_server"
+from benchlib import BIN, FIXTURES, MOTO, ROOT, SYNTH, delete_bench, free_port, load_env, log
+
 PREFIX = "bench-fanout"
 
 
-def log(msg: str) -> None:
-    print(f"bench: {msg}", file=sys.stderr, flush=True)
 
 
-def load_env() -> None:
-    envf = ROOT / ".cache/run/env"
-
-    def read() -> None:
-        for line in envf.read_text().splitlines():
-            if line.startswith("export ") and "=" in line:
-                k, v = line[len("export "):].split("=", 1)
-                os.environ[k] = v.strip("'\"")
-
-    def answers() -> bool:
-        try:
-            return requests.get(os.environ.get("TS_OPENSEARCH_URL", ""), timeout=5).ok
-        except requests.RequestException:
-            return False
-
-    if envf.exists():
-        read()
-    if not answers():
-        log("starting the test servers (scripts/testenv.sh start)")
-        subprocess.run([str(ROOT / "scripts/testenv.sh"), "start"], check=True)
-        read()
-        if not answers():
-            sys.exit("bench: OpenSearch does not answer at " + os.environ.get("TS_OPENSEARCH_URL", "?"))
 
 
 def corpus(name: str, args: list[str]) -> Path:
@@ -101,12 +72,6 @@ def corpus(name: str, args: list[str]) -> Path:
     return d
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def os_count(osurl: str) -> int:
@@ -115,9 +80,6 @@ def os_count(osurl: str) -> int:
     return r.json().get("count", 0) if r.ok else 0
 
 
-def delete_bench(osurl: str) -> None:
-    requests.delete(f"{osurl}/{PREFIX}-*?expand_wildcards=all&ignore_unavailable=true", timeout=120)
-    requests.delete(f"{osurl}/_index_template/{PREFIX}*", timeout=60)
 
 
 def main() -> int:
@@ -255,7 +217,7 @@ def main() -> int:
         log("enqueue: " + json.dumps(res["enqueue"]))
 
         # --- 2. 3 workers, one killed with SIGKILL part way -----------------------------------------------------------
-        delete_bench(osurl)
+        delete_bench(osurl, PREFIX)
         skeys = upload("bench-fanout-small", small)
         q2, dlq2 = make_queues("bench-fanout-small", 5)
         p = subprocess.run([BIN, "backfill", "--bucket", "bench-fanout-small", "--enqueue", q2, "--restart", "--output", "json"],
@@ -307,7 +269,7 @@ def main() -> int:
                             indexed=sum(o.get("indexed", 0) for o in outs), duplicates=sum(o.get("duplicates", 0) for o in outs),
                             quarantined=sum(o.get("quarantined", 0) for o in outs))
         log("exactness: " + json.dumps(res["exact"]))
-        delete_bench(osurl)
+        delete_bench(osurl, PREFIX)
     finally:
         for p in reversed(procs):
             p.terminate()

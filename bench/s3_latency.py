@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,44 +42,16 @@ import boto3
 import requests
 from botocore.config import Config
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = os.environ.get("TS_TRAILSETUP_BIN", str(ROOT / "target/release/trailsetup"))
-FIXTURES = os.environ.get("CT_FIXTURES", "/work/shared/fixtures/cloudtrail")
-SYNTH = os.environ.get("CT_SYNTH", "/work/shared/tools/ct_synth.py")
-MOTO = ROOT / ".cache/venv/bin/moto_server"
+from benchlib import BIN, FIXTURES, MOTO, ROOT, SYNTH, delete_bench, free_port, load_env, log
+
 CORPUS = ROOT / ".cache/bench/s3lat-20000"
 PER_FILE = (1, 5, 10, 20)  # 5,000 files each
 BUCKET = "bench-lat-logs"
 PREFIX = "bench-lat"
 
 
-def log(msg: str) -> None:
-    print(f"bench: {msg}", file=sys.stderr, flush=True)
 
 
-def load_env() -> None:
-    envf = ROOT / ".cache/run/env"
-
-    def read() -> None:
-        for line in envf.read_text().splitlines():
-            if line.startswith("export ") and "=" in line:
-                k, v = line[len("export "):].split("=", 1)
-                os.environ[k] = v.strip("'\"")
-
-    def answers() -> bool:
-        try:
-            return requests.get(os.environ.get("TS_OPENSEARCH_URL", ""), timeout=5).ok
-        except requests.RequestException:
-            return False
-
-    if envf.exists():
-        read()
-    if not answers():
-        log("starting the test servers (scripts/testenv.sh start)")
-        subprocess.run([str(ROOT / "scripts/testenv.sh"), "start"], check=True)
-        read()
-        if not answers():
-            sys.exit("bench: OpenSearch does not answer at " + os.environ.get("TS_OPENSEARCH_URL", "?"))
 
 
 def build_corpus() -> None:
@@ -94,12 +65,6 @@ def build_corpus() -> None:
     (CORPUS / ".done").touch()
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def s3_client(url: str, pool: int):
@@ -108,9 +73,6 @@ def s3_client(url: str, pool: int):
                         config=Config(max_pool_connections=pool, retries={"mode": "standard", "max_attempts": 5}))
 
 
-def delete_bench(osurl: str) -> None:
-    requests.delete(f"{osurl}/{PREFIX}-*?expand_wildcards=all&ignore_unavailable=true", timeout=120)
-    requests.delete(f"{osurl}/_index_template/{PREFIX}*", timeout=60)
 
 
 def count_docs(osurl: str) -> int:
@@ -194,7 +156,7 @@ def main() -> int:
                    AWS_EC2_METADATA_DISABLED="true", XDG_STATE_HOME=str(work / "state"))
 
         def backfill(extra: list[str]) -> dict:
-            delete_bench(osurl)
+            delete_bench(osurl, PREFIX)
             argv = [BIN, "backfill", "--bucket", BUCKET, "--opensearch-url", osurl, "--index-prefix", PREFIX,
                     "--restart", "--output", "json", *extra]
             t0 = time.monotonic()
@@ -212,7 +174,7 @@ def main() -> int:
         runs = [("backfill (default)", backfill([]))]
         if runs[0][1]["files"] / runs[0][1]["seconds"] / ceil_fps < a.goal:
             runs.append(("backfill --concurrency 128", backfill(["--concurrency", "128"])))
-        delete_bench(osurl)
+        delete_bench(osurl, PREFIX)
 
         p = subprocess.run([BIN, "backfill", "--bucket", BUCKET, "--dry-run", "--output", "json"], env=env,
                            stdout=subprocess.PIPE, stderr=open(work / "dry-run.err", "ab"))
