@@ -3,7 +3,7 @@
 workers when one is killed with SIGKILL part way.
 
     .cache/venv/bin/python bench/fanout.py [--keys 100000] [--drainers 48] [--records 30000] [--per-file 50]
-                                           [--visibility-timeout 5]
+                                           [--visibility-timeout 5] [--moto locked|shipped]
 
 Starts its own moto server on a free loopback port (the shared one from .cache/run/env is reset by the e2e tests)
 and stops it by PID. OpenSearch: $TS_OPENSEARCH_URL from .cache/run/env (scripts/testenv.sh start when it does not
@@ -31,6 +31,9 @@ answer); bench-fanout-* indices and their template are deleted before and after.
    part way). Worker 1 gets SIGKILL once OpenSearch holds >= 1/3 of the records; the other two drain the rest (the
    killed worker's messages come back after V seconds); one more `ingest --drain` runs if the queue is not empty
    after they exit. The document count must equal the records exactly; printed with the queue and DLQ counts.
+--moto locked (the default) runs bench/moto_locked.py, moto with SQS delete_message under the queue's lock, so that
+moto's lost-update race (bench/moto_sqs_race.py) cannot drop a sent message and the drained set measures
+trailsetup alone; --moto shipped runs moto_server as installed (8 of 100,000 keys went missing that way).
 Prints the figures side by side; no assertion on times.
 """
 
@@ -89,6 +92,8 @@ def main() -> int:
     ap.add_argument("--records", type=int, default=30_000)
     ap.add_argument("--per-file", type=int, default=50)
     ap.add_argument("--visibility-timeout", type=int, default=5)
+    ap.add_argument("--moto", choices=("locked", "shipped"), default="locked",
+                    help="locked: moto with SQS delete_message under its lock (bench/moto_locked.py); shipped: as installed")
     a = ap.parse_args()
     if not os.access(BIN, os.X_OK):
         sys.exit(f"bench: no trailsetup binary at {BIN} (cargo build --release first)")
@@ -106,7 +111,8 @@ def main() -> int:
     res: dict = {}
     try:
         mport = free_port()
-        procs.append(subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", str(mport)],
+        server = [str(MOTO)] if a.moto == "shipped" else [sys.executable, str(ROOT / "bench/moto_locked.py")]
+        procs.append(subprocess.Popen([*server, "-H", "127.0.0.1", "-p", str(mport)],
                                       stdout=open(work / "moto.log", "wb"), stderr=subprocess.STDOUT))
         moto = f"http://127.0.0.1:{mport}"
         for _ in range(200):
@@ -282,7 +288,8 @@ def main() -> int:
 
     # --- table -----------------------------------------------------------------------------------------------------
     e = res["enqueue"]
-    print(f"\n1. backfill --enqueue of {len(keys)} keys (1 message per file), {a.drainers} boto3 drainers running alongside")
+    print(f"\n1. backfill --enqueue of {len(keys)} keys (1 message per file), {a.drainers} boto3 drainers running alongside, "
+          f"moto {a.moto}")
     hdr = (f"{'files':>7} {'seconds':>8} {'messages/s':>10} {'send reqs':>9} {'deepest':>7} {'drained':>8} {'unique':>7} "
            f"{'missing':>7} {'extra':>5} {'twice':>5} {'exact':>5}")
     print(hdr)
