@@ -22,9 +22,10 @@ answer); bench-fanout-* indices and their template are deleted before and after.
    the uploaded key set exactly (missing, extra, received twice; the first missing keys are listed). The drainers
    share moto and the 2 cores with the enqueue, so the rate is a floor for this machine, not moto's or SQS's limit.
    moto's SQS is not thread-safe under this load: Queue.delete_message rebuilds the message list without the lock
-   that add_message appends under, and concurrent receives can hand out one message twice, so "twice" > 0 and a
-   few "missing" keys can be moto's doing; trailsetup's own report (files, send_requests: one call per 10 keys means
-   no entry was refused and resent) says what it sent.
+   that add_message appends under, which drops a message sent meanwhile (bench/moto_sqs_race.py; hence --moto
+   locked by default), and a receive racing a delete can hand out one message twice, so "twice" > 0 is moto's
+   doing. trailsetup's own report (files, send_requests: one call per 10 keys means no entry was refused and
+   resent) says what it sent.
 2. Exactness: a corpus of --records records in files of --per-file (.cache/bench/fanout-N), uploaded, enqueued to
    a queue with a dead-letter queue (maxReceiveCount 5), then 3 `ingest --drain --visibility-timeout V` workers
    (each with --bulk-mib 0.1 --bulk-concurrency 1, as in the e2e kill test, so the run lasts long enough to kill one
