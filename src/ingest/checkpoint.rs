@@ -112,6 +112,16 @@ impl Checkpoint {
     /// Load the checkpoint at `path` for `source`, or start empty (`restart`, none yet, other source).
     /// `ephemeral`: never touch the disk.
     pub fn open(path: &Path, source: &str, restart: bool) -> anyhow::Result<Checkpoint> {
+        Self::load(path, source, restart, false)
+    }
+
+    /// Read the checkpoint at `path` for `source` without taking its lock or writing anything (a dry run):
+    /// marks made afterwards stay in memory. A missing checkpoint, or one for another source, reads as empty.
+    pub fn peek(path: &Path, source: &str) -> anyhow::Result<Checkpoint> {
+        Self::load(path, source, false, true)
+    }
+
+    fn load(path: &Path, source: &str, restart: bool, read_only: bool) -> anyhow::Result<Checkpoint> {
         let mut c = Checkpoint {
             source: source.into(),
             path: path.into(),
@@ -123,16 +133,22 @@ impl Checkpoint {
             journal_bytes: 0,
             written: 0,
             dirty: false,
-            ephemeral: false,
+            // read-only: compact() and append() never touch the disk
+            ephemeral: read_only,
             _lock: None,
         };
-        if !path.as_os_str().is_empty() {
+        if !path.as_os_str().is_empty() && !read_only {
             c._lock = Some(lock(path)?);
         }
         let tmp = tmp_path(path);
+        let remove = |p: &Path| {
+            if !read_only {
+                let _ = std::fs::remove_file(p);
+            }
+        };
         if restart {
-            let _ = std::fs::remove_file(&tmp);
-            let _ = std::fs::remove_file(path);
+            remove(&tmp);
+            remove(path);
             return Ok(c);
         }
         let (found, from_tmp) = match std::fs::read(path) {
@@ -147,18 +163,18 @@ impl Checkpoint {
         if bytes.first() == Some(&b'{') && !bytes.contains(&b'\n') || bytes.starts_with(b"{\"version\":1") {
             let Ok(v1) = serde_json::from_slice::<V1>(&bytes) else {
                 if from_tmp {
-                    let _ = std::fs::remove_file(&tmp);
+                    remove(&tmp);
                     return Ok(c);
                 }
                 anyhow::bail!("checkpoint {} is unreadable; pass --restart to start over", path.display());
             };
-            let _ = std::fs::remove_file(&tmp);
+            remove(&tmp);
             if v1.version != 1 {
                 anyhow::bail!("checkpoint {} has version {}; pass --restart to start over", path.display(), v1.version);
             }
             if v1.source != source {
                 tracing::warn!("checkpoint {} is for {:?}, not {source:?}: starting over", path.display(), v1.source);
-                let _ = std::fs::remove_file(path);
+                remove(path);
                 return Ok(c);
             }
             for (d, names) in v1.done {
@@ -170,7 +186,7 @@ impl Checkpoint {
             tracing::info!("checkpoint {} migrated to the journal format", path.display());
             return Ok(c);
         }
-        let _ = std::fs::remove_file(&tmp);
+        remove(&tmp);
         let mut lines = bytes.split_inclusive(|&b| b == b'\n');
         let header: Option<Header> = lines.next().and_then(|l| serde_json::from_slice(l).ok());
         let Some(header) = header else {
@@ -185,7 +201,7 @@ impl Checkpoint {
         }
         if header.source != source {
             tracing::warn!("checkpoint {} is for {:?}, not {source:?}: starting over", path.display(), header.source);
-            let _ = std::fs::remove_file(path);
+            remove(path);
             return Ok(c);
         }
         let mut valid = 0usize;
@@ -522,6 +538,30 @@ mod tests {
         assert!(e.to_string().contains("--restart"), "{e}");
         std::fs::write(&p, b"{not json").unwrap();
         assert!(Checkpoint::open(&p, "src", false).err().unwrap().to_string().contains("--restart"));
+    }
+
+    #[test]
+    fn peek_reads_a_journal_in_use_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("cp");
+        assert!(Checkpoint::peek(&p, "src").unwrap().is_empty(), "no checkpoint yet reads as empty");
+        assert!(!p.exists() && !dir.path().join("cp.lock").exists(), "peek created nothing");
+        let mut c = Checkpoint::open(&p, "src", false).unwrap();
+        c.mark("a/b/c.json.gz").unwrap();
+        c.mark_dir("a/d/").unwrap();
+        c.save().unwrap();
+        let before = std::fs::read(&p).unwrap();
+        // the run still holds the lock; a dry run reads beside it
+        let mut q = Checkpoint::peek(&p, "src").unwrap();
+        assert!(q.is_done("a/b/c.json.gz") && q.is_dir_done("a/d/") && !q.is_done("a/b/x.json.gz"));
+        q.mark("a/b/x.json.gz").unwrap();
+        q.save().unwrap();
+        q.close().unwrap();
+        assert!(q.is_done("a/b/x.json.gz"), "marks after a peek live in memory");
+        // another source's checkpoint reads as empty and is left where it is
+        assert!(Checkpoint::peek(&p, "other").unwrap().is_empty());
+        assert_eq!(std::fs::read(&p).unwrap(), before, "peek wrote nothing");
+        assert!(!tmp_path(&p).exists());
     }
 
     #[test]

@@ -74,13 +74,28 @@ pub fn select(common: &Common, a: &SelectArgs) -> anyhow::Result<(Select, TimeFi
     Ok((Select { accounts, regions, from, to }, TimeFilter { from, to }))
 }
 
+/// The OpenSearch endpoint from flag, env, config file or state, as given.
+fn sink_url(common: &Common, a: &SinkArgs, state: Option<&State>) -> Option<String> {
+    a.opensearch_url.clone().or_else(|| common.file.opensearch_url.clone()).or_else(|| state.and_then(|s| s.opensearch_url.clone()))
+}
+
+/// The index prefix from flag, env, config file or state, else the default (not yet validated).
+fn index_prefix(common: &Common, a: &SinkArgs, state: Option<&State>) -> String {
+    a.index_prefix
+        .clone()
+        .or_else(|| common.file.index_prefix.clone())
+        .or_else(|| state.and_then(|s| s.index_prefix.clone()))
+        .unwrap_or_else(|| DEFAULT_PREFIX.into())
+}
+
+/// The identity of a backfill's checkpoint: the source, the selection and the sink it loads into.
+fn backfill_id(source: &Source, sel: &Select, url: &str, prefix: &str) -> String {
+    format!("{} {} -> {url} {prefix}", source.id(), sel_id(sel))
+}
+
 /// Resolve the sink from flags > env > config > init's state.
 pub async fn sink(common: &Common, a: &SinkArgs, state: Option<&State>, aws: Option<&aws_config::SdkConfig>) -> anyhow::Result<Sink> {
-    let url = a
-        .opensearch_url
-        .clone()
-        .or_else(|| common.file.opensearch_url.clone())
-        .or_else(|| state.and_then(|s| s.opensearch_url.clone()))
+    let url = sink_url(common, a, state)
         .ok_or_else(|| {
             usage(
                 "no OpenSearch endpoint: pass --opensearch-url (env TRAILSETUP_OPENSEARCH_URL, config key \
@@ -136,12 +151,7 @@ pub async fn sink(common: &Common, a: &SinkArgs, state: Option<&State>, aws: Opt
     let ca = a.ca_bundle.clone().or_else(|| common.file.ca_bundle.clone());
     let timeout = Duration::from_secs(a.timeout_secs.unwrap_or(120).max(1));
     let client = opensearch::Client::new(&url, auth, ca.as_deref(), timeout)?;
-    let prefix = a
-        .index_prefix
-        .clone()
-        .or_else(|| common.file.index_prefix.clone())
-        .or_else(|| state.and_then(|s| s.index_prefix.clone()))
-        .unwrap_or_else(|| DEFAULT_PREFIX.into());
+    let prefix = index_prefix(common, a, state);
     template::validate_prefix(&prefix)?;
     let compression = a.compression.clone().or_else(|| common.file.compression.clone()).unwrap_or_else(|| "auto".into());
     let gzip = match compression.as_str() {
@@ -288,8 +298,11 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
         };
         let cfg = aws.as_ref().expect("loaded above");
         let id = format!("enqueue {} {} -> {queue}", source.id(), sel_id(&sel));
-        let mut cp = if common.dry_run {
+        let mut cp = if common.dry_run && a.restart {
             checkpoint::Checkpoint::ephemeral(&id)
+        } else if common.dry_run {
+            // what a real run would skip, read beside any run in progress; nothing is written
+            checkpoint::Checkpoint::peek(&checkpoint_path(common, a, &id), &id)?
         } else {
             checkpoint::Checkpoint::open(&checkpoint_path(common, a, &id), &id, a.restart)?
         };
@@ -323,8 +336,17 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
     }
 
     if common.dry_run {
-        let (mut rx, lister) = spawn_lister(nothing_done);
-        return dry_run(&source, &mut rx, lister, out, started).await;
+        // What is left to do: the checkpoint a real run would resume from, when the sink is known (it is part of
+        // the checkpoint's identity), read without its lock. Directories it has as done are not listed.
+        let cp = match sink_url(common, &a.sink, state.as_ref()) {
+            Some(url) if a.dump_bulk.is_none() && !a.restart => {
+                let id = backfill_id(&source, &sel, &url, &index_prefix(common, &a.sink, state.as_ref()));
+                Some(checkpoint::Checkpoint::peek(&checkpoint_path(common, a, &id), &id)?).filter(|c| !c.is_empty())
+            }
+            _ => None,
+        };
+        let (mut rx, lister) = spawn_lister(cp.as_ref().map_or(nothing_done, |c| c.done_dirs()));
+        return dry_run(&source, &mut rx, lister, cp.as_ref(), out, started).await;
     }
 
     let mut sink = sink(common, &a.sink, state.as_ref(), aws.as_ref()).await?;
@@ -335,7 +357,7 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
         prepare(&sink, out).await?;
     }
 
-    let source_id = format!("{} {} -> {} {}", source.id(), sel_id(&sel), sink.url, sink.rules.prefix);
+    let source_id = backfill_id(&source, &sel, &sink.url, &sink.rules.prefix);
     let use_checkpoint = a.dump_bulk.is_none();
     let mut cp = if use_checkpoint {
         checkpoint::Checkpoint::open(&checkpoint_path(common, a, &source_id), &source_id, a.restart)?
@@ -669,13 +691,19 @@ async fn dry_run(
     source: &Source,
     rx: &mut mpsc::Receiver<Listed>,
     lister: tokio::task::JoinHandle<anyhow::Result<()>>,
+    cp: Option<&checkpoint::Checkpoint>,
     out: &Output,
     started: Instant,
 ) -> anyhow::Result<Exit> {
     let mut files = Vec::new();
+    let mut already_done = 0u64;
     while let Some(l) = rx.recv().await {
         let Listed::File(f) = l else { continue };
         if source::looks_like_log(&f.key) && !source::is_digest(&f.key) {
+            if cp.is_some_and(|c| c.is_done(&f.key)) {
+                already_done += 1;
+                continue;
+            }
             files.push(f);
         }
     }
@@ -717,10 +745,24 @@ async fn dry_run(
             "first_date": first.map(|d| d.to_string()), "last_date": last.map(|d| d.to_string()),
             "estimated_records": est, "s3_requests": requests, "estimated_seconds": est_secs.round(),
             "sampled_files": s_files,
+            "already_done_files": already_done, "already_done_dirs": cp.map_or(0, |c| c.dirs()),
+            "checkpoint": cp.map(|c| c.path().display().to_string()),
             "seconds": started.elapsed().as_secs_f64(),
         }}));
     } else {
         out.line("backfill --dry-run: nothing was loaded");
+        if let Some(c) = cp {
+            let (dirs, files) = (c.dirs() as u64, already_done);
+            out.line(format!(
+                "  resuming   left out as already loaded: {} director{} and {} more file{} (checkpoint {}; --restart \
+                 counts everything)",
+                output::thousands(dirs),
+                if dirs == 1 { "y" } else { "ies" },
+                output::thousands(files),
+                if files == 1 { "" } else { "s" },
+                c.path().display()
+            ));
+        }
         out.line(format!("  files      {}", output::thousands(files.len() as u64)));
         out.line(format!("  bytes      {}", output::bytes(bytes)));
         out.line(format!(

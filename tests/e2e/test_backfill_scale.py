@@ -107,10 +107,21 @@ def test_s3_kill_9_then_resume_is_exact(trailsetup_bin, aws_env, moto_reset, bot
     lines = cp.read_text().splitlines()
     assert json.loads(lines[0])["version"] == 2
     assert any(line.startswith('D "AWSLogs/') for line in lines[1:]), lines[:5]
-    s, _ = backfill(run_cli, ["--bucket", BUCKET, "--opensearch-url", opensearch_url, "--index-prefix", prefix,
-                              "--checkpoint", cp])
+    # A dry run counts what is left: it reads the journal (no lock taken, nothing written) and leaves out what the
+    # killed runs finished, directories unlisted.
+    journal = cp.read_bytes()
+    sel = ["--bucket", BUCKET, "--opensearch-url", opensearch_url, "--index-prefix", prefix, "--checkpoint", str(cp)]
+    rc, out, err = run_cli(["backfill", "--dry-run", "--output", "json", *sel])
+    assert rc == 0, err[-2000:]
+    d = json.loads(out)["backfill"]
+    assert d["checkpoint"] == str(cp) and d["already_done_dirs"] > 0, d
+    assert 0 < d["files"] < 600, d
+    assert cp.read_bytes() == journal
+    s, _ = backfill(run_cli, sel)
     assert os_count(opensearch_url, f"{prefix}-*") == 30_000
     assert s["already_done_dirs"] > 0 and s["quarantined"] == 0
+    # the resume loaded exactly the files the dry run said were left
+    assert s["files"] == d["files"] and s["already_done_files"] == d["already_done_files"], (s, d)
     assert cp.read_text().splitlines()[1:] == ['D "AWSLogs/"']
 
 
@@ -146,6 +157,12 @@ def test_enqueue_resumes_after_kill_9(trailsetup_bin, aws_env, moto_reset, moto_
         time.sleep(1.5)
         first = queue_counts(sqs, q)[0]
         assert 150 <= first < 600
+        # a dry run reads the journal and counts what the rerun will send, sending nothing
+        rc, out, err = run_cli(["backfill", "--dry-run", "--bucket", BUCKET, "--enqueue", q, "--output", "json",
+                                "--checkpoint", str(cp)], env=env)
+        assert rc == 0, err[-2000:]
+        dry = json.loads(out)["enqueue"]
+        assert queue_counts(sqs, q)[0] == first
         rc, out, err = run_cli(["backfill", "--bucket", BUCKET, "--enqueue", q, "--output", "json", "--checkpoint", str(cp)],
                                env=env, timeout=300)
         assert rc == 0, err[-2000:]
@@ -155,6 +172,7 @@ def test_enqueue_resumes_after_kill_9(trailsetup_bin, aws_env, moto_reset, moto_
     # The rerun sent only what the killed run had not checkpointed: at most the batches in flight and the last
     # second's worth came twice.
     assert second["files"] < 600 and second["files"] + first >= 600, (first, second)
+    assert dry["dry_run"] is True and (dry["files"], dry["already_done_files"]) == (second["files"], second["already_done_files"])
     got = []
     while True:
         r = sqs.receive_message(QueueUrl=q, MaxNumberOfMessages=10, VisibilityTimeout=300)
