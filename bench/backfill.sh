@@ -14,40 +14,20 @@
 # Servers: scripts/testenv.sh start when .cache/run/env does not answer.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N="${1:-${BENCH_RECORDS:-200000}}"
-CACHE="$ROOT/.cache/bench"
 CORPUS="$CACHE/corpus-$N"
-SYNTH="${CT_SYNTH:-/work/shared/tools/ct_synth.py}"
-FIXTURES="${CT_FIXTURES:-/work/shared/fixtures/cloudtrail}"
-BIN="${TS_TRAILSETUP_BIN:-$ROOT/target/release/trailsetup}"
 CONC="${BENCH_BULK_CONCURRENCY:-4}"
 WORK="$(mktemp -d "$CACHE/run.XXXXXX" 2>/dev/null || { mkdir -p "$CACHE"; mktemp -d "$CACHE/run.XXXXXX"; })"
 SHM_DUMP="/dev/shm/trailsetup-bench-$$"
 RESULTS="$WORK/results.jsonl"
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 cleanup() { rm -rf "$SHM_DUMP" "$WORK/dump-ceil"; }
 trap cleanup EXIT
 
-[[ -x "$BIN" ]] || die "no trailsetup binary at $BIN (cargo build --release first)"
-
 # --- servers -------------------------------------------------------------------------------------
-answers() { [[ -n "${TS_OPENSEARCH_URL:-}" ]] && curl -sf -o /dev/null "$TS_OPENSEARCH_URL"; }
-if [[ -f "$ROOT/.cache/run/env" ]]; then
-  # shellcheck disable=SC1091
-  source "$ROOT/.cache/run/env"
-fi
-if ! answers; then
-  log "starting the test servers (scripts/testenv.sh start)"
-  "$ROOT/scripts/testenv.sh" start
-  # shellcheck disable=SC1091
-  source "$ROOT/.cache/run/env"
-  answers || die "OpenSearch does not answer at ${TS_OPENSEARCH_URL:-?}"
-fi
-OS="$TS_OPENSEARCH_URL"
-PY="${TS_PYTHON:-python3}"
+ensure_servers
 
 # --- corpus --------------------------------------------------------------------------------------
 if [[ ! -f "$CORPUS/.done" ]]; then

@@ -59,3 +59,52 @@ def delete_bench(osurl: str, prefix: str) -> None:
     """Delete the `<prefix>-*` indices and `<prefix>*` index templates."""
     requests.delete(f"{osurl}/{prefix}-*?expand_wildcards=all&ignore_unavailable=true", timeout=120)
     requests.delete(f"{osurl}/_index_template/{prefix}*", timeout=60)
+
+
+def start_moto(work: Path, procs: list[subprocess.Popen], server: list[str] | None = None) -> str:
+    """Start a private moto server (`server`, default moto_server as installed) on a free loopback port, logging
+    to work/moto.log; it is appended to `procs` (stop_all stops it). Returns its URL once it answers."""
+    import time
+
+    port = free_port()
+    procs.append(subprocess.Popen([*(server or [str(MOTO)]), "-H", "127.0.0.1", "-p", str(port)],
+                                  stdout=open(work / "moto.log", "wb"), stderr=subprocess.STDOUT))
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if requests.get(f"{url}/moto-api/", timeout=2).ok:
+                return url
+        except requests.RequestException:
+            time.sleep(0.1)
+    sys.exit(f"bench: moto did not start (see {work}/moto.log)")
+
+
+def trailsetup_env(endpoint: str, work: Path) -> dict[str, str]:
+    """The environment for trailsetup against `endpoint` with dummy credentials, no AWS config files, and its
+    state (checkpoints) under work/state."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TRAILSETUP_"))}
+    env.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+               AWS_REGION="us-east-1", AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+               AWS_EC2_METADATA_DISABLED="true", XDG_STATE_HOME=str(work / "state"))
+    return env
+
+
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    """Stop the servers started here, by PID, last first (SIGTERM, then SIGKILL after 10 s)."""
+    for p in reversed(procs):
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def preflight() -> str:
+    """Check for the release binary and moto_server, load the test servers' env; returns the OpenSearch URL."""
+    if not os.access(BIN, os.X_OK):
+        sys.exit(f"bench: no trailsetup binary at {BIN} (cargo build --release first)")
+    if not MOTO.exists():
+        sys.exit("bench: no moto_server in .cache/venv (scripts/testenv.sh setup installs it)")
+    load_env()
+    return os.environ["TS_OPENSEARCH_URL"]

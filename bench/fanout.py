@@ -57,7 +57,7 @@ import boto3
 import requests
 from botocore.config import Config
 
-from benchlib import BIN, FIXTURES, MOTO, ROOT, SYNTH, delete_bench, free_port, load_env, log
+from benchlib import BIN, FIXTURES, ROOT, SYNTH, delete_bench, log, preflight, start_moto, stop_all, trailsetup_env
 
 PREFIX = "bench-fanout"
 
@@ -96,12 +96,7 @@ def main() -> int:
     ap.add_argument("--moto", choices=("locked", "shipped"), default="locked",
                     help="locked: moto with SQS delete_message under its lock (bench/moto_locked.py); shipped: as installed")
     a = ap.parse_args()
-    if not os.access(BIN, os.X_OK):
-        sys.exit(f"bench: no trailsetup binary at {BIN} (cargo build --release first)")
-    if not MOTO.exists():
-        sys.exit("bench: no moto_server in .cache/venv (scripts/testenv.sh setup installs it)")
-    load_env()
-    osurl = os.environ["TS_OPENSEARCH_URL"]
+    osurl = preflight()
     big = corpus(f"s3list-{a.keys}", ["--records", str(a.keys), "--per-file", "1", "--days", "70", "--regions", "4",
                                       "--seed", "3"])
     small = corpus(f"fanout-{a.records}-{a.per_file}", ["--records", str(a.records), "--per-file", str(a.per_file),
@@ -111,26 +106,11 @@ def main() -> int:
     procs: list[subprocess.Popen] = []
     res: dict = {}
     try:
-        mport = free_port()
-        server = [str(MOTO)] if a.moto == "shipped" else [sys.executable, str(ROOT / "bench/moto_locked.py")]
-        procs.append(subprocess.Popen([*server, "-H", "127.0.0.1", "-p", str(mport)],
-                                      stdout=open(work / "moto.log", "wb"), stderr=subprocess.STDOUT))
-        moto = f"http://127.0.0.1:{mport}"
-        for _ in range(200):
-            try:
-                if requests.get(f"{moto}/moto-api/", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
-        else:
-            sys.exit(f"bench: moto did not start (see {work}/moto.log)")
+        moto = start_moto(work, procs, None if a.moto == "shipped" else [sys.executable, str(ROOT / "bench/moto_locked.py")])
         kw = dict(region_name="us-east-1", endpoint_url=moto, aws_access_key_id="testing", aws_secret_access_key="testing",
                   config=Config(max_pool_connections=max(32, a.drainers + 2), retries={"mode": "standard", "max_attempts": 5}))
         s3, sqs = boto3.client("s3", **kw), boto3.client("sqs", **kw)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TRAILSETUP_"))}
-        env.update(AWS_ENDPOINT_URL=moto, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                   AWS_REGION="us-east-1", AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null",
-                   AWS_EC2_METADATA_DISABLED="true", XDG_STATE_HOME=str(work / "state"))
+        env = trailsetup_env(moto, work)
 
         def upload(bucket: str, root: Path) -> list[str]:
             s3.create_bucket(Bucket=bucket)
@@ -278,13 +258,7 @@ def main() -> int:
         log("exactness: " + json.dumps(res["exact"]))
         delete_bench(osurl, PREFIX)
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)
 
     # --- table -----------------------------------------------------------------------------------------------------

@@ -20,43 +20,22 @@
 # Prints the figures side by side; no assertion on times.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="$ROOT/.cache/bench"
-SYNTH="${CT_SYNTH:-/work/shared/tools/ct_synth.py}"
-FIXTURES="${CT_FIXTURES:-/work/shared/fixtures/cloudtrail}"
-BIN="${TS_TRAILSETUP_BIN:-$ROOT/target/release/trailsetup}"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 S3_KEYS="${BENCH_S3_KEYS:-100000}"
 S3_BACKFILL="${BENCH_S3_BACKFILL:-1}"
 PREFIX="bench-growth"
 BUCKET="bench-growth-logs"
-MOTO="$ROOT/.cache/venv/bin/moto_server"
-
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
-[[ -x "$BIN" ]] || die "no trailsetup binary at $BIN (cargo build --release first)"
 [[ -x /usr/bin/time ]] || die "/usr/bin/time is needed for peak RSS (apt-get install time)"
-[[ -x "$MOTO" ]] || die "no moto_server in .cache/venv (scripts/testenv.sh setup installs it)"
 
 # --- servers -------------------------------------------------------------------------------------
-answers() { [[ -n "${TS_OPENSEARCH_URL:-}" ]] && curl -sf -o /dev/null "$TS_OPENSEARCH_URL"; }
-# shellcheck disable=SC1091
-[[ -f "$ROOT/.cache/run/env" ]] && source "$ROOT/.cache/run/env"
-if ! answers; then
-  log "starting the test servers (scripts/testenv.sh start)"
-  "$ROOT/scripts/testenv.sh" start
-  # shellcheck disable=SC1091
-  source "$ROOT/.cache/run/env"
-  answers || die "OpenSearch does not answer at ${TS_OPENSEARCH_URL:-?}"
-fi
-OS="$TS_OPENSEARCH_URL"
-PY="${TS_PYTHON:-$ROOT/.cache/venv/bin/python}"
+ensure_servers
 
 mkdir -p "$CACHE"
 WORK="$(mktemp -d "$CACHE/growth-run.XXXXXX")"
 RESULTS="$WORK/results.jsonl"
-PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  kill_pids
   curl -s -o /dev/null -XDELETE "$OS/$PREFIX-*?expand_wildcards=all&ignore_unavailable=true" || true
   curl -s -o /dev/null -XDELETE "$OS/_index_template/$PREFIX*" || true
   rm -rf "$WORK"
@@ -143,12 +122,7 @@ for n in 50000 500000; do
 done
 
 # --- 2. S3 listing in a private moto -------------------------------------------------------------
-MOTO_PORT="$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-"$MOTO" -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
-PIDS+=($!)
-MOTO_URL="http://127.0.0.1:$MOTO_PORT"
-for _ in $(seq 200); do curl -sf -o /dev/null "$MOTO_URL/moto-api/" && break; sleep 0.1; done
-curl -sf -o /dev/null "$MOTO_URL/moto-api/" || die "moto did not start (see $WORK/moto.log)"
+start_moto "$WORK"
 log "uploading $S3_KEYS objects to $MOTO_URL (32 threads)"
 "$PY" - "$MOTO_URL" "$BUCKET" "$S3_CORPUS" <<'PY'
 import sys, time

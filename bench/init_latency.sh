@@ -10,40 +10,25 @@
 # the prefix bench-init and deleted afterwards).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="${TS_TRAILSETUP_BIN:-$ROOT/target/release/trailsetup}"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 DELAY="${BENCH_DELAY:-0.15}"
 RUNS="${BENCH_RUNS:-2}"
 PREFIX="bench-init"
 # 17 regions DescribeRegions (moto and AWS) lists as opt-in-not-required, all in the aws partition
 REGIONS17="us-east-1,us-east-2,us-west-1,us-west-2,ca-central-1,sa-east-1,eu-central-1,eu-north-1,eu-west-1,eu-west-2,eu-west-3,ap-northeast-1,ap-northeast-2,ap-northeast-3,ap-south-1,ap-southeast-1,ap-southeast-2"
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
-[[ -x "$BIN" ]] || die "no trailsetup binary at $BIN (cargo build --release first)"
-# shellcheck disable=SC1091
-[[ -f "$ROOT/.cache/run/env" ]] && source "$ROOT/.cache/run/env"
-PY="${TS_PYTHON:-$ROOT/.cache/venv/bin/python}"
-MOTO="$ROOT/.cache/venv/bin/moto_server"
-[[ -x "$MOTO" ]] || die "no moto_server in .cache/venv (scripts/testenv.sh start installs it)"
-[[ -n "${TS_OPENSEARCH_URL:-}" ]] || die "TS_OPENSEARCH_URL is not set (scripts/testenv.sh start; source .cache/run/env)"
+ensure_servers
 
 WORK="$(mktemp -d)"
-PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  kill_pids
   curl -s -o /dev/null -X DELETE "$TS_OPENSEARCH_URL/_index_template/$PREFIX-trailsetup" || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-MOTO_PORT="$(free_port)"
-"$MOTO" -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
-PIDS+=($!)
-MOTO_URL="http://127.0.0.1:$MOTO_PORT"
-for _ in $(seq 100); do curl -sf -o /dev/null "$MOTO_URL/moto-api/" && break; sleep 0.1; done
-curl -sf -o /dev/null "$MOTO_URL/moto-api/" || die "moto did not start (see $WORK/moto.log)"
+start_moto "$WORK"
 
 "$PY" "$ROOT/bench/latency_proxy.py" "$MOTO_URL" --delay "$DELAY" >"$WORK/proxy.out" 2>"$WORK/proxy.err" &
 PIDS+=($!)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -42,7 +41,7 @@ import boto3
 import requests
 from botocore.config import Config
 
-from benchlib import BIN, FIXTURES, MOTO, ROOT, SYNTH, delete_bench, free_port, load_env, log
+from benchlib import BIN, FIXTURES, ROOT, SYNTH, delete_bench, log, preflight, start_moto, stop_all, trailsetup_env
 
 CORPUS = ROOT / ".cache/bench/s3lat-20000"
 PER_FILE = (1, 5, 10, 20)  # 5,000 files each
@@ -86,12 +85,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=64, help="threads of the boto3 GET ceiling")
     ap.add_argument("--goal", type=float, default=0.8, help="backfill / ceiling ratio below which --concurrency 128 runs too")
     a = ap.parse_args()
-    if not os.access(BIN, os.X_OK):
-        sys.exit(f"bench: no trailsetup binary at {BIN} (cargo build --release first)")
-    if not MOTO.exists():
-        sys.exit("bench: no moto_server in .cache/venv (scripts/testenv.sh setup installs it)")
-    load_env()
-    osurl = os.environ["TS_OPENSEARCH_URL"]
+    osurl = preflight()
     build_corpus()
     files = sorted(p for p in CORPUS.rglob("*.json.gz"))
     keys = [str(p.relative_to(CORPUS)) for p in files]
@@ -102,18 +96,7 @@ def main() -> int:
     procs: list[subprocess.Popen] = []
     try:
         # --- private moto + proxy ---------------------------------------------------------------------------
-        mport = free_port()
-        procs.append(subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", str(mport)], stdout=open(work / "moto.log", "wb"),
-                                      stderr=subprocess.STDOUT))
-        moto = f"http://127.0.0.1:{mport}"
-        for _ in range(200):
-            try:
-                if requests.get(f"{moto}/moto-api/", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
-        else:
-            sys.exit(f"bench: moto did not start (see {work}/moto.log)")
+        moto = start_moto(work, procs)
 
         direct = s3_client(moto, 32)
         direct.create_bucket(Bucket=BUCKET)
@@ -150,10 +133,7 @@ def main() -> int:
         log(f"ceiling: {len(keys)} GETs, {got[0]} bytes in {ceil_secs:.2f}s = {ceil_fps:.0f} files/s")
 
         # --- (b)/(c) trailsetup backfill through the proxy ---------------------------------------------------------
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TRAILSETUP_"))}
-        env.update(AWS_ENDPOINT_URL=purl, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                   AWS_REGION="us-east-1", AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null",
-                   AWS_EC2_METADATA_DISABLED="true", XDG_STATE_HOME=str(work / "state"))
+        env = trailsetup_env(purl, work)
 
         def backfill(extra: list[str]) -> dict:
             delete_bench(osurl, PREFIX)
@@ -183,13 +163,7 @@ def main() -> int:
         dry = json.loads(p.stdout)["backfill"]
         log(f"dry run: {dry['files']} files listed in {dry['seconds']:.2f}s")
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)
 
     # --- table -------------------------------------------------------------------------------------------------
