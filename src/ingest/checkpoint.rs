@@ -115,10 +115,11 @@ impl Checkpoint {
         Self::load(path, source, restart, false)
     }
 
-    /// Read the checkpoint at `path` for `source` without taking its lock or writing anything (a dry run):
-    /// marks made afterwards stay in memory. A missing checkpoint, or one for another source, reads as empty.
-    pub fn peek(path: &Path, source: &str) -> anyhow::Result<Checkpoint> {
-        Self::load(path, source, false, true)
+    /// What `open` would load, read without taking the lock or writing anything (a dry run beside a run in
+    /// progress): marks made afterwards stay in memory. `restart`, a missing checkpoint, or one for another
+    /// source read as empty.
+    pub fn peek(path: &Path, source: &str, restart: bool) -> anyhow::Result<Checkpoint> {
+        Self::load(path, source, restart, true)
     }
 
     fn load(path: &Path, source: &str, restart: bool, read_only: bool) -> anyhow::Result<Checkpoint> {
@@ -544,7 +545,7 @@ mod tests {
     fn peek_reads_a_journal_in_use_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("cp");
-        assert!(Checkpoint::peek(&p, "src").unwrap().is_empty(), "no checkpoint yet reads as empty");
+        assert!(Checkpoint::peek(&p, "src", false).unwrap().is_empty(), "no checkpoint yet reads as empty");
         assert!(!p.exists() && !dir.path().join("cp.lock").exists(), "peek created nothing");
         let mut c = Checkpoint::open(&p, "src", false).unwrap();
         c.mark("a/b/c.json.gz").unwrap();
@@ -552,14 +553,16 @@ mod tests {
         c.save().unwrap();
         let before = std::fs::read(&p).unwrap();
         // the run still holds the lock; a dry run reads beside it
-        let mut q = Checkpoint::peek(&p, "src").unwrap();
+        let mut q = Checkpoint::peek(&p, "src", false).unwrap();
         assert!(q.is_done("a/b/c.json.gz") && q.is_dir_done("a/d/") && !q.is_done("a/b/x.json.gz"));
         q.mark("a/b/x.json.gz").unwrap();
         q.save().unwrap();
         q.close().unwrap();
         assert!(q.is_done("a/b/x.json.gz"), "marks after a peek live in memory");
         // another source's checkpoint reads as empty and is left where it is
-        assert!(Checkpoint::peek(&p, "other").unwrap().is_empty());
+        assert!(Checkpoint::peek(&p, "other", false).unwrap().is_empty());
+        // --restart: a dry run counts everything, and the journal stays
+        assert!(Checkpoint::peek(&p, "src", true).unwrap().is_empty());
         assert_eq!(std::fs::read(&p).unwrap(), before, "peek wrote nothing");
         assert!(!tmp_path(&p).exists());
     }

@@ -298,11 +298,9 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
         };
         let cfg = aws.as_ref().expect("loaded above");
         let id = format!("enqueue {} {} -> {queue}", source.id(), sel_id(&sel));
-        let mut cp = if common.dry_run && a.restart {
-            checkpoint::Checkpoint::ephemeral(&id)
-        } else if common.dry_run {
+        let mut cp = if common.dry_run {
             // what a real run would skip, read beside any run in progress; nothing is written
-            checkpoint::Checkpoint::peek(&checkpoint_path(common, a, &id), &id)?
+            checkpoint::Checkpoint::peek(&checkpoint_path(common, a, &id), &id, a.restart)?
         } else {
             checkpoint::Checkpoint::open(&checkpoint_path(common, a, &id), &id, a.restart)?
         };
@@ -339,9 +337,9 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
         // What is left to do: the checkpoint a real run would resume from, when the sink is known (it is part of
         // the checkpoint's identity), read without its lock. Directories it has as done are not listed.
         let cp = match sink_url(common, &a.sink, state.as_ref()) {
-            Some(url) if a.dump_bulk.is_none() && !a.restart => {
+            Some(url) if a.dump_bulk.is_none() => {
                 let id = backfill_id(&source, &sel, &url, &index_prefix(common, &a.sink, state.as_ref()));
-                Some(checkpoint::Checkpoint::peek(&checkpoint_path(common, a, &id), &id)?).filter(|c| !c.is_empty())
+                Some(checkpoint::Checkpoint::peek(&checkpoint_path(common, a, &id), &id, a.restart)?).filter(|c| !c.is_empty())
             }
             _ => None,
         };
