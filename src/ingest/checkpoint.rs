@@ -142,6 +142,8 @@ impl Checkpoint {
             c._lock = Some(lock(path)?);
         }
         let tmp = tmp_path(path);
+        // a dry run only reads: what it says of another source's checkpoint is what a real run would do
+        let over = if read_only { "a real run would start over" } else { "starting over" };
         let remove = |p: &Path| {
             if !read_only {
                 let _ = std::fs::remove_file(p);
@@ -174,7 +176,7 @@ impl Checkpoint {
                 anyhow::bail!("checkpoint {} has version {}; pass --restart to start over", path.display(), v1.version);
             }
             if v1.source != source {
-                tracing::warn!("checkpoint {} is for {:?}, not {source:?}: starting over", path.display(), v1.source);
+                tracing::warn!("checkpoint {} is for {:?}, not {source:?}: {over}", path.display(), v1.source);
                 remove(path);
                 return Ok(c);
             }
@@ -201,7 +203,7 @@ impl Checkpoint {
             );
         }
         if header.source != source {
-            tracing::warn!("checkpoint {} is for {:?}, not {source:?}: starting over", path.display(), header.source);
+            tracing::warn!("checkpoint {} is for {:?}, not {source:?}: {over}", path.display(), header.source);
             remove(path);
             return Ok(c);
         }
