@@ -212,7 +212,7 @@ def main() -> int:
         if p.returncode != 0:
             sys.exit(f"bench: enqueue of the small corpus failed rc={p.returncode}")
         sent = json.loads(p.stdout)["enqueue"]["files"]
-        argv = [BIN, "ingest", "--drain", "--output", "json", "--queue-url", q2, "--opensearch-url", osurl,
+        argv = [BIN, "ingest", "--drain", "--output", "json", "--bucket", "bench-fanout-small", "--queue-url", q2, "--opensearch-url", osurl,
                 "--index-prefix", PREFIX, "--visibility-timeout", str(a.visibility_timeout), "--bulk-mib", "0.1",
                 "--bulk-concurrency", "1"]
         t0 = time.monotonic()

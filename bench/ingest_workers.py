@@ -43,7 +43,7 @@ def main():
         q = sqs.create_queue(QueueName="bench")["QueueUrl"]
         # --restart: the enqueue journal of the previous round says every key is in a queue moto no longer has
         subprocess.run([BIN, "backfill", "--bucket", "bench-logs", "--enqueue", q, "--restart", "-q"], env=env, check=True)
-        argv = [BIN, "ingest", "--drain", "--output", "json", "--queue-url", q, "--opensearch-url", osurl,
+        argv = [BIN, "ingest", "--drain", "--output", "json", "--bucket", "bench-logs", "--queue-url", q, "--opensearch-url", osurl,
                 "--index-prefix", "bench-ingest"]
         t0 = time.monotonic()
         procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for _ in range(workers)]

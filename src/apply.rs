@@ -127,7 +127,8 @@ mod tests {
         assert_eq!(s[1].len(), 3); // one chain per region
         for chain in &s[1] {
             let kinds: Vec<&str> = chain.iter().map(|c| c.kind.as_str()).collect();
-            assert_eq!(kinds, ["logs-log-group", "sns-topic", "sns-topic-policy", "sns-subscription", "cloudtrail-trail"]);
+            // the trail's log group and the forwarder's own (`/aws/lambda/…`, before the function can write to it)
+            assert_eq!(kinds, ["logs-log-group", "logs-log-group", "sns-topic", "sns-topic-policy", "sns-subscription", "cloudtrail-trail"]);
         }
         assert_eq!(s[3].len(), 3); // one forwarder chain per region
         for chain in &s[3] {

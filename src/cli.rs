@@ -86,6 +86,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "TRAILSETUP_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// Send basic-auth credentials over plain http:// to a host that is not loopback (refused by default: the
+    /// password would cross the network in clear text)
+    #[arg(long, global = true, env = "TRAILSETUP_ALLOW_HTTP_BASIC_AUTH", value_parser = clap::builder::FalseyValueParser::new())]
+    pub allow_http_basic_auth: bool,
+
     /// More logging (repeat for more; also RUST_LOG)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -340,6 +345,11 @@ pub struct BackfillArgs {
     #[arg(long, value_name = "DIR", help_heading = SOURCE)]
     pub source_dir: Option<PathBuf>,
 
+    /// With --source-dir: also follow symbolic links that lead out of the directory (by default they are skipped;
+    /// links inside it are never followed, their targets are read where they are; loops are detected either way)
+    #[arg(long, requires = "source_dir", help_heading = SOURCE)]
+    pub follow_symlinks: bool,
+
     /// Resume state [default: in the state directory, one per source]
     #[arg(long, env = "TRAILSETUP_CHECKPOINT", value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
@@ -389,6 +399,11 @@ pub struct IngestArgs {
     /// Seconds a received message stays invisible to other workers; renewed while its files load [default: 120]
     #[arg(long, env = "TRAILSETUP_VISIBILITY_TIMEOUT")]
     pub visibility_timeout: Option<i32>,
+
+    /// The only bucket(s) whose files are loaded; a message naming another goes to the dead-letter queue
+    /// [default: the stack's bucket from init's state]
+    #[arg(long, env = "TRAILSETUP_BUCKET", value_name = "BUCKET[,BUCKET]", help_heading = SOURCE)]
+    pub bucket: Option<String>,
 
     // The flattened groups stay last: clap's derive keeps their help heading for the fields after them.
     #[command(flatten)]

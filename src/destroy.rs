@@ -70,6 +70,8 @@ pub fn changes(ctx: &Ctx, o: &Observed, created: &std::collections::BTreeSet<Str
             }
         }
         delete_if_ours(ctx, &mut c, Kind::LambdaFunction, &fw, &r, &func.function);
+        // its log group, once the function is gone (tagged by init; one Lambda made alone is left, listed)
+        delete_if_ours(ctx, &mut c, Kind::LogsLogGroup, &resources::logs::forwarder_log_group(ctx), &r, &o.forwarder_log_groups.get(&r).cloned().flatten());
     }
     // a reused trail: our subscription to its topic and our entry in its bucket's notifications go; the trail,
     // its bucket, topic and log group were never ours
@@ -98,7 +100,7 @@ pub fn changes(ctx: &Ctx, o: &Observed, created: &std::collections::BTreeSet<Str
                 let reason = if adopted { "adopted: not ours to delete" } else { "data is kept unless --delete-domain" };
                 // an adopted domain loses our statement; a retained domain of ours keeps the access it was made with
                 let policy = v["access_policy"].clone();
-                let left = if adopted { without(&policy, |s| s == opensearch::ACCESS_SID) } else { policy.clone() };
+                let left = if adopted { without(&policy, |s| ctx.owns_sid(s)) } else { policy.clone() };
                 let action = if left != policy { Action::Update } else { Action::NoOp };
                 let mut details = json!({"retained": true, "reason": reason});
                 if action == Action::Update {
@@ -155,7 +157,7 @@ pub fn changes(ctx: &Ctx, o: &Observed, created: &std::collections::BTreeSet<Str
         } else {
             let reason = if !made || !ours(ctx, b) { "adopted: not ours to delete" } else { "data is kept unless --delete-bucket" };
             if let Some(Some(policy)) = &o.s3.policy {
-                let left = without(policy, |s| s.starts_with("TrailsetupCloudTrail") || (!made && s.starts_with("Trailsetup")));
+                let left = without(policy, |s| ctx.owns_sid(s) && (s.starts_with("TrailsetupCloudTrail") || !made));
                 if left != *policy {
                     c.push(change(Action::Update, Kind::S3BucketPolicy, &ctx.bucket, &ctx.home,
                         json!({"policy": if statement_count(&left) == 0 { Value::Null } else { left }}), Some(json!({"policy": policy}))));
@@ -172,7 +174,8 @@ pub fn changes(ctx: &Ctx, o: &Observed, created: &std::collections::BTreeSet<Str
     // keys are never ours: only our statements leave their policies
     for (arn, k) in &o.key_policies {
         if let resources::kms::Observed::Policy(p) = k {
-            let left = without(p, |s| s.starts_with("Trailsetup"));
+            // only this stack's: another stack sharing the key keeps its statements
+            let left = without(p, |s| ctx.owns_sid(s));
             if left != *p {
                 let region = crate::resources::kms::parse_key_arn(arn).map(|x| x.0).unwrap_or_default();
                 c.push(change(Action::Update, Kind::KmsKeyPolicy, arn, region, json!({"key_arn": arn, "policy": left}), Some(json!({"key_arn": arn, "policy": p}))));

@@ -3,8 +3,10 @@
 //! `main.rs` is a thin shell over [`run`], so tests drive the library directly.
 
 pub mod aws;
+pub mod blocking;
 pub mod cli;
 pub mod error;
+pub mod fsutil;
 pub mod ingest;
 pub mod output;
 pub mod settings;

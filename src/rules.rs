@@ -347,21 +347,21 @@ pub const RULES: &[Rule] = &[
                     c.ok(have == Some(&want), || format!("key {arn}: statement {sid} missing or different"));
                     c.ok(want.get("Condition").is_some() && want["Principal"]["Service"] != Value::Null, || format!("key {arn}: {sid} must name a service and a condition"));
                 }
-                let mut need: Vec<&str> = Vec::new();
+                let mut need: Vec<String> = Vec::new();
                 if *region == ctx.home && !ctx.trail_arns().is_empty() {
-                    need.push("TrailsetupCloudTrailEncryptLogs");
+                    need.push(ctx.sid("CloudTrailEncryptLogs"));
                 }
                 if *region == ctx.home && !ctx.topic_arns().is_empty() {
-                    need.push("TrailsetupSnsToQueue");
+                    need.push(ctx.sid("SnsToQueue"));
                 }
                 if *region == ctx.home && ctx.notification_bucket().is_some() {
-                    need.push("TrailsetupBucketToQueue");
+                    need.push(ctx.sid("BucketToQueue"));
                 }
                 for sid in need {
-                    c.ok(statement(&sts, sid).is_some(), || format!("key {arn} in the home region needs {sid}"));
+                    c.ok(statement(&sts, &sid).is_some(), || format!("key {arn} in the home region needs {sid}"));
                 }
                 if ctx.trail_regions().contains(region) {
-                    c.ok(statement(&sts, "TrailsetupCloudWatchLogs").is_some_and(|s| s["Principal"]["Service"].as_str().is_some_and(|p| p.starts_with(&format!("logs.{region}.")))),
+                    c.ok(statement(&sts, &ctx.sid("CloudWatchLogs")).is_some_and(|s| s["Principal"]["Service"].as_str().is_some_and(|p| p.starts_with(&format!("logs.{region}.")))),
                         || format!("key {arn}: CloudWatch Logs of {region} must be the regional principal logs.{region}.amazonaws.com"));
                 }
             }
@@ -443,10 +443,15 @@ pub const RULES: &[Rule] = &[
             for (ch, field) in pairs {
                 let want = statements(&ch.details[field]);
                 let have = ch.current.as_ref().map(|cur| statements(&cur[field])).unwrap_or_default();
-                for st in have.iter().filter(|s| !s["Sid"].as_str().is_some_and(|x| x.starts_with("Trailsetup"))) {
+                // everything that is not this stack's own (a person's, another stack's on a shared resource) stays
+                for st in have.iter().filter(|s| !s["Sid"].as_str().is_some_and(|x| ctx.owns_sid(x))) {
                     c.ok(want.contains(st), || format!("{} {}: the existing statement {st} would be dropped", ch.kind, ch.name));
                 }
-                c.ok(want.iter().any(|s| s["Sid"].as_str().is_some_and(|x| x.starts_with("Trailsetup"))), || format!("{} {}: our statements are missing", ch.kind, ch.name));
+                c.ok(want.iter().any(|s| s["Sid"].as_str().is_some_and(|x| ctx.owns_sid(x))), || format!("{} {}: our statements are missing", ch.kind, ch.name));
+                // two stacks on one key, domain or bucket: each statement of ours names this stack
+                for st in want.iter().filter(|s| s["Sid"].as_str().is_some_and(|x| x.starts_with("Trailsetup") && ctx.owns_sid(x))) {
+                    c.ok(st["Sid"].as_str().is_some_and(|x| x.ends_with(&ctx.stack_sid())), || format!("{} {}: statement {} does not name stack {}", ch.kind, ch.name, st["Sid"], ctx.stack));
+                }
             }
         },
     },
@@ -555,16 +560,16 @@ pub const RULES: &[Rule] = &[
             let Some(b) = named(plan, "s3-bucket-policy", &ctx.bucket) else { return c.ok(false, || "no bucket policy".into()) };
             let sts = statements(&b.details["policy"]);
             let trails = sorted(ctx.trail_arns());
-            let acl = statement(&sts, "TrailsetupCloudTrailAclCheck");
+            let acl = statement(&sts, &ctx.sid("CloudTrailAclCheck"));
             c.ok(acl.is_some_and(|s| s["Action"] == "s3:GetBucketAcl" && sorted(condition(s, "StringEquals", "aws:SourceArn")) == trails), || format!("ACL check limited to {trails:?}: {acl:?}"));
-            let w = statement(&sts, "TrailsetupCloudTrailWrite");
+            let w = statement(&sts, &ctx.sid("CloudTrailWrite"));
             c.ok(
                 w.is_some_and(|s| s["Resource"] == format!("arn:{}:s3:::{}/AWSLogs/{}/*", ctx.partition, ctx.bucket, ctx.account)
                     && condition(s, "StringEquals", "s3:x-amz-acl") == ["bucket-owner-full-control"]
                     && sorted(condition(s, "StringEquals", "aws:SourceArn")) == trails),
                 || format!("write statement (AWSLogs/<account>/*, bucket-owner-full-control, aws:SourceArn): {w:?}"),
             );
-            let d = statement(&sts, "TrailsetupDenyInsecureTransport");
+            let d = statement(&sts, &ctx.sid("DenyInsecureTransport"));
             c.ok(d.is_some_and(|s| s["Effect"] == "Deny" && condition(s, "Bool", "aws:SecureTransport") == ["false"]), || "TLS-only deny missing".into());
         },
     },
@@ -573,7 +578,7 @@ pub const RULES: &[Rule] = &[
         doc: "CloudTrail User Guide, \"Amazon SNS topic policy for CloudTrail\"; Amazon SNS Developer Guide, \"Fanout to Amazon SQS queues\" (queue policy with aws:SourceArn)",
         check: |ctx, plan, c| {
             for t in of_kind(plan, "sns-topic-policy") {
-                let st = statement(&statements(&t.details["policy"]), "TrailsetupCloudTrailPublish").cloned().unwrap_or_default();
+                let st = statement(&statements(&t.details["policy"]), &ctx.sid("CloudTrailPublish")).cloned().unwrap_or_default();
                 c.ok(st["Principal"]["Service"] == "cloudtrail.amazonaws.com" && st["Action"] == "SNS:Publish"
                     && sorted(condition(&st, "StringEquals", "aws:SourceArn")) == sorted(ctx.trail_arns_in(&t.region)),
                     || format!("topic {} in {}: only the trail(s) of that region may publish: {st}", t.name, t.region));
@@ -665,7 +670,9 @@ pub const RULES: &[Rule] = &[
             c.ok(trails.len() == 1 && trails[0].action == crate::plan::Action::NoOp && trails[0].details["reused"] == true && trails[0].name == r.name,
                 || format!("the reused trail must be one unchanged entry with reused: true: {trails:?}"));
             for ch in &plan.changes {
-                let theirs = matches!(ch.kind.as_str(), "s3-bucket" | "s3-bucket-policy" | "sns-topic" | "sns-topic-policy" | "logs-log-group" | "cloudtrail-trail");
+                // the forwarder's own log group is ours (the forwarder is), not the trail's
+                let ours = ch.name == crate::resources::logs::forwarder_log_group(ctx);
+                let theirs = !ours && matches!(ch.kind.as_str(), "s3-bucket" | "s3-bucket-policy" | "sns-topic" | "sns-topic-policy" | "logs-log-group" | "cloudtrail-trail");
                 if theirs {
                     c.ok(ch.action == crate::plan::Action::NoOp && ch.details["reused"] == true, || format!("{} {} of the reused trail would be changed", ch.kind, ch.name));
                 }

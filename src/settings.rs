@@ -50,6 +50,7 @@ pub struct ConfigFile {
     pub ca_bundle: Option<PathBuf>,
     pub sigv4_service: Option<String>,
     pub compression: Option<String>,
+    pub allow_http_basic_auth: Option<bool>,
 }
 
 /// `regions = "all"`, `regions = "us-east-1,eu-west-1"` or `regions = ["us-east-1", "eu-west-1"]`.
@@ -97,6 +98,8 @@ pub struct Common {
     pub state_dir: PathBuf,
     pub verbose: u8,
     pub quiet: u8,
+    /// Basic auth over plain http:// to a non-loopback host, asked for explicitly.
+    pub allow_http_basic_auth: bool,
     pub file: ConfigFile,
 }
 
@@ -122,6 +125,7 @@ impl Common {
             state_dir,
             verbose: g.verbose,
             quiet: g.quiet,
+            allow_http_basic_auth: g.allow_http_basic_auth || file.allow_http_basic_auth.unwrap_or(false),
             file,
         })
     }

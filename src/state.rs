@@ -98,18 +98,22 @@ impl State {
             }
         };
         match std::fs::read(&p) {
-            Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| format!("reading state file {}", p.display()))?)),
+            Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| {
+                format!(
+                    "state file {} is unreadable: repair it or move it away (it records what `destroy` may delete); \
+                     nothing was changed",
+                    p.display()
+                )
+            })?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading state file {}", p.display())),
         }
     }
 
     pub fn save(&self, state_dir: &Path) -> anyhow::Result<PathBuf> {
-        std::fs::create_dir_all(state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
+        crate::fsutil::private_dir_all(state_dir)?;
         let p = path(state_dir, &self.stack);
-        let tmp = p.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &p).with_context(|| format!("writing {}", p.display()))?;
+        crate::fsutil::write_atomic(&p, &serde_json::to_vec_pretty(self)?)?;
         Ok(p)
     }
 }

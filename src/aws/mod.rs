@@ -1,5 +1,7 @@
 //! AWS client construction (profile, region, endpoint, retries) and error classification.
 
+pub mod eventual;
+
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::error::ProvideErrorMetadata;

@@ -79,12 +79,9 @@ fn tmp_path(path: &Path) -> PathBuf {
 
 /// An exclusive lock on `<path>.lock`, or an error saying another run holds it.
 fn lock(path: &Path) -> anyhow::Result<File> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
     let mut p = path.as_os_str().to_owned();
     p.push(".lock");
-    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&p).with_context(|| format!("opening {}", PathBuf::from(&p).display()))?;
+    let f = crate::fsutil::open_rw(Path::new(&p))?;
     match f.try_lock() {
         Ok(()) => Ok(f),
         Err(std::fs::TryLockError::WouldBlock) => Err(crate::error::usage(format!(
@@ -122,8 +119,9 @@ impl Checkpoint {
         Self::load(path, source, restart, true)
     }
 
-    fn load(path: &Path, source: &str, restart: bool, read_only: bool) -> anyhow::Result<Checkpoint> {
-        let mut c = Checkpoint {
+    /// An empty checkpoint for `source` at `path`, holding no lock and touching nothing.
+    fn empty(path: &Path, source: &str, ephemeral: bool) -> Checkpoint {
+        Checkpoint {
             source: source.into(),
             path: path.into(),
             done_dirs: BTreeSet::new(),
@@ -134,11 +132,15 @@ impl Checkpoint {
             journal_bytes: 0,
             written: 0,
             dirty: false,
-            // read-only: compact() and append() never touch the disk
-            ephemeral: read_only,
+            ephemeral,
             _lock: None,
-        };
-        if !path.as_os_str().is_empty() && !read_only {
+        }
+    }
+
+    fn load(path: &Path, source: &str, restart: bool, read_only: bool) -> anyhow::Result<Checkpoint> {
+        // read-only: compact() and append() never touch the disk
+        let mut c = Self::empty(path, source, read_only);
+        if !read_only {
             c._lock = Some(lock(path)?);
         }
         let tmp = tmp_path(path);
@@ -154,12 +156,20 @@ impl Checkpoint {
             remove(path);
             return Ok(c);
         }
-        let (found, from_tmp) = match std::fs::read(path) {
-            Ok(b) => (Some(b), false),
+        // Only "not found" means "no progress yet": any other read error (permissions, I/O) stops the run, so a
+        // checkpoint that exists is never silently reset.
+        let read = |p: &Path| match std::fs::read(p) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(anyhow::Error::from(e)
+                .context(format!("reading checkpoint {} (fix its permissions, or pass --restart to start over)", p.display()))),
+        };
+        let (found, from_tmp) = match read(path)? {
+            Some(b) => (Some(b), false),
             // Version 1 could crash between writing its temp file and renaming it: a complete temp file is kept.
-            Err(_) => match std::fs::read(&tmp) {
-                Ok(b) => (Some(b), true),
-                Err(_) => (None, false),
+            None => match read(&tmp)? {
+                Some(b) => (Some(b), true),
+                None => (None, false),
             },
         };
         let Some(bytes) = found else { return Ok(c) };
@@ -233,10 +243,9 @@ impl Checkpoint {
     }
 
     /// A checkpoint that is never written (a run that sends nothing, such as `--dump-bulk`).
+    /// It has no path and never reads, writes, locks or removes a file.
     pub fn ephemeral(source: &str) -> Checkpoint {
-        let mut c = Checkpoint::open(Path::new(""), source, true).expect("restart never reads");
-        c.ephemeral = true;
-        c
+        Self::empty(Path::new(""), source, true)
     }
 
     fn dir_done(&self, dir: &str) -> bool {
@@ -379,12 +388,9 @@ impl Checkpoint {
         if self.ephemeral {
             return Ok(());
         }
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
         self.journal = None;
         let tmp = tmp_path(&self.path);
-        let f = File::create(&tmp).with_context(|| format!("writing checkpoint {}", tmp.display()))?;
+        let f = crate::fsutil::create(&tmp).with_context(|| format!("writing checkpoint {}", tmp.display()))?;
         let mut w = BufWriter::new(f);
         let mut n = 0u64;
         let mut put = |w: &mut BufWriter<File>, s: &str| -> std::io::Result<()> {
@@ -410,7 +416,7 @@ impl Checkpoint {
                 let _ = d.sync_all();
             }
         }
-        let f = std::fs::OpenOptions::new().append(true).open(&self.path).with_context(|| format!("opening checkpoint {}", self.path.display()))?;
+        let f = crate::fsutil::append(&self.path).with_context(|| format!("opening checkpoint {}", self.path.display()))?;
         self.journal = Some(BufWriter::with_capacity(64 * 1024, f));
         self.journal_bytes = n;
         self.written += n;

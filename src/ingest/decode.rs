@@ -41,6 +41,18 @@ pub enum Outcome {
     Damaged { records: u64, reason: String },
 }
 
+/// Records larger than this are not held in memory: the first bytes go to the quarantine with the size, and
+/// the rest of the record is read past. (CloudTrail's own records are far smaller; OpenSearch refuses a request
+/// body over `http.max_content_length`, 10 MiB on the smallest Amazon OpenSearch Service instance types.)
+pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
+
+/// One element of `Records` as the scanner hands it over.
+pub enum Rec<'a> {
+    Whole(&'a [u8]),
+    /// Over the size limit: its first `head.len()` bytes (at most the limit), and its full size in bytes.
+    TooBig { head: &'a [u8], size: u64 },
+}
+
 /// What the record callback may say.
 pub enum Flow {
     Continue,
@@ -49,7 +61,12 @@ pub enum Flow {
 }
 
 /// Decode `input` (gzip or plain) and call `on_record` with the bytes of each element of `Records`.
-pub fn read_log<R: Read>(input: R, on_record: impl FnMut(&[u8]) -> Flow) -> Outcome {
+pub fn read_log<R: Read>(input: R, on_record: impl FnMut(Rec<'_>) -> Flow) -> Outcome {
+    read_log_capped(input, MAX_RECORD_BYTES, on_record)
+}
+
+/// `read_log` with a record size limit of `cap` bytes.
+pub fn read_log_capped<R: Read>(input: R, cap: usize, on_record: impl FnMut(Rec<'_>) -> Flow) -> Outcome {
     let mut br = BufReader::with_capacity(256 * 1024, input);
     let gz = match br.fill_buf() {
         Ok(b) if b.is_empty() => return Outcome::Skipped(Skip::Empty),
@@ -58,9 +75,9 @@ pub fn read_log<R: Read>(input: R, on_record: impl FnMut(&[u8]) -> Flow) -> Outc
     };
     if gz {
         let dec = MultiGzDecoder::new(br);
-        scan(Scanner::new(BufReader::with_capacity(256 * 1024, dec), true), on_record)
+        scan(Scanner::new(BufReader::with_capacity(256 * 1024, dec), true, cap), on_record)
     } else {
-        scan(Scanner::new(br, false), on_record)
+        scan(Scanner::new(br, false, cap), on_record)
     }
 }
 
@@ -69,6 +86,16 @@ struct Scanner<R: BufRead> {
     gz: bool,
     /// Bytes consumed so far (for messages).
     pos: u64,
+    /// The most a value copied out may hold; bytes past it are counted in `dropped`, not kept.
+    cap: usize,
+    dropped: u64,
+}
+
+/// Append `bytes` to `out` up to `cap` bytes in all; count the rest in `dropped`.
+fn put(out: &mut Vec<u8>, bytes: &[u8], cap: usize, dropped: &mut u64) {
+    let room = cap.saturating_sub(out.len()).min(bytes.len());
+    out.extend_from_slice(&bytes[..room]);
+    *dropped += (bytes.len() - room) as u64;
 }
 
 #[derive(Debug)]
@@ -85,8 +112,8 @@ impl From<io::Error> for ScanErr {
 }
 
 impl<R: BufRead> Scanner<R> {
-    fn new(r: R, gz: bool) -> Self {
-        Scanner { r, gz, pos: 0 }
+    fn new(r: R, gz: bool, cap: usize) -> Self {
+        Scanner { r, gz, pos: 0, cap, dropped: 0 }
     }
 
     fn bump(&mut self) {
@@ -130,7 +157,7 @@ impl<R: BufRead> Scanner<R> {
         match first {
             b'{' | b'[' => self.take_nested(out),
             b'"' => {
-                out.push(b'"');
+                put(out, b"\"", self.cap, &mut self.dropped);
                 self.bump();
                 self.take_string_rest(out)
             }
@@ -145,7 +172,7 @@ impl<R: BufRead> Scanner<R> {
                         .iter()
                         .take_while(|c| !matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t'))
                         .count();
-                    out.extend_from_slice(&buf[..n]);
+                    put(out, &buf[..n], self.cap, &mut self.dropped);
                     let done = n < buf.len();
                     self.r.consume(n);
                     self.pos += n as u64;
@@ -190,7 +217,7 @@ impl<R: BufRead> Scanner<R> {
                 }
             }
             let n = end.unwrap_or(buf.len());
-            out.extend_from_slice(&buf[..n]);
+            put(out, &buf[..n], self.cap, &mut self.dropped);
             self.r.consume(n);
             self.pos += n as u64;
             if end.is_some() {
@@ -229,7 +256,7 @@ impl<R: BufRead> Scanner<R> {
                 }
                 i += 1;
             }
-            out.extend_from_slice(&buf[..i]);
+            put(out, &buf[..i], self.cap, &mut self.dropped);
             self.r.consume(i);
             self.pos += i as u64;
             match stop {
@@ -250,7 +277,7 @@ impl<R: BufRead> Scanner<R> {
     }
 }
 
-fn scan<R: BufRead>(mut s: Scanner<R>, mut on_record: impl FnMut(&[u8]) -> Flow) -> Outcome {
+fn scan<R: BufRead>(mut s: Scanner<R>, mut on_record: impl FnMut(Rec<'_>) -> Flow) -> Outcome {
     let mut records = 0u64;
     let mut saw_records = false;
     let mut stopped = false;
@@ -298,6 +325,7 @@ fn scan<R: BufRead>(mut s: Scanner<R>, mut on_record: impl FnMut(&[u8]) -> Flow)
                 } else {
                     loop {
                         rec.clear();
+                        s.dropped = 0;
                         s.take_value(&mut rec)?;
                         // The element must be followed by ',' or ']' before it counts as whole.
                         let c = s.peek_token()?;
@@ -305,7 +333,11 @@ fn scan<R: BufRead>(mut s: Scanner<R>, mut on_record: impl FnMut(&[u8]) -> Flow)
                             return Err(ScanErr::Syntax(format!("expected ',' or ']' at byte {}", s.pos)));
                         }
                         records += 1;
-                        if let Flow::Stop = on_record(&rec) {
+                        let r = match s.dropped {
+                            0 => Rec::Whole(&rec),
+                            d => Rec::TooBig { head: &rec, size: rec.len() as u64 + d },
+                        };
+                        if let Flow::Stop = on_record(r) {
                             stopped = true;
                             return Ok(());
                         }
@@ -365,6 +397,7 @@ mod tests {
     fn collect(bytes: &[u8]) -> (Outcome, Vec<String>) {
         let mut v = Vec::new();
         let o = read_log(bytes, |r| {
+            let Rec::Whole(r) = r else { panic!("no record here is over the limit") };
             v.push(String::from_utf8(r.to_vec()).unwrap());
             Flow::Continue
         });
@@ -422,5 +455,30 @@ mod tests {
         let z = gz(br#"{"Records":[{"a":1},{"b":2}]}"#);
         assert!(matches!(collect(&z[..z.len() - 10]).0, Outcome::Damaged { .. }));
         assert!(matches!(collect(br#"{"Records":[{"a":1}]} trailing"#).0, Outcome::Damaged { records: 1, .. }));
+    }
+
+    #[test]
+    fn a_record_over_the_limit_is_read_past_not_held() {
+        // a 1 MiB string inside the second record, with a cap of 4 KiB: its head and size come out, and the
+        // records around it are whole
+        let big = "x".repeat(1 << 20);
+        let text = format!(r#"{{"Records":[{{"a":1}},{{"eventID":"big","s":"{big}","n":[1,{{"m":"]}}"}}]}},{{"b":2}}]}}"#);
+        let mut whole = Vec::new();
+        let mut too_big = Vec::new();
+        for input in [text.as_bytes().to_vec(), gz(text.as_bytes())] {
+            whole.clear();
+            too_big.clear();
+            let o = read_log_capped(&input[..], 4096, |r| {
+                match r {
+                    Rec::Whole(b) => whole.push(String::from_utf8(b.to_vec()).unwrap()),
+                    Rec::TooBig { head, size } => too_big.push((head.len(), size, head.starts_with(br#"{"eventID":"big""#))),
+                }
+                Flow::Continue
+            });
+            assert!(matches!(o, Outcome::Log { records: 3 }), "{o:?}");
+            assert_eq!(whole, vec![r#"{"a":1}"#, r#"{"b":2}"#]);
+            let size = (text.len() - r#"{"Records":[{"a":1},,{"b":2}]}"#.len()) as u64;
+            assert_eq!(too_big, vec![(4096, size, true)]);
+        }
     }
 }

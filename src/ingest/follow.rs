@@ -34,6 +34,22 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
             usage("no queue to follow: pass --queue-url (env TRAILSETUP_QUEUE_URL, config key queue_url), or run `trailsetup init` first")
         })?;
     let (_sel, filter) = select(common, &a.select)?;
+    // Only the stack's bucket(s): anyone allowed to send to the queue must not make us read (with our role)
+    // and index a bucket of their choosing.
+    let buckets: Vec<String> = match a.bucket.clone().or_else(|| common.file.bucket.clone()) {
+        Some(b) => crate::settings::split_list(&b),
+        None => state
+            .as_ref()
+            .map(|s| s.bucket.iter().chain(s.use_trail.as_ref().map(|t| &t.bucket)).cloned().collect())
+            .unwrap_or_default(),
+    };
+    if buckets.is_empty() {
+        return Err(usage(
+            "ingest loads only the files of known buckets: pass --bucket BUCKET[,BUCKET] (env TRAILSETUP_BUCKET, config \
+             key bucket), or run `trailsetup init` first so the state file names the stack's bucket",
+        ));
+    }
+    let buckets: Arc<std::collections::BTreeSet<String>> = Arc::new(buckets.into_iter().collect());
     let base = crate::aws::sdk_config(common).await;
     let cfg = match sqs::queue_region(&queue_url) {
         Some(r) => crate::aws::in_region(&base, &r),
@@ -58,12 +74,16 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
     }
     // With a redrive policy, an unreadable message is made visible again at once so that SQS moves it to the
     // dead-letter queue after maxReceiveCount receives; without one it would come back forever.
-    let has_redrive = queue_attributes(&sqs_client, &queue_url, &[A::RedrivePolicy]).await?.contains_key(&A::RedrivePolicy);
+    let redrive = queue_attributes(&sqs_client, &queue_url, &[A::RedrivePolicy]).await?.remove(&A::RedrivePolicy);
+    let has_redrive = redrive.is_some();
+    // the dead-letter queue, for messages we refuse with a reason (same account and region as the queue, as SQS
+    // requires of a redrive target)
+    let dlq_url = redrive.as_deref().and_then(|r| sqs::dead_letter_url(&queue_url, r));
     if !has_redrive {
         out.note(format!("warning: {queue_url} has no redrive policy: messages that are not notifications will keep coming back (init sets one up)"));
     }
     prepare(&sink, out).await?;
-    let quarantine = Arc::new(Quarantine::new(sink.quarantine.clone()));
+    let quarantine = Arc::new(Quarantine::new(sink.quarantine.clone(), sink.rules.redact));
     let pipeline = Arc::new(Pipeline::start(sink.client.clone(), sink.rules.clone(), filter, sink.opts.clone(), quarantine));
     let stats = pipeline.stats.clone();
 
@@ -142,6 +162,21 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
                                 tracing::warn!("{}", crate::aws::explain(e, "ChangeMessageVisibility", "sqs:ChangeMessageVisibility"));
                             }
                         }
+                    }
+                }
+                Notice::Files(files) if files.iter().any(|(b, _)| !buckets.contains(b)) => {
+                    garbage += 1;
+                    let foreign: std::collections::BTreeSet<&str> =
+                        files.iter().map(|(b, _)| b.as_str()).filter(|b| !buckets.contains(*b)).collect();
+                    let reason = format!(
+                        "names bucket(s) {} that this stack does not read (accepted: {}; see --bucket)",
+                        foreign.into_iter().collect::<Vec<_>>().join(", "),
+                        buckets.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+                    );
+                    tracing::warn!("message {}: {reason}; sent to the dead-letter queue, not loaded", m.message_id().unwrap_or("?"));
+                    match &dlq_url {
+                        Some(dlq) => sqs::dead_letter(&sqs_client, &queue_url, dlq, &m, &reason).await?,
+                        None => tracing::warn!("{queue_url} has no dead-letter queue: the message stays on the queue"),
                     }
                 }
                 Notice::Files(files) => {

@@ -42,25 +42,30 @@ pub struct Sink {
     pub url: String,
 }
 
-/// Parse `YYYY-MM-DD` or RFC 3339 into a date.
-pub fn parse_date(flag: &str, s: &str) -> anyhow::Result<chrono::NaiveDate> {
+/// Parse an inclusive bound, `YYYY-MM-DD` or RFC 3339, into its UTC date (to prune key paths) and its instant
+/// (to filter eventTime): a bare date starts at 00:00:00.000 (`--from`) or ends at 23:59:59.999 (`--to`, `end`);
+/// an RFC 3339 time is taken to the millisecond, its time of day included.
+pub fn parse_bound(flag: &str, s: &str, end: bool) -> anyhow::Result<(chrono::NaiveDate, chrono::NaiveDateTime)> {
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(d);
+        let t = if end { d.and_hms_milli_opt(23, 59, 59, 999) } else { d.and_hms_opt(0, 0, 0) };
+        return Ok((d, t.expect("a valid time of day")));
     }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&chrono::Utc).date_naive());
+        let t = t.with_timezone(&chrono::Utc).naive_utc();
+        return Ok((t.date(), t));
     }
-    Err(usage(format!("{flag} {s:?}: expected a date (YYYY-MM-DD) or an RFC 3339 time")))
+    Err(usage(format!("{flag} {s:?}: expected a date (YYYY-MM-DD) or an RFC 3339 time (2024-05-01T13:00:00Z)")))
 }
 
 pub fn select(common: &Common, a: &SelectArgs) -> anyhow::Result<(Select, TimeFilter)> {
-    let from = a.from.as_deref().map(|s| parse_date("--from", s)).transpose()?;
-    let to = a.to.as_deref().map(|s| parse_date("--to", s)).transpose()?;
-    if let (Some(f), Some(t)) = (from, to) {
+    let from_b = a.from.as_deref().map(|s| parse_bound("--from", s, false)).transpose()?;
+    let to_b = a.to.as_deref().map(|s| parse_bound("--to", s, true)).transpose()?;
+    if let (Some((_, f)), Some((_, t))) = (from_b, to_b) {
         if f > t {
             return Err(usage(format!("--from {f} is after --to {t}")));
         }
     }
+    let (from, to) = (from_b.map(|b| b.0), to_b.map(|b| b.0));
     let accounts = a
         .accounts
         .clone()
@@ -71,7 +76,7 @@ pub fn select(common: &Common, a: &SelectArgs) -> anyhow::Result<(Select, TimeFi
         return Err(usage(format!("--accounts: {bad:?} is not a 12-digit AWS account id")));
     }
     let regions = a.regions.as_deref().map(split_list).unwrap_or_default();
-    Ok((Select { accounts, regions, from, to }, TimeFilter { from, to }))
+    Ok((Select { accounts, regions, from, to }, TimeFilter { from: from_b.map(|b| b.1), to: to_b.map(|b| b.1) }))
 }
 
 /// The OpenSearch endpoint from flag, env, config file or state, as given.
@@ -102,7 +107,7 @@ pub async fn sink(common: &Common, a: &SinkArgs, state: Option<&State>, aws: Opt
                  opensearch_url), or run `trailsetup init` first so the state file names it",
             )
         })?;
-    let parsed = url::Url::parse(&url).map_err(|e| usage(format!("--opensearch-url {url:?}: {e}")))?;
+    let parsed = opensearch::parse_url(&url)?;
     let hint = parsed.host_str().and_then(opensearch::aws_host_hint);
     let auth_kind = a
         .opensearch_auth
@@ -148,6 +153,14 @@ pub async fn sink(common: &Common, a: &SinkArgs, state: Option<&State>, aws: Opt
             opensearch::Auth::SigV4 { service, region, credentials }
         }
     };
+    if matches!(auth, opensearch::Auth::Basic { .. }) && parsed.scheme() == "http" && !opensearch::is_loopback(&parsed) && !common.allow_http_basic_auth {
+        return Err(usage(format!(
+            "--opensearch-auth basic over plain http:// to {} would send the password in clear text: use https://, or \
+             pass --allow-http-basic-auth (env TRAILSETUP_ALLOW_HTTP_BASIC_AUTH, config key allow_http_basic_auth) if \
+             the network path is trusted",
+            parsed.host_str().unwrap_or("the host")
+        )));
+    }
     let ca = a.ca_bundle.clone().or_else(|| common.file.ca_bundle.clone());
     let timeout = Duration::from_secs(a.timeout_secs.unwrap_or(120).max(1));
     let client = opensearch::Client::new(&url, auth, ca.as_deref(), timeout)?;
@@ -280,8 +293,8 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
         let (tx, rx) = mpsc::channel::<Listed>(4096);
         let task = match &source {
             Source::Dir(d) => {
-                let (d, sel) = (d.clone(), sel.clone());
-                tokio::task::spawn_blocking(move || source::walk_dir(&d, &sel, &done, &tx))
+                let (d, sel, follow) = (d.clone(), sel.clone(), a.follow_symlinks);
+                tokio::task::spawn_blocking(move || source::walk_dir(&d, &sel, &done, follow, &tx))
             }
             Source::S3(s) => {
                 let (s, sel) = (s.clone(), sel.clone());
@@ -338,6 +351,7 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
         // the checkpoint's identity), read without its lock. Directories it has as done are not listed.
         let cp = match sink_url(common, &a.sink, state.as_ref()) {
             Some(url) if a.dump_bulk.is_none() => {
+                opensearch::parse_url(&url)?;
                 let id = backfill_id(&source, &sel, &url, &index_prefix(common, &a.sink, state.as_ref()));
                 Some(checkpoint::Checkpoint::peek(&checkpoint_path(common, a, &id), &id, a.restart)?).filter(|c| !c.is_empty())
             }
@@ -349,7 +363,7 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
 
     let mut sink = sink(common, &a.sink, state.as_ref(), aws.as_ref()).await?;
     if let Some(dir) = &a.dump_bulk {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        crate::fsutil::private_dir_all(dir)?;
         sink.opts.dump_dir = Some(dir.clone());
     } else {
         prepare(&sink, out).await?;
@@ -373,7 +387,7 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
     let resumed_dirs = cp.dirs() as u64;
     let (mut file_rx, lister) = spawn_lister(cp.done_dirs());
 
-    let quarantine = Arc::new(quarantine::Quarantine::new(sink.quarantine.clone()));
+    let quarantine = Arc::new(quarantine::Quarantine::new(sink.quarantine.clone(), sink.rules.redact));
     let pipeline = Arc::new(Pipeline::start(sink.client.clone(), sink.rules.clone(), filter, sink.opts.clone(), quarantine));
     let stats = pipeline.stats.clone();
     let pb = out.progress(0, "files");
@@ -417,7 +431,7 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
                     cp.mark_dir(&dir)?;
                 }
                 if last_save.elapsed() > Duration::from_secs(1) {
-                    cp.save()?;
+                    crate::blocking::run(|| cp.save())?;
                     last_save = Instant::now();
                 }
                 pb.set_message(progress_msg(&stats, started, listing_done.is_some()));
@@ -787,7 +801,7 @@ async fn replay(common: &Common, a: &BackfillArgs, file: &std::path::Path, state
         s.quarantine = file.with_extension("retry.jsonl");
     }
     prepare(&s, out).await?;
-    let quarantine = Arc::new(quarantine::Quarantine::new(s.quarantine.clone()));
+    let quarantine = Arc::new(quarantine::Quarantine::new(s.quarantine.clone(), s.rules.redact));
     let pipeline = Pipeline::start(s.client.clone(), s.rules.clone(), TimeFilter::default(), s.opts.clone(), quarantine.clone());
     let mut docs = Vec::new();
     let mut report = Report::default();

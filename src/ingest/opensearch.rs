@@ -61,6 +61,55 @@ pub fn aws_host_hint(host: &str) -> Option<(&'static str, String)> {
     None
 }
 
+/// Parse an OpenSearch endpoint as the user gave it. Credentials in the URL (`https://user:pw@host`) are refused:
+/// they would be printed, stored in the state file and the checkpoint, and copied into the forwarder's
+/// environment. The error shows the URL with them removed.
+pub fn parse_url(url: &str) -> anyhow::Result<url::Url> {
+    let u = url::Url::parse(url).map_err(|e| {
+        crate::error::usage(format!(
+            "--opensearch-url {:?} is not a URL ({e}); expected e.g. https://search-x.us-east-1.es.amazonaws.com",
+            redact_url(url)
+        ))
+    })?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(crate::error::usage(format!("--opensearch-url must be http(s), got {:?}", redact_url(url))));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(crate::error::usage(format!(
+            "--opensearch-url {} carries credentials: remove them from the URL and pass --opensearch-auth basic with \
+             TRAILSETUP_OPENSEARCH_USER and TRAILSETUP_OPENSEARCH_PASSWORD in the environment",
+            redact_url(url)
+        )));
+    }
+    Ok(u)
+}
+
+/// A URL for display: any `user:password@` is replaced by `***@` (also for text that does not parse).
+pub fn redact_url(url: &str) -> String {
+    if let Ok(mut u) = url::Url::parse(url) {
+        if !u.username().is_empty() || u.password().is_some() {
+            let _ = u.set_username("***");
+            let _ = u.set_password(None);
+        }
+        return u.to_string();
+    }
+    // not a URL: cut anything between "//" and the last '@' of the authority
+    match (url.find("//"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 2], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+/// 127.0.0.0/8, ::1 or `localhost`.
+pub fn is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
 #[derive(Clone)]
 pub struct Client {
     pub base: url::Url,
@@ -84,15 +133,13 @@ impl Response {
 
 impl Client {
     pub fn new(url: &str, auth: Auth, ca_bundle: Option<&Path>, timeout: Duration) -> anyhow::Result<Client> {
-        let mut base = url::Url::parse(url).map_err(|e| {
-            crate::error::usage(format!("--opensearch-url {url:?} is not a URL ({e}); expected e.g. https://search-x.us-east-1.es.amazonaws.com"))
-        })?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(crate::error::usage(format!("--opensearch-url must be http(s), got {url:?}")));
-        }
+        let mut base = parse_url(url)?;
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
+        // reqwest is built without a crypto provider of its own: use aws-lc-rs, the one the AWS SDK links
+        // (an Err only means a provider is installed already).
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut b = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))
@@ -113,17 +160,17 @@ impl Client {
         Ok(Client { base, http: b.build()?, auth: Arc::new(auth) })
     }
 
+    /// The endpoint for messages (it never holds credentials: `parse_url` refuses them).
+    pub fn base_redacted(&self) -> String {
+        redact_url(self.base.as_str())
+    }
+
     pub fn auth(&self) -> &Auth {
         &self.auth
     }
 
     pub fn is_loopback(&self) -> bool {
-        match self.base.host() {
-            Some(url::Host::Ipv4(a)) => a.is_loopback(),
-            Some(url::Host::Ipv6(a)) => a.is_loopback(),
-            Some(url::Host::Domain(d)) => d == "localhost",
-            None => false,
-        }
+        is_loopback(&self.base)
     }
 
     /// Send one request; `gzip` says the body is already gzip-compressed.
@@ -171,7 +218,9 @@ impl Client {
                 return r;
             }
             let hint = r.as_ref().ok().and_then(|x| x.retry_after).unwrap_or_default();
-            let wait = Duration::from_millis(100 << attempt).max(hint).min(Duration::from_secs(10));
+            // jittered exponential, at least the server's hint, never more than 10 s
+            let exp = Duration::from_millis(100 << attempt).mul_f64(0.5 + fastrand::f64() / 2.0);
+            let wait = exp.max(hint).min(Duration::from_secs(10));
             tracing::debug!(path, ?wait, "retrying a transient OpenSearch failure");
             tokio::time::sleep(wait).await;
             attempt += 1;

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -164,11 +165,11 @@ pub struct SinkOptions {
     pub dump_dir: Option<std::path::PathBuf>,
 }
 
-/// Date filter on eventTime (inclusive days).
+/// Filter on eventTime, both bounds inclusive (UTC, to the millisecond).
 #[derive(Clone, Debug, Default)]
 pub struct TimeFilter {
-    pub from: Option<chrono::NaiveDate>,
-    pub to: Option<chrono::NaiveDate>,
+    pub from: Option<chrono::NaiveDateTime>,
+    pub to: Option<chrono::NaiveDateTime>,
 }
 
 impl TimeFilter {
@@ -181,7 +182,7 @@ impl TimeFilter {
         }
         // Undated records cannot be placed inside a window: keep them only when no window is set.
         let Some(t) = t else { return false };
-        let d = t.date();
+        let Some(d) = t.date().and_hms_milli_opt(t.hour, t.minute, t.second, t.milli) else { return false };
         self.from.is_none_or(|f| d >= f) && self.to.is_none_or(|e| d <= e)
     }
 }
@@ -194,6 +195,7 @@ pub struct Pipeline {
     quarantine: Arc<Quarantine>,
     fatal: Arc<Mutex<Option<String>>>,
     stop: Arc<AtomicBool>,
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
     coalescer: tokio::task::JoinHandle<()>,
     /// Chunk size handed from file workers to the coalescer.
     chunk_bytes: usize,
@@ -207,15 +209,16 @@ impl Pipeline {
         let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(8);
         let fatal = Arc::new(Mutex::new(None));
         let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::new(tokio::sync::watch::Sender::new(false));
         let chunk_bytes = (opts.bulk_bytes / 4).clamp(64 * 1024, 1024 * 1024);
         // POST /<prefix>/_bulk: every item names its index; the path keeps IAM policies scoped to `<prefix>*`
         // (es:ESHttpPost on domain/<d>/<prefix>*) valid, where a bare /_bulk would be refused.
         let bulk_path = format!("{}/_bulk", rules.prefix);
-        let sink = Arc::new(Sink { client, opts, bulk_path, stats: stats.clone(), quarantine: quarantine.clone(), fatal: fatal.clone(), stop: stop.clone(), seq: AtomicU64::new(0) });
+        let sink = Arc::new(Sink { client, opts, bulk_path, stats: stats.clone(), quarantine: quarantine.clone(), fatal: fatal.clone(), stop: stop.clone(), stopping: stopping.clone(), seq: AtomicU64::new(0) });
         let coalescer = tokio::spawn(coalesce(chunk_rx, sink));
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let decoding = Arc::new(tokio::sync::Semaphore::new(cores * 2));
-        Pipeline { stats, rules, filter, chunk_tx, quarantine, fatal, stop, coalescer, chunk_bytes, decoding }
+        Pipeline { stats, rules, filter, chunk_tx, quarantine, fatal, stop, stopping, coalescer, chunk_bytes, decoding }
     }
 
     /// The first fatal sink error (auth refused, endpoint gone for good), if any.
@@ -258,6 +261,24 @@ impl Pipeline {
                 if stop.load(Relaxed) {
                     return Flow::Stop;
                 }
+                let rec = match rec {
+                    decode::Rec::Whole(r) => r,
+                    decode::Rec::TooBig { head, size } => {
+                        // never held whole: the start of it is kept in the quarantine with the reason
+                        stats.records.fetch_add(1, Relaxed);
+                        let reason = format!(
+                            "record of {size} bytes is over the limit of {} MiB; its first {} KiB are kept here",
+                            decode::MAX_RECORD_BYTES >> 20,
+                            QUARANTINED_HEAD >> 10
+                        );
+                        if let Err(e) = quarantine.record(&t2.name, &reason, &head[..head.len().min(QUARANTINED_HEAD)]) {
+                            tracing::error!("writing quarantine: {e:#}");
+                        }
+                        t2.add();
+                        t2.settle(Settle::Quarantined, &stats);
+                        return Flow::Continue;
+                    }
+                };
                 let start = chunk.body.len();
                 let r = std::str::from_utf8(rec).map_err(|e| format!("record is not UTF-8: {e}")).and_then(|text| {
                     doc::append_bulk(&rules, text, &mut chunk.body).map_err(|e| e.to_string())
@@ -359,8 +380,10 @@ impl Pipeline {
     }
 
     /// Ask readers to stop early (signals). Documents already read are still delivered.
+    /// A batch waiting to be retried gives up at once (its files are not checkpointed, so a rerun loads them).
     pub fn request_stop(&self) {
         self.stop.store(true, Relaxed);
+        self.stopping.send_replace(true);
     }
 
     /// Wait until every document handed in is settled.
@@ -370,6 +393,17 @@ impl Pipeline {
         self.stats
     }
 }
+
+/// Full jitter over `base·2^attempt` capped at `cap`, raised to the server's hint, then clamped to `cap` and to
+/// `left` (the time before the retry deadline).
+fn backoff(base: Duration, cap: Duration, attempt: u32, hint: Option<Duration>, left: Duration) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
+    let jittered = exp.mul_f64(fastrand::f64());
+    hint.map_or(jittered, |h| h.max(jittered)).min(cap).min(left)
+}
+
+/// How much of a record over the size limit the quarantine keeps.
+const QUARANTINED_HEAD: usize = 64 * 1024;
 
 struct CountingReader<'a, R>(R, &'a AtomicU64);
 impl<R: Read> Read for CountingReader<'_, R> {
@@ -388,6 +422,8 @@ struct Sink {
     quarantine: Arc<Quarantine>,
     fatal: Arc<Mutex<Option<String>>>,
     stop: Arc<AtomicBool>,
+    /// Turns true on a stop request or a fatal error: every retry sleep races it.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
     seq: AtomicU64,
 }
 
@@ -434,11 +470,23 @@ struct Item<'a> {
 }
 
 impl Sink {
-    fn backoff(&self, attempt: u32, hint: Option<Duration>) -> Duration {
-        let exp = self.opts.retry_base.saturating_mul(1u32 << attempt.min(16)).min(self.opts.retry_cap);
-        // Full jitter, but never less than what the server asked for.
-        let jittered = exp.mul_f64(fastrand::f64());
-        hint.map_or(jittered, |h| h.max(jittered))
+    /// The wait before the next attempt: full jitter over the capped exponential, never less than the server's
+    /// `Retry-After` hint, but never more than the retry cap nor the time `left` before the retry deadline (a
+    /// server asking for an hour does not hold a run with a 5-second deadline for an hour).
+    fn backoff(&self, attempt: u32, hint: Option<Duration>, left: Duration) -> Duration {
+        backoff(self.opts.retry_base, self.opts.retry_cap, attempt, hint, left)
+    }
+
+    /// Sleep `wait`, unless a stop request or a fatal error comes first (then false).
+    async fn sleep_unless_stopped(&self, wait: Duration) -> bool {
+        let mut rx = self.stopping.subscribe();
+        if *rx.borrow_and_update() {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            _ = rx.wait_for(|s| *s) => false,
+        }
     }
 
     /// Send a batch until every document in it is settled.
@@ -478,10 +526,21 @@ impl Sink {
             batch = Batch::from(next);
             self.stats.retries.fetch_add(1, Relaxed);
             let fatal = self.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            if started.elapsed() > self.opts.retry_deadline || fatal.is_some() {
+            let left = self.opts.retry_deadline.saturating_sub(started.elapsed());
+            let wait = self.backoff(attempt, hint, left);
+            let stopped = fatal.is_none() && !left.is_zero() && {
+                tracing::debug!(docs = batch.docs.len(), ?wait, "retrying _bulk: {why}");
+                !self.sleep_unless_stopped(wait).await
+            };
+            if left.is_zero() || fatal.is_some() || stopped {
+                let fatal = fatal.or_else(|| self.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone());
                 let reason = serde_json::json!({
                     "type": "retries_exhausted",
-                    "reason": fatal.unwrap_or_else(|| format!("still failing after {:?}: {why}", started.elapsed())),
+                    "reason": match (fatal, stopped) {
+                        (Some(f), _) => f,
+                        (None, true) => format!("stopped (signal) while waiting to retry: {why}"),
+                        (None, false) => format!("still failing after {:?}: {why}", started.elapsed()),
+                    },
                 });
                 for d in &batch.docs {
                     d.file.failed.store(true, Relaxed);
@@ -489,9 +548,6 @@ impl Sink {
                 }
                 return;
             }
-            let wait = self.backoff(attempt, hint);
-            tracing::debug!(docs = batch.docs.len(), ?wait, "retrying _bulk: {why}");
-            tokio::time::sleep(wait).await;
             attempt += 1;
         }
     }
@@ -528,7 +584,10 @@ impl Sink {
         if let Some(dir) = &self.opts.dump_dir {
             let n = self.seq.fetch_add(1, Relaxed);
             let path = dir.join(format!("{n:08}.ndjson"));
-            if let Err(e) = std::fs::write(&path, &batch.body) {
+            if let Err(e) = crate::fsutil::create(&path).and_then(|mut f| {
+                use std::io::Write as _;
+                f.write_all(&batch.body).with_context(|| format!("writing {}", path.display()))
+            }) {
                 self.set_fatal(format!("writing {}: {e}", path.display()));
                 return (all(), None, e.to_string());
             }
@@ -538,12 +597,19 @@ impl Sink {
             return (None, None, String::new());
         }
         let body = if self.opts.gzip {
-            use std::io::Write;
-            let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(batch.body.len() / 6), flate2::Compression::fast());
-            let _ = e.write_all(&batch.body);
-            match e.finish() {
-                Ok(b) => bytes::Bytes::from(b),
-                Err(e) => return (all(), None, format!("gzip: {e}")),
+            // Compressing up to 100 MiB is CPU work: off the async workers.
+            let raw = batch.body.clone();
+            let gz = tokio::task::spawn_blocking(move || {
+                use std::io::Write;
+                let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 6), flate2::Compression::fast());
+                e.write_all(&raw)?;
+                e.finish()
+            })
+            .await;
+            match gz {
+                Ok(Ok(b)) => bytes::Bytes::from(b),
+                Ok(Err(e)) => return (all(), None, format!("gzip: {e}")),
+                Err(e) => return (all(), None, format!("gzip task: {e}")),
             }
         } else {
             batch.body.clone()
@@ -565,12 +631,26 @@ impl Sink {
             // Too large for this cluster's http.max_content_length: retried in smaller requests below.
             return (all(), None, "HTTP 413 request too large".into());
         }
-        if !resp.status.is_success() {
-            let reason = serde_json::json!({"type": format!("http_{status}"), "reason": resp.text()});
+        if status == 413 {
+            // One document alone is over the cluster's limit: that document is the problem, not the sink.
+            let reason = serde_json::json!({"type": "http_413", "reason": resp.text()});
             for d in &batch.docs {
                 self.quarantine_doc(&batch.body[d.start..d.end], &d.file, status, &reason);
             }
             return (None, None, String::new());
+        }
+        if !resp.status.is_success() {
+            // A whole-request refusal (404 no such path, 400, 405, a proxy's error page…) says nothing about the
+            // documents: stop the run without checkpointing these files, so a rerun after the fix loads them.
+            let msg = format!(
+                "OpenSearch refused the whole _bulk request to {}{} with HTTP {status}: {}; check --opensearch-url and \
+                 --index-prefix (nothing of the files in flight was marked done: rerun to resume)",
+                self.client.base_redacted(),
+                self.bulk_path,
+                resp.text()
+            );
+            self.set_fatal(msg.clone());
+            return (all(), None, msg);
         }
         let head: BulkHead = match serde_json::from_slice(&resp.body) {
             Ok(h) => h,
@@ -623,6 +703,48 @@ impl Sink {
             tracing::error!("{msg}");
             *g = Some(msg);
         }
+        drop(g);
         self.stop.store(true, Relaxed);
+        // a fatal error ends every retry wait too
+        self.stopping.send_replace(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn time_filter_honours_the_time_of_day() {
+        use super::{doc::Instant, TimeFilter};
+        let at = |h, m| Instant { year: 2024, month: 5, day: 1, hour: h, minute: m, second: 0, milli: 0 };
+        let (_, from) = crate::ingest::parse_bound("--from", "2024-05-01T13:00:00Z", false).unwrap();
+        let (_, to) = crate::ingest::parse_bound("--to", "2024-05-01T15:30:00+02:00", true).unwrap();
+        let f = TimeFilter { from: Some(from), to: Some(to) };
+        assert!(!f.admits(Some(&at(12, 59))));
+        assert!(f.admits(Some(&at(13, 0))));
+        assert!(f.admits(Some(&at(13, 30))));
+        assert!(!f.admits(Some(&at(13, 31))), "15:30+02:00 is 13:30Z");
+        // a bare --to date takes its whole day
+        let (_, to) = crate::ingest::parse_bound("--to", "2024-05-01", true).unwrap();
+        assert!(TimeFilter { from: None, to: Some(to) }.admits(Some(&Instant { hour: 23, minute: 59, second: 59, milli: 999, ..at(0, 0) })));
+    }
+
+    #[test]
+    fn retry_after_is_clamped_to_the_cap_and_the_time_left() {
+        let (base, cap) = (Duration::from_millis(100), Duration::from_secs(10));
+        let hour = Some(Duration::from_secs(3600));
+        for attempt in 0..20 {
+            let w = backoff(base, cap, attempt, hour, Duration::from_secs(3600 * 2));
+            assert_eq!(w, cap, "a 3600 s hint waits the cap, not an hour");
+            let w = backoff(base, cap, attempt, hour, Duration::from_secs(5));
+            assert_eq!(w, Duration::from_secs(5), "never past the deadline");
+            let w = backoff(base, cap, attempt, None, Duration::from_secs(3600));
+            assert!(w <= cap);
+        }
+        // a small hint is honoured as a floor
+        assert!(backoff(base, cap, 0, Some(Duration::from_secs(2)), Duration::from_secs(60)) >= Duration::from_secs(2));
+        assert_eq!(backoff(base, cap, 3, None, Duration::ZERO), Duration::ZERO);
     }
 }

@@ -14,6 +14,8 @@ use serde_json::value::RawValue;
 pub struct Quarantine {
     path: PathBuf,
     out: Mutex<Option<std::io::BufWriter<std::fs::File>>>,
+    /// Redact session tokens in raw records, as the documents are redacted (off only with `--no-redact`).
+    redact: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -48,8 +50,9 @@ pub struct Entry {
 }
 
 impl Quarantine {
-    pub fn new(path: PathBuf) -> Quarantine {
-        Quarantine { path, out: Mutex::new(None) }
+    /// The file is created 0600 (in a 0700 directory when it makes one).
+    pub fn new(path: PathBuf, redact: bool) -> Quarantine {
+        Quarantine { path, out: Mutex::new(None), redact }
     }
 
     pub fn path(&self) -> &Path {
@@ -57,16 +60,14 @@ impl Quarantine {
     }
 
     fn write(&self, line: &Line) -> anyhow::Result<()> {
+        // a write and its flush are blocking I/O: off the async workers when called from one
+        crate::blocking::run(|| self.write_now(line))
+    }
+
+    fn write_now(&self, line: &Line) -> anyhow::Result<()> {
         let mut g = self.out.lock().unwrap_or_else(|p| p.into_inner());
         if g.is_none() {
-            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            }
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .with_context(|| format!("opening the quarantine file {}", self.path.display()))?;
+            let f = crate::fsutil::append(&self.path).with_context(|| format!("opening the quarantine file {}", self.path.display()))?;
             *g = Some(std::io::BufWriter::new(f));
         }
         let w = g.as_mut().expect("opened above");
@@ -97,6 +98,7 @@ impl Quarantine {
     /// A record that could not become a document (not JSON, not an object).
     pub fn record(&self, file: &str, reason: &str, record: &[u8]) -> anyhow::Result<()> {
         let text = String::from_utf8_lossy(record);
+        let text = if self.redact { redact_session_tokens(&text) } else { text };
         self.write(&Line {
             time: now(),
             kind: "record",
@@ -126,6 +128,64 @@ impl Quarantine {
     }
 }
 
+/// Every `"sessionToken": "<value>"` in a record's text (which may not even be JSON) with its value replaced by
+/// `REDACTED`: a record that could not become a document still carries its credentials, and the quarantine keeps
+/// them no more than the index does.
+pub fn redact_session_tokens(text: &str) -> std::borrow::Cow<'_, str> {
+    const KEY: &str = "\"sessionToken\"";
+    if !text.contains(KEY) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while let Some(k) = text[i..].find(KEY).map(|k| i + k) {
+        let mut j = k + KEY.len();
+        while j < b.len() && b[j].is_ascii_whitespace() {
+            j += 1;
+        }
+        if j < b.len() && b[j] == b':' {
+            j += 1;
+            while j < b.len() && b[j].is_ascii_whitespace() {
+                j += 1;
+            }
+            if j < b.len() && b[j] == b'"' {
+                // the string's end: the next quote not escaped (or the end of a cut-off text)
+                let mut e = j + 1;
+                while e < b.len() && b[e] != b'"' {
+                    e += if b[e] == b'\\' { 2 } else { 1 };
+                }
+                out.push_str(&text[i..=j]);
+                out.push_str(super::doc::REDACTED);
+                i = e.min(b.len());
+                continue;
+            }
+        }
+        out.push_str(&text[i..k + KEY.len()]);
+        i = k + KEY.len();
+    }
+    out.push_str(&text[i..]);
+    std::borrow::Cow::Owned(out)
+}
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_session_tokens;
+
+    #[test]
+    fn session_tokens_are_redacted_in_raw_text() {
+        let t = r#"{"responseElements":{"credentials":{"sessionToken" : "IQo\"JbW==","x":1}},"sessionToken":"b"} broken"#;
+        assert_eq!(
+            redact_session_tokens(t),
+            r#"{"responseElements":{"credentials":{"sessionToken" : "REDACTED","x":1}},"sessionToken":"REDACTED"} broken"#
+        );
+        // cut off inside the value: nothing of it is left
+        assert_eq!(redact_session_tokens(r#"{"sessionToken":"IQoJbW"#), r#"{"sessionToken":"REDACTED"#);
+        assert_eq!(redact_session_tokens(r#"{"sessionToken":null}"#), r#"{"sessionToken":null}"#);
+        assert_eq!(redact_session_tokens("no token"), "no token");
+    }
 }

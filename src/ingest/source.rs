@@ -93,16 +93,25 @@ pub type DoneDirs = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Walk `root` depth-first in name order (runs are reproducible) and send every file, then seal each directory
 /// after its subtree. Names that cannot be logs are sent too, so that they are counted as skipped with a reason.
-pub fn walk_dir(root: &Path, sel: &Select, done: &DoneDirs, tx: &mpsc::Sender<Listed>) -> anyhow::Result<()> {
+///
+/// Symbolic links (as ripgrep and fd treat them): a link whose target is inside `root` is not followed, since
+/// the walk reaches the target under its own name (so no file is counted twice); a link that leads out of `root`
+/// is skipped unless `follow_links`. Every directory is entered once, by (device, inode): a loop through `..`
+/// links or bind mounts ends there. Files reached through followed links are counted once by (device, inode).
+pub fn walk_dir(root: &Path, sel: &Select, done: &DoneDirs, follow_links: bool, tx: &mpsc::Sender<Listed>) -> anyhow::Result<()> {
     let meta = std::fs::metadata(root).map_err(|e| crate::error::usage(format!("--source-dir {}: {e}", root.display())))?;
     if !meta.is_dir() {
         return Err(crate::error::usage(format!("--source-dir {} is not a directory", root.display())));
     }
+    let canon_root = std::fs::canonicalize(root).with_context(|| format!("resolving --source-dir {}", root.display()))?;
     enum Step {
         Enter(PathBuf),
         Leave(String),
     }
     let rel_of = |p: &Path| p.strip_prefix(root).unwrap_or(p).to_string_lossy().replace('\\', "/");
+    let mut dirs_seen: std::collections::HashSet<FileId> = std::collections::HashSet::new();
+    let mut linked_files_seen: std::collections::HashSet<FileId> = std::collections::HashSet::new();
+    let (mut inside_links, mut outside_links, mut loops) = (0u64, 0u64, 0u64);
     let mut stack = vec![Step::Enter(root.to_path_buf())];
     while let Some(step) = stack.pop() {
         let dir = match step {
@@ -121,6 +130,13 @@ pub fn walk_dir(root: &Path, sel: &Select, done: &DoneDirs, tx: &mpsc::Sender<Li
         if done(&rel_dir) {
             continue;
         }
+        let id = std::fs::metadata(&dir).ok().and_then(|m| file_id(&m));
+        if let Some(id) = id {
+            if !dirs_seen.insert(id) {
+                loops += 1;
+                continue;
+            }
+        }
         let mut entries: Vec<_> = std::fs::read_dir(&dir)
             .with_context(|| format!("listing {}", dir.display()))?
             .filter_map(Result::ok)
@@ -130,7 +146,24 @@ pub fn walk_dir(root: &Path, sel: &Select, done: &DoneDirs, tx: &mpsc::Sender<Li
         for e in entries {
             let Ok(ft) = e.file_type() else { continue };
             let path = e.path();
-            if ft.is_dir() || (ft.is_symlink() && path.is_dir()) {
+            let mut linked = false;
+            let is_dir = if ft.is_symlink() {
+                // where does it lead? (a dangling link has no target: skipped below as "not a file")
+                let Ok(target) = std::fs::canonicalize(&path) else { continue };
+                if target.starts_with(&canon_root) {
+                    inside_links += 1;
+                    continue;
+                }
+                if !follow_links {
+                    outside_links += 1;
+                    continue;
+                }
+                linked = true;
+                target.is_dir()
+            } else {
+                ft.is_dir()
+            };
+            if is_dir {
                 subdirs.push(path);
                 continue;
             }
@@ -138,7 +171,15 @@ pub fn walk_dir(root: &Path, sel: &Select, done: &DoneDirs, tx: &mpsc::Sender<Li
             if !sel.admits_key(&rel) {
                 continue;
             }
-            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            let m = std::fs::metadata(&path).ok();
+            if linked {
+                if let Some(id) = m.as_ref().and_then(file_id) {
+                    if !linked_files_seen.insert(id) {
+                        continue;
+                    }
+                }
+            }
+            let size = m.map(|m| m.len()).unwrap_or(0);
             if tx.blocking_send(Listed::File(FileRef { key: rel, size })).is_err() {
                 return Ok(());
             }
@@ -146,7 +187,33 @@ pub fn walk_dir(root: &Path, sel: &Select, done: &DoneDirs, tx: &mpsc::Sender<Li
         stack.push(Step::Leave(rel_dir));
         stack.extend(subdirs.into_iter().rev().map(Step::Enter));
     }
+    if outside_links > 0 {
+        tracing::warn!(
+            "--source-dir {}: skipped {outside_links} symbolic link(s) leading out of it; pass --follow-symlinks to read them",
+            root.display()
+        );
+    }
+    if inside_links > 0 {
+        tracing::info!("--source-dir {}: {inside_links} symbolic link(s) inside it not followed (their targets are read under their own names)", root.display());
+    }
+    if loops > 0 {
+        tracing::warn!("--source-dir {}: {loops} directory loop(s) or repeated directories entered once only", root.display());
+    }
     Ok(())
+}
+
+/// A file's identity: (device, inode).
+type FileId = (u64, u64);
+
+#[cfg(unix)]
+fn file_id(m: &std::fs::Metadata) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt as _;
+    Some((m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(_: &std::fs::Metadata) -> Option<FileId> {
+    None
 }
 
 /// Key prefixes listed at once (discovery levels and day listings).
@@ -237,10 +304,12 @@ impl S3Source {
             return Ok(None);
         }
         let top = self.common_prefixes(&base).await?;
-        let (orgs, accts): (Vec<String>, Vec<String>) = top.into_iter().partition(|p| p[base.len()..].starts_with("o-"));
-        let mut roots: Vec<String> = accts.into_iter().filter(|p| wanted(p[base.len()..].trim_end_matches('/'))).collect();
+        // the child's own name (S3 returns prefixes under the one asked for; anything else is taken whole)
+        let child = |parent: &str, p: &str| -> String { p.strip_prefix(parent).unwrap_or(p).trim_end_matches('/').to_string() };
+        let (orgs, accts): (Vec<String>, Vec<String>) = top.into_iter().partition(|p| child(&base, p).starts_with("o-"));
+        let mut roots: Vec<String> = accts.into_iter().filter(|p| wanted(&child(&base, p))).collect();
         for (org, acct) in self.children(orgs).await? {
-            if wanted(acct[org.len()..].trim_end_matches('/')) {
+            if wanted(&child(&org, &acct)) {
                 roots.push(acct);
             }
         }
@@ -281,7 +350,7 @@ impl S3Source {
         let mut months = Vec::new();
         for (y, m) in self.children(years).await? {
             let yn = number(y.trim_end_matches('/').rsplit('/').next().unwrap_or_default(), 4).unwrap_or(0);
-            match number(m[y.len()..].trim_end_matches('/'), 2) {
+            match number(m.strip_prefix(y.as_str()).unwrap_or(&m).trim_end_matches('/'), 2) {
                 Some(mn) if from.is_some_and(|f| (yn, mn) < ym(f)) || to.is_some_and(|t| (yn, mn) > ym(t)) => {}
                 Some(_) if done(&m) => {}
                 Some(_) => months.push(m),
@@ -313,10 +382,21 @@ impl S3Source {
             return Ok(());
         }
         let Some(roots) = self.roots(sel).await? else {
-            // not a CloudTrail layout: one listing of the whole prefix
-            for f in self.list_all(base.clone()).await? {
-                if !is_digest(&f.key) && sel.admits_key(&f.key) && tx.send(Listed::File(f)).await.is_err() {
-                    return Ok(());
+            // not a CloudTrail layout: one listing of the whole prefix, handed on page by page (loading starts
+            // with the first page, and memory does not grow with the number of keys)
+            let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(&base).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                self.counted();
+                let page = page.map_err(|e| crate::aws::explain(e, &format!("listing s3://{}/{base}", self.bucket), "s3:ListBucket"))?;
+                for o in page.contents() {
+                    let Some(k) = o.key() else { continue };
+                    if is_digest(k) || !sel.admits_key(k) {
+                        continue;
+                    }
+                    let f = FileRef { key: k.to_string(), size: o.size().unwrap_or(0).max(0) as u64 };
+                    if tx.send(Listed::File(f)).await.is_err() {
+                        return Ok(());
+                    }
                 }
             }
             if base.ends_with('/') {

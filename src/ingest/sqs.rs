@@ -172,12 +172,23 @@ pub async fn enqueue(
                     .send()
                     .await
                     .map_err(|e| crate::aws::explain(e, &format!("sending to {queue_url}"), "sqs:SendMessage"))?;
+                // SenderFault: the entry itself is wrong (sending it again cannot help); stop, naming SQS's reason.
+                if let Some(f) = r.failed().iter().find(|f| f.sender_fault()) {
+                    anyhow::bail!(
+                        "SQS refused a message for {queue_url} as the sender's fault ({}: {}); nothing after the last \
+                         checkpointed file was sent",
+                        f.code(),
+                        f.message().unwrap_or("no message")
+                    );
+                }
                 let failed: Vec<String> = r.failed().iter().map(|f| f.id().to_string()).collect();
                 if failed.is_empty() {
                     return Ok::<_, anyhow::Error>((keys, calls));
                 }
                 pending.retain(|e| failed.iter().any(|f| f == e.id()));
-                tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+                // full jitter: workers refused together do not all come back at the same instant
+                let cap = std::time::Duration::from_millis(100 << attempt);
+                tokio::time::sleep(cap.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
             }
             anyhow::bail!("SQS kept refusing {} messages for {queue_url}; rerun to send the rest", pending.len())
         }
@@ -246,6 +257,41 @@ pub async fn enqueue(
 }
 
 /// `https://sqs.us-east-1.amazonaws.com/123/q` → `us-east-1`.
+/// The URL of the dead-letter queue a `RedrivePolicy` names (`deadLetterTargetArn`), built from the queue's own
+/// URL: SQS requires the dead-letter queue in the same account and region, so only the last path segment
+/// differs (this keeps endpoint overrides, and needs no sqs:GetQueueUrl).
+pub fn dead_letter_url(queue_url: &str, redrive_policy: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(redrive_policy).ok()?;
+    let name = v["deadLetterTargetArn"].as_str()?.rsplit(':').next()?.to_string();
+    let (base, _) = queue_url.trim_end_matches('/').rsplit_once('/')?;
+    (!name.is_empty()).then(|| format!("{base}/{name}"))
+}
+
+/// Move a message to the dead-letter queue ourselves, body untouched, with why in the message attribute
+/// `trailsetup-reason`; then delete it from the queue.
+pub async fn dead_letter(client: &aws_sdk_sqs::Client, queue_url: &str, dlq_url: &str, m: &aws_sdk_sqs::types::Message, reason: &str) -> anyhow::Result<()> {
+    use aws_sdk_sqs::types::MessageAttributeValue;
+    let attr = MessageAttributeValue::builder().data_type("String").string_value(reason).build()?;
+    client
+        .send_message()
+        .queue_url(dlq_url)
+        .message_body(m.body().unwrap_or_default())
+        .message_attributes("trailsetup-reason", attr)
+        .send()
+        .await
+        .map_err(|e| crate::aws::explain(e, &format!("sending a refused message to {dlq_url}"), "sqs:SendMessage"))?;
+    if let Some(h) = m.receipt_handle() {
+        client
+            .delete_message()
+            .queue_url(queue_url)
+            .receipt_handle(h)
+            .send()
+            .await
+            .map_err(|e| crate::aws::explain(e, &format!("deleting a message from {queue_url}"), "sqs:DeleteMessage"))?;
+    }
+    Ok(())
+}
+
 pub fn queue_region(url: &str) -> Option<String> {
     let host = url::Url::parse(url).ok()?.host_str()?.to_string();
     let mut parts = host.split('.');
@@ -259,6 +305,20 @@ pub fn queue_region(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dead_letter_url_from_the_redrive_policy() {
+        let rp = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:123456789012:ts-notifications-dlq","maxReceiveCount":"5"}"#;
+        assert_eq!(
+            super::dead_letter_url("https://sqs.us-east-1.amazonaws.com/123456789012/ts-notifications", rp).as_deref(),
+            Some("https://sqs.us-east-1.amazonaws.com/123456789012/ts-notifications-dlq")
+        );
+        assert_eq!(
+            super::dead_letter_url("http://127.0.0.1:5000/123456789012/q", rp).as_deref(),
+            Some("http://127.0.0.1:5000/123456789012/ts-notifications-dlq")
+        );
+        assert_eq!(super::dead_letter_url("http://x/1/q", "not json"), None);
+    }
 
     #[test]
     fn formats() {

@@ -220,6 +220,13 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     crate::ingest::template::validate_prefix(&index_prefix)?;
 
     // --- preflight (read-only) ---
+    if let Some(acct) = a.account.as_deref().or(common.file.account.as_deref()) {
+        if acct.len() != 12 || !acct.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(usage(format!(
+                "--account {acct:?}: an AWS account id is 12 digits (env TRAILSETUP_ACCOUNT, config key account)"
+            )));
+        }
+    }
     let mut placeholders = Vec::new();
     let (cfg, account, partition, caller, enabled, opted_in, home) = if common.offline {
         let home = home_region(common).unwrap_or_else(|| {
@@ -287,7 +294,9 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     // a stack set up before keeps its choice (a second run is a no-op, whatever trails appeared since)
     if d.use_trail.is_none() {
         let stack = d.name.clone().unwrap_or_else(|| wizard::DEFAULT_NAME.into());
-        if let Ok(Some(s)) = State::load(&common.state_dir, Some(&stack)) {
+        // an unreadable state file stops init before anything changes: overwriting it would lose what destroy
+        // relies on (`created`)
+        if let Some(s) = State::load(&common.state_dir, Some(&stack))? {
             d.use_trail = Some(s.use_trail.map(|t| t.arn).unwrap_or_else(|| "none".into()));
         }
     }
@@ -399,7 +408,10 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         validate_bucket(&bucket)?;
     }
     let opensearch = match (&d.opensearch_url, &d.opensearch_domain) {
-        (Some(u), _) => OpenSearchTarget::Url(u.clone()),
+        (Some(u), _) => {
+            crate::ingest::opensearch::parse_url(u)?;
+            OpenSearchTarget::Url(u.clone())
+        }
         (None, Some(dn)) => OpenSearchTarget::Domain(dn.clone()),
         (None, None) => OpenSearchTarget::Domain(stack.clone()),
     };
@@ -603,13 +615,13 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
                 .domain_name(dn)
                 .send()
                 .await
-                .ok()
-                .and_then(|r| r.domain_status)
+                .map_err(|e| crate::aws::explain(e, &format!("reading the endpoint of OpenSearch domain {dn} (DescribeDomain)"), "es:DescribeDomain"))?
+                .domain_status
                 .and_then(|s| s.endpoint().map(|e| format!("https://{e}")));
             (ep, Some(OpenSearchAuth::Sigv4))
         }
     };
-    let mut state = State::load(&common.state_dir, Some(&stack)).ok().flatten().unwrap_or_default();
+    let mut state = State::load(&common.state_dir, Some(&stack))?.unwrap_or_default();
     state.version = 1;
     state.stack = stack.clone();
     state.account = account.clone();

@@ -1,7 +1,6 @@
 //! CloudTrail: the trail (multi-region) or trails (per-region): validation, SNS, CloudWatch Logs, logging on.
 
 use crate::plan::check::{found, Check, Level};
-use std::time::{Duration, Instant};
 
 use aws_sdk_cloudtrail::types::Tag;
 use serde_json::{json, Value};
@@ -114,31 +113,18 @@ fn tag(ctx: &Ctx) -> anyhow::Result<Tag> {
     Ok(Tag::builder().key(TAG_KEY).value(&ctx.stack).build()?)
 }
 
-/// Errors that mean "a policy or role we just wrote has not propagated yet": retried for a bounded time.
-fn propagating(c: Option<&str>) -> bool {
-    matches!(
-        c,
-        Some(
-            "InsufficientS3BucketPolicyException"
-                | "InsufficientSnsTopicPolicyException"
-                | "InvalidCloudWatchLogsRoleArnException"
-                | "InsufficientEncryptionPolicyException"
-        )
-    )
-}
-
-const PROPAGATION_WAIT: Duration = Duration::from_secs(90);
-
 pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
     let r = c.region.as_str();
     let ct = client(aws, r);
     let name = &c.name;
     let d = &c.details;
-    let started = Instant::now();
-    let mut delay = Duration::from_secs(2);
-    loop {
+    // the bucket policy, topic policy, logs role and key policy were written moments before: CloudTrail's
+    // documented "not yet" answers are waited out (crate::aws::eventual)
+    let what = format!("trail {name} in {r}");
+    let tag_ = tag(ctx)?;
+    {
         let res = if c.action == Action::Create {
-            ct.create_trail()
+            crate::aws::eventual::retry("CreateTrail", &what, || ct.create_trail()
                 .name(name)
                 .s3_bucket_name(&ctx.bucket)
                 .sns_topic_name(ctx.topic_name())
@@ -148,13 +134,13 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
                 .cloud_watch_logs_log_group_arn(ctx.log_group_arn(r))
                 .cloud_watch_logs_role_arn(ctx.logs_role_arn())
                 .set_kms_key_id(ctx.bucket_kms_key())
-                .tags_list(tag(ctx)?)
-                .send()
+                .tags_list(tag_.clone())
+                .send())
                 .await
                 .map(|_| ())
                 .map_err(|e| (code(&e), explain(e, &format!("creating trail {name} in {r}"), "cloudtrail:CreateTrail")))
         } else {
-            ct.update_trail()
+            crate::aws::eventual::retry("UpdateTrail", &what, || ct.update_trail()
                 .name(name)
                 .s3_bucket_name(&ctx.bucket)
                 .sns_topic_name(ctx.topic_name())
@@ -164,19 +150,14 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
                 .cloud_watch_logs_log_group_arn(ctx.log_group_arn(r))
                 .cloud_watch_logs_role_arn(ctx.logs_role_arn())
                 .set_kms_key_id(ctx.bucket_kms_key())
-                .send()
+                .send())
                 .await
                 .map(|_| ())
                 .map_err(|e| (code(&e), explain(e, &format!("updating trail {name} in {r}"), "cloudtrail:UpdateTrail")))
         };
         match res {
-            Ok(()) => break,
-            Err((code, _)) if code.as_deref() == Some("TrailAlreadyExistsException") => break,
-            Err((code, e)) if propagating(code.as_deref()) && started.elapsed() < PROPAGATION_WAIT => {
-                tracing::info!("trail {name} in {r}: waiting for IAM/policy propagation ({e})");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(15));
-            }
+            Ok(()) => {}
+            Err((code, _)) if code.as_deref() == Some("TrailAlreadyExistsException") => {}
             Err((_, e)) => return Err(e),
         }
     }
@@ -232,13 +213,24 @@ pub async fn check(ctx: &Ctx, aws: &Aws) -> Vec<Check> {
                     found("trail logging", &n, &r, Level::Fail, "logging is stopped: no event is recorded",
                         format!("aws cloudtrail start-logging --name {} --region {r} (or run `trailsetup init`)", ctx.trail_arn(&r, &n)))
                 });
-                for (what, err, fix) in [
-                    ("log file delivery", s.latest_delivery_error(), "check the bucket policy and, with --kms-key, the key policy (`trailsetup init` repairs ours)"),
-                    ("SNS notification", s.latest_notification_error(), "check the topic policy (and key policy): run `trailsetup init`"),
-                    ("CloudWatch Logs delivery", s.latest_cloud_watch_logs_delivery_error(), "check role trailsetup-cloudtrail-logs and the log group: run `trailsetup init`"),
+                let now_secs = chrono::Utc::now().timestamp();
+                let secs = |t: Option<&aws_smithy_types::DateTime>| t.map(|t| t.secs());
+                for (what, err, success, attempt, fix) in [
+                    ("log file delivery", s.latest_delivery_error(), secs(s.latest_delivery_time()),
+                        attempt_failed(s.latest_delivery_attempt_time(), s.latest_delivery_attempt_succeeded()),
+                        "check the bucket policy and, with --kms-key, the key policy (`trailsetup init` repairs ours)"),
+                    ("SNS notification", s.latest_notification_error(), secs(s.latest_notification_time()),
+                        attempt_failed(s.latest_notification_attempt_time(), s.latest_notification_attempt_succeeded()),
+                        "check the topic policy (and key policy): run `trailsetup init`"),
+                    ("CloudWatch Logs delivery", s.latest_cloud_watch_logs_delivery_error(), secs(s.latest_cloud_watch_logs_delivery_time()), None,
+                        "check role trailsetup-cloudtrail-logs and the log group: run `trailsetup init`"),
                 ] {
-                    if let Some(e) = err.filter(|e| !e.is_empty()) {
+                    let Some(e) = err.filter(|e| !e.is_empty()) else { continue };
+                    if error_is_current(attempt, success, now_secs) {
                         out.push(found(&format!("trail {what}"), &n, &r, Level::Fail, format!("latest error: {e}"), fix));
+                    } else {
+                        out.push(found(&format!("trail {what}"), &n, &r, Level::Ok,
+                            format!("recovered: delivered since an earlier error ({e})"), ""));
                     }
                 }
                 // CloudTrail delivers a file about every 5 minutes while there are events; the first within ~15
@@ -261,3 +253,42 @@ pub async fn check(ctx: &Ctx, aws: &Aws) -> Vec<Check> {
     out
 }
 
+
+/// GetTrailStatus keeps the last error of each kind of delivery until the next error, even after later
+/// deliveries succeeded. The error is current when the latest attempt failed: said by the attempt fields where
+/// CloudTrail still fills them (`LatestDeliveryAttemptTime` differs from `LatestDeliveryAttemptSucceeded`), else
+/// when there was no successful delivery in the last 30 minutes (CloudTrail delivers about every 5 minutes
+/// while there are events) ("GetTrailStatus", AWS CloudTrail API Reference).
+pub fn error_is_current(attempt_failed: Option<bool>, last_success: Option<i64>, now: i64) -> bool {
+    match attempt_failed {
+        Some(failed) => failed,
+        None => last_success.is_none_or(|t| now - t > 30 * 60),
+    }
+}
+
+/// From the attempt fields (ISO 8601 strings, empty when CloudTrail no longer fills them): did the latest
+/// attempt fail? `None` when they say nothing.
+fn attempt_failed(attempt: Option<&str>, succeeded: Option<&str>) -> Option<bool> {
+    let attempt = attempt.filter(|a| !a.trim().is_empty())?;
+    Some(succeeded.is_none_or(|s| s.trim() != attempt.trim()))
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::{attempt_failed, error_is_current};
+
+    #[test]
+    fn an_old_delivery_error_is_not_a_failure() {
+        let now = 1_700_000_000;
+        // the attempt fields decide when present
+        assert_eq!(attempt_failed(Some("2024-01-01T10:05:00Z"), Some("2024-01-01T10:05:00Z")), Some(false));
+        assert_eq!(attempt_failed(Some("2024-01-01T10:05:00Z"), Some("2024-01-01T10:00:00Z")), Some(true));
+        assert_eq!(attempt_failed(Some(""), Some("")), None);
+        assert!(!error_is_current(Some(false), None, now));
+        assert!(error_is_current(Some(true), Some(now), now));
+        // else: a success in the last 30 minutes means the error is from before
+        assert!(!error_is_current(None, Some(now - 300), now));
+        assert!(error_is_current(None, Some(now - 3 * 3600), now));
+        assert!(error_is_current(None, None, now));
+    }
+}

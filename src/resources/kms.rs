@@ -208,22 +208,22 @@ pub fn required_statements(ctx: &Ctx, region: &str) -> Vec<Value> {
     if region == ctx.home && !ctx.trail_arns().is_empty() {
         // "Configure AWS KMS key policies for CloudTrail": encrypt log files, limited to our trails, and the
         // CloudTrail encryption context of this account's trails
-        v.push(json!({"Sid": "TrailsetupCloudTrailEncryptLogs", "Effect": "Allow",
+        v.push(json!({"Sid": ctx.sid("CloudTrailEncryptLogs"), "Effect": "Allow",
             "Principal": {"Service": "cloudtrail.amazonaws.com"}, "Action": "kms:GenerateDataKey*", "Resource": "*",
             "Condition": {"StringEquals": {"aws:SourceArn": ctx.trail_arns()},
                           "StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn": format!("arn:{p}:cloudtrail:*:{a}:trail/*")}}}));
         // the same page: with an S3 Bucket Key on the bucket (we enable it), creating or updating a trail with
         // SSE-KMS needs kms:Decrypt
-        v.push(json!({"Sid": "TrailsetupCloudTrailDecrypt", "Effect": "Allow",
+        v.push(json!({"Sid": ctx.sid("CloudTrailDecrypt"), "Effect": "Allow",
             "Principal": {"Service": "cloudtrail.amazonaws.com"}, "Action": "kms:Decrypt", "Resource": "*",
             "Condition": {"StringEquals": {"aws:SourceArn": ctx.trail_arns()}}}));
-        v.push(json!({"Sid": "TrailsetupCloudTrailDescribeKey", "Effect": "Allow",
+        v.push(json!({"Sid": ctx.sid("CloudTrailDescribeKey"), "Effect": "Allow",
             "Principal": {"Service": "cloudtrail.amazonaws.com"}, "Action": "kms:DescribeKey", "Resource": "*",
             "Condition": {"StringEquals": {"aws:SourceArn": ctx.trail_arns()}}}));
     }
     if region == ctx.home && !ctx.topic_arns().is_empty() {
         // SQS "Key management": SNS must generate and decrypt data keys to deliver to an encrypted queue
-        v.push(json!({"Sid": "TrailsetupSnsToQueue", "Effect": "Allow",
+        v.push(json!({"Sid": ctx.sid("SnsToQueue"), "Effect": "Allow",
             "Principal": {"Service": ctx.sns_principal_value()}, "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": "*",
             "Condition": {"ArnEquals": {"aws:SourceArn": ctx.topic_arns()}}}));
     }
@@ -234,19 +234,19 @@ pub fn required_statements(ctx: &Ctx, region: &str) -> Vec<Value> {
         if let Some(a) = owner {
             cond["StringEquals"] = json!({"aws:SourceAccount": a});
         }
-        v.push(json!({"Sid": "TrailsetupBucketToQueue", "Effect": "Allow",
+        v.push(json!({"Sid": ctx.sid("BucketToQueue"), "Effect": "Allow",
             "Principal": {"Service": "s3.amazonaws.com"}, "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": "*",
             "Condition": cond}));
     }
     if ctx.trail_regions().iter().any(|r| r == region) {
         // SNS "Enable compatibility between event sources from AWS services and encrypted topics": CloudTrail
         // publishing to the encrypted topic of this region
-        v.push(json!({"Sid": "TrailsetupCloudTrailToTopic", "Effect": "Allow",
+        v.push(json!({"Sid": ctx.sid("CloudTrailToTopic"), "Effect": "Allow",
             "Principal": {"Service": "cloudtrail.amazonaws.com"}, "Action": ["kms:GenerateDataKey*", "kms:Decrypt"], "Resource": "*",
             "Condition": {"StringEquals": {"aws:SourceArn": ctx.trail_arns_in(region)}}}));
         // "Encrypt log data in CloudWatch Logs using AWS Key Management Service": the regional logs principal,
         // limited to our log group by the encryption context
-        v.push(json!({"Sid": "TrailsetupCloudWatchLogs", "Effect": "Allow",
+        v.push(json!({"Sid": ctx.sid("CloudWatchLogs"), "Effect": "Allow",
             "Principal": {"Service": format!("logs.{region}.{}", service_suffix(p))},
             "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"], "Resource": "*",
             "Condition": {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": ctx.log_group_arn_bare(region)}}}));
@@ -259,11 +259,12 @@ fn doc(statements: Vec<Value>) -> Value {
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
-/// Our statements replace the ones with the same Sid; the key's other statements are kept.
-pub fn merged(existing: &Value, ours: &[Value]) -> Value {
+/// Our statements replace the ones with the same Sid (and those of an older trailsetup, whose ids did not name
+/// the stack: `legacy`); the key's other statements, other stacks' among them, are kept.
+pub fn merged(existing: &Value, ours: &[Value], legacy: &[String]) -> Value {
     let sids: Vec<&str> = ours.iter().filter_map(|s| s["Sid"].as_str()).collect();
     let mut st = super::statements(existing);
-    st.retain(|s| !s["Sid"].as_str().is_some_and(|x| sids.contains(&x)));
+    st.retain(|s| !s["Sid"].as_str().is_some_and(|x| sids.contains(&x) || legacy.iter().any(|l| l == x)));
     st.extend(ours.iter().cloned());
     let mut p = existing.clone();
     if p.get("Version").is_none() {
@@ -378,7 +379,7 @@ pub fn changes(ctx: &Ctx, o: &BTreeMap<String, Observed>) -> Vec<Change> {
                     Kind::KmsKeyPolicy,
                     arn.clone(),
                     region.clone(),
-                    json!({"key_arn": arn, "policy": merged(p, &ours)}),
+                    json!({"key_arn": arn, "policy": merged(p, &ours, &ctx.legacy_sids())}),
                     Some(json!({"key_arn": arn, "policy": p})),
                 ),
             }
@@ -475,9 +476,9 @@ mod tests {
     fn merge_keeps_theirs_and_detects_delegation() {
         let theirs = json!({"Version": "2012-10-17", "Statement": [
             {"Sid": "Enable IAM User Permissions", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "kms:*", "Resource": "*"}]});
-        let m = merged(&theirs, &[json!({"Sid": "TrailsetupX", "Effect": "Allow"})]);
+        let m = merged(&theirs, &[json!({"Sid": "TrailsetupX", "Effect": "Allow"})], &[]);
         assert_eq!(m["Statement"].as_array().unwrap().len(), 2);
-        assert_eq!(merged(&m, &[json!({"Sid": "TrailsetupX", "Effect": "Allow"})]), m);
+        assert_eq!(merged(&m, &[json!({"Sid": "TrailsetupX", "Effect": "Allow"})], &[]), m);
         assert!(delegates_to_iam(&theirs, "aws", "123456789012"));
         assert!(!delegates_to_iam(&json!({"Statement": []}), "aws", "123456789012"));
     }

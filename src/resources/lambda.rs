@@ -75,7 +75,7 @@ fn placeholder_endpoint(domain: &str) -> String {
 async fn domain_endpoint(aws: &Aws, region: &str, domain: &str) -> anyhow::Result<Option<String>> {
     let os = aws_sdk_opensearch::Client::new(&aws.at(region));
     match os.describe_domain().domain_name(domain).send().await {
-        Ok(r) => Ok(r.domain_status.and_then(|s| s.endpoint().map(|e| format!("https://{e}")))),
+        Ok(r) => Ok(r.domain_status.filter(|s| s.deleted() != Some(true)).and_then(|s| s.endpoint().map(|e| format!("https://{e}")))),
         Err(e) if code(&e).as_deref() == Some("ResourceNotFoundException") => Ok(None),
         Err(e) => Err(explain(e, &format!("reading OpenSearch domain {domain}"), "es:DescribeDomain")),
     }
@@ -303,10 +303,9 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
             let want_sha = code_sha256(&zip);
             let mut created = false;
             if c.action == Action::Create {
-                // a new role takes a few seconds to be assumable by Lambda: retry that error only, bounded
-                let start = Instant::now();
-                loop {
-                    let res = lambda
+                // a new role takes a few seconds to be assumable by Lambda: that answer is waited out
+                let create = || {
+                    lambda
                         .create_function()
                         .function_name(name)
                         .runtime(Runtime::from(RUNTIME))
@@ -319,23 +318,11 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
                         .description("trailsetup: CloudWatch Logs subscription -> OpenSearch _bulk")
                         .tags(TAG_KEY, &ctx.stack)
                         .send()
-                        .await;
-                    match res {
-                        Ok(_) => {
-                            created = true;
-                            break;
-                        }
-                        Err(e) if code(&e).as_deref() == Some("ResourceConflictException") => break,
-                        Err(e)
-                            if code(&e).as_deref() == Some("InvalidParameterValueException")
-                                && format!("{e:?}").contains("assume")
-                                && start.elapsed() < Duration::from_secs(90) =>
-                        {
-                            tracing::info!("waiting for role {role} to become assumable by Lambda");
-                            tokio::time::sleep(Duration::from_secs(3)).await;
-                        }
-                        Err(e) => return Err(explain(e, &format!("creating function {name} in {r}"), "lambda:CreateFunction")),
-                    }
+                };
+                match crate::aws::eventual::retry("CreateFunction", &format!("function {name} in {r}"), create).await {
+                    Ok(_) => created = true,
+                    Err(e) if code(&e).as_deref() == Some("ResourceConflictException") => {}
+                    Err(e) => return Err(explain(e, &format!("creating function {name} in {r}"), "lambda:CreateFunction")),
                 }
                 wait_ready(&lambda, name, r).await?;
             }
@@ -375,12 +362,16 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
             let dest = DestinationConfig::builder()
                 .on_failure(OnFailure::builder().destination(ctx.queue_arn_in(r, &ctx.forwarder_dlq_name())).build())
                 .build();
-            lambda
-                .put_function_event_invoke_config()
-                .function_name(name)
-                .maximum_retry_attempts(MAX_RETRY_ATTEMPTS)
-                .destination_config(dest)
-                .send()
+            // Lambda checks that the role may send to the destination: its policy was attached moments ago
+            let put = || {
+                lambda
+                    .put_function_event_invoke_config()
+                    .function_name(name)
+                    .maximum_retry_attempts(MAX_RETRY_ATTEMPTS)
+                    .destination_config(dest.clone())
+                    .send()
+            };
+            crate::aws::eventual::retry("PutFunctionEventInvokeConfig", &format!("function {name} in {r}"), put)
                 .await
                 .map_err(|e| {
                     explain(e, &format!("setting the on-failure destination of function {name} in {r}"), "lambda:PutFunctionEventInvokeConfig")

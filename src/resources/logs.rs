@@ -14,9 +14,43 @@ pub fn desired(ctx: &Ctx, region: &str) -> Value {
     json!({"retention_days": ctx.retention_days, "kms_key": ctx.kms_key_for(region), "tags": ctx.tags()})
 }
 
+/// The forwarder's own log group, `/aws/lambda/<name>-forwarder`. Lambda would create it at the first
+/// invocation, untagged and never expiring (and `destroy` would leave it): `init` creates it first, with the
+/// stack's retention and tag (Lambda Developer Guide, "Sending Lambda function logs to CloudWatch Logs": the
+/// function writes to the log group named `/aws/lambda/<function name>`).
+pub fn forwarder_log_group(ctx: &Ctx) -> String {
+    format!("/aws/lambda/{}", ctx.forwarder_name())
+}
+
+/// The forwarder's log group: no KMS key (its lines are run summaries; the key policy's CloudWatch Logs grant
+/// is limited to the trail's log group), so the key is not compared.
+pub fn desired_forwarder(ctx: &Ctx) -> Value {
+    json!({"retention_days": ctx.retention_days, "tags": ctx.tags()})
+}
+
+pub async fn observe_forwarder(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Result<Option<Value>> {
+    let mut v = observe_named(ctx, aws, region, &forwarder_log_group(ctx)).await?;
+    if let Some(Value::Object(m)) = &mut v {
+        m.remove("kms_key");
+    }
+    Ok(v)
+}
+
+pub fn forwarder_changes(ctx: &Ctx, region: &str, now: Option<Value>) -> Vec<Change> {
+    vec![Change::diff(Kind::LogsLogGroup, forwarder_log_group(ctx), region, desired_forwarder(ctx), now)]
+}
+
 pub async fn observe(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Result<Option<Value>> {
+    observe_named(ctx, aws, region, &ctx.log_group()).await
+}
+
+fn group_arn(ctx: &Ctx, region: &str, name: &str) -> String {
+    format!("arn:{}:logs:{region}:{}:log-group:{name}", ctx.partition, ctx.account)
+}
+
+async fn observe_named(ctx: &Ctx, aws: &Aws, region: &str, name: &str) -> anyhow::Result<Option<Value>> {
     let logs = aws_sdk_cloudwatchlogs::Client::new(&aws.at(region));
-    let name = ctx.log_group();
+    let name = name.to_string();
     let r = logs
         .describe_log_groups()
         .log_group_name_prefix(&name)
@@ -26,7 +60,7 @@ pub async fn observe(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Result<Optio
     let Some(g) = r.log_groups().iter().find(|g| g.log_group_name() == Some(name.as_str())) else { return Ok(None) };
     let tags = logs
         .list_tags_for_resource()
-        .resource_arn(ctx.log_group_arn(region).trim_end_matches(":*"))
+        .resource_arn(group_arn(ctx, region, &name))
         .send()
         .await
         .map_err(|e| explain(e, &format!("reading the tags of log group {name} in {region}"), "logs:ListTagsForResource"))?;
@@ -114,29 +148,28 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
         return Err(anyhow!("logs cannot apply {}", c.kind));
     }
     if c.action == Action::Create {
-        match logs
-            .create_log_group()
-            .log_group_name(name)
-            .set_kms_key_id(c.details["kms_key"].as_str().map(String::from))
-            .tags(TAG_KEY, &ctx.stack)
-            .send()
-            .await
-        {
+        // the key policy may have been changed moments ago (KMS is eventually consistent)
+        let create = || {
+            logs.create_log_group()
+                .log_group_name(name)
+                .set_kms_key_id(c.details["kms_key"].as_str().map(String::from))
+                .tags(TAG_KEY, &ctx.stack)
+                .send()
+        };
+        match crate::aws::eventual::retry("CreateLogGroup", &format!("log group {name} in {r}"), create).await {
             Ok(_) => {}
             Err(e) if code(&e).as_deref() == Some("ResourceAlreadyExistsException") => {}
             Err(e) => return Err(explain(e, &format!("creating log group {name} in {r}"), "logs:CreateLogGroup")),
         }
     } else {
         if let Some(k) = c.details["kms_key"].as_str() {
-            logs.associate_kms_key()
-                .log_group_name(name)
-                .kms_key_id(k)
-                .send()
+            let associate = || logs.associate_kms_key().log_group_name(name).kms_key_id(k).send();
+            crate::aws::eventual::retry("AssociateKmsKey", &format!("log group {name} in {r}"), associate)
                 .await
                 .map_err(|e| explain(e, &format!("setting the KMS key of log group {name} in {r}"), "logs:AssociateKmsKey"))?;
         }
         logs.tag_resource()
-            .resource_arn(ctx.log_group_arn(r).trim_end_matches(":*"))
+            .resource_arn(group_arn(ctx, r, name))
             .tags(TAG_KEY, &ctx.stack)
             .send()
             .await

@@ -178,6 +178,31 @@ impl Ctx {
             None => "AWSLogs/".into(),
         }
     }
+    /// The object patterns our readers may GET: under [`Ctx::read_prefix`]; for an organization trail whose
+    /// organization id is unknown, this account's folder in both layouts (`<root><account>/` and
+    /// `<root>o-*/<account>/`), never the whole `AWSLogs/` of the organization. (S3 resource wildcards span `/`:
+    /// `o-*` may stand for anything, but CloudTrail keys hold `/<account>/` only as the account folder.)
+    pub fn read_objects(&self) -> Vec<String> {
+        match &self.reuse {
+            Some(r) if r.organization && r.org_id.is_none() => {
+                let root = r.logs_root();
+                vec![format!("{root}{}/*", self.account), format!("{root}o-*/{}/*", self.account)]
+            }
+            _ => vec![format!("{}*", self.read_prefix())],
+        }
+    }
+    /// The `s3:prefix` values our readers may list: the read prefix and below; for an organization trail of
+    /// unknown id, the root itself and the organization folders (names of keys, not their content: the lister
+    /// discovers the organization's folder), and this account's folder.
+    pub fn list_prefixes(&self) -> Vec<String> {
+        match &self.reuse {
+            Some(r) if r.organization && r.org_id.is_none() => {
+                let root = r.logs_root();
+                vec![root.clone(), format!("{root}{}/*", self.account), format!("{root}o-*")]
+            }
+            _ => vec![self.read_prefix(), format!("{}*", self.read_prefix())],
+        }
+    }
     /// The key the log files are encrypted with: ours, or the reused trail's.
     pub fn log_files_key(&self) -> Option<String> {
         match &self.reuse {
@@ -244,6 +269,27 @@ impl Ctx {
     }
     pub fn tags(&self) -> Value {
         json!({ TAG_KEY: self.stack })
+    }
+    /// The stack in a statement id: `prod-audit` → `ProdAudit` (statement ids are alphanumeric).
+    pub fn stack_sid(&self) -> String {
+        stack_sid(&self.stack)
+    }
+    /// Our statement id for `purpose` in a policy other stacks (or people) may share — a key policy, a domain's
+    /// access policy, a bucket policy: `Trailsetup<Purpose><Stack>`, so that two stacks on one key, domain or
+    /// bucket each keep their own statements, and `destroy` removes only its own.
+    pub fn sid(&self, purpose: &str) -> String {
+        format!("Trailsetup{purpose}{}", self.stack_sid())
+    }
+    /// Is `sid` one of this stack's statements: `Trailsetup<Purpose><Stack>` for one of our purposes, or the
+    /// same without the stack (the ids of versions before statements named their stack; replaced by the next
+    /// `init`, removed by `destroy`).
+    pub fn legacy_sids(&self) -> Vec<String> {
+        SID_PURPOSES.iter().map(|p| format!("Trailsetup{p}")).collect()
+    }
+    pub fn owns_sid(&self, sid: &str) -> bool {
+        let Some(rest) = sid.strip_prefix("Trailsetup") else { return false };
+        let rest = rest.strip_suffix(self.stack_sid().as_str()).unwrap_or(rest);
+        SID_PURPOSES.contains(&rest) || rest.starts_with("TopicsSend")
     }
     /// The region of the OpenSearch endpoint: a domain's is the home region; an AWS endpoint URL names its own.
     pub fn opensearch_region(&self) -> String {
@@ -394,7 +440,7 @@ impl Ctx {
             if let Some(a) = owner {
                 cond["StringEquals"] = json!({"aws:SourceAccount": a});
             }
-            statements.push(json!({"Sid": "TrailsetupBucketSend", "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
+            statements.push(json!({"Sid": self.sid("BucketSend"), "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
                 "Action": "sqs:SendMessage", "Resource": self.queue_arn(&self.queue_name()), "Condition": cond}));
         }
         json!({"Version": "2012-10-17", "Statement": statements})
@@ -419,7 +465,9 @@ impl Ctx {
         }))
     }
     pub fn ingest_worker_policy(&self) -> Value {
-        let mut p = render(INGEST_POLICY, &self.vars(&[("ReadPrefix", json!(self.read_prefix()))]));
+        let objects: Vec<String> = self.read_objects().iter().map(|o| format!("arn:{}:s3:::{}/{o}", self.partition, self.bucket)).collect();
+        let objects = if objects.len() == 1 { json!(objects[0]) } else { json!(objects) };
+        let mut p = render(INGEST_POLICY, &self.vars(&[("ReadObjects", objects), ("ListPrefixes", json!(self.list_prefixes()))]));
         if let Some(st) = p["Statement"].as_array_mut() {
             // the log files are encrypted with the bucket's key (ours, or the reused trail's), the queue with
             // the home region's
@@ -490,6 +538,7 @@ impl Ctx {
     fn vars(&self, extra: &[(&str, Value)]) -> Vec<(String, Value)> {
         let mut v = vec![
             ("Partition".to_string(), json!(self.partition)),
+            ("StackSid".to_string(), json!(self.stack_sid())),
             ("Account".to_string(), json!(self.account)),
             ("Bucket".to_string(), json!(self.bucket)),
             ("TrailArns".to_string(), json!(self.trail_arns())),
@@ -537,6 +586,28 @@ pub fn statements(policy: &Value) -> Vec<Value> {
         Value::Object(o) => vec![Value::Object(o.clone())],
         _ => Vec::new(),
     }
+}
+
+/// Every purpose of a statement trailsetup puts into a policy it does not own alone (see [`Ctx::sid`]).
+pub const SID_PURPOSES: &[&str] = &[
+    "CloudTrailAclCheck",
+    "CloudTrailWrite",
+    "DenyInsecureTransport",
+    "Access",
+    "CloudTrailEncryptLogs",
+    "CloudTrailDecrypt",
+    "CloudTrailDescribeKey",
+    "SnsToQueue",
+    "BucketToQueue",
+    "CloudTrailToTopic",
+    "CloudWatchLogs",
+    "BucketSend",
+    "CloudTrailPublish",
+];
+
+/// `prod-audit` → `ProdAudit`: each part after a `-` starts upper-case.
+pub fn stack_sid(stack: &str) -> String {
+    region_sid(stack)
 }
 
 /// `eu-west-1` → `EuWest1` (statement ids are alphanumeric).
@@ -633,6 +704,8 @@ pub struct Observed {
     pub forwarder_dlqs: BTreeMap<String, Option<Value>>,
     /// region → the trail's log group
     pub log_groups: BTreeMap<String, Option<Value>>,
+    /// region → the forwarder's own log group (`/aws/lambda/<name>-forwarder`)
+    pub forwarder_log_groups: BTreeMap<String, Option<Value>>,
     /// region → topic, its policy and subscription
     pub topics: BTreeMap<String, Option<sns::Observed>>,
     /// trail name → trail
@@ -661,8 +734,8 @@ pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
         anyhow::Ok((r.clone(), l, t, c))
     }));
     let forwarders = futures::future::try_join_all(fw_regions.iter().map(|r| async move {
-        let (f, s) = futures::try_join!(lambda::observe(ctx, aws, r), logs::observe_subscription(ctx, aws, r))?;
-        anyhow::Ok((r.clone(), f, s))
+        let (f, s, g) = futures::try_join!(lambda::observe(ctx, aws, r), logs::observe_subscription(ctx, aws, r), logs::observe_forwarder(ctx, aws, r))?;
+        anyhow::Ok((r.clone(), f, s, g))
     }));
     let s3 = async {
         match ctx.reuse {
@@ -688,7 +761,8 @@ pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
         o.topics.insert(r, t);
         o.trails.extend(c);
     }
-    for (r, f, s) in forwarders {
+    for (r, f, s, g) in forwarders {
+        o.forwarder_log_groups.insert(r.clone(), g);
         o.functions.insert(r.clone(), f);
         o.subscription_filters.insert(r, s);
     }
@@ -706,6 +780,7 @@ pub fn changes(ctx: &Ctx, o: &Observed) -> anyhow::Result<Plan> {
     c.extend(sqs::changes(ctx, &o.sqs));
     for r in ctx.forwarder_regions() {
         c.extend(sqs::forwarder_dlq_changes(ctx, &r, o.forwarder_dlqs.get(&r).cloned().flatten()));
+        c.extend(logs::forwarder_changes(ctx, &r, o.forwarder_log_groups.get(&r).cloned().flatten()));
     }
     for r in ctx.trail_regions() {
         c.extend(logs::changes(ctx, &r, o.log_groups.get(&r).cloned().flatten()));

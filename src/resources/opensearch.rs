@@ -44,8 +44,6 @@ pub const MAX_BURSTABLE_INSTANCES: i32 = 10;
 pub const TLS_POLICY: &str = "Policy-Min-TLS-1-2-PFS-2023-10";
 /// The TLS policies DomainEndpointOptions accepts (OpenSearch Service API reference, `DomainEndpointOptions`).
 pub const TLS_POLICIES: &[&str] = &["Policy-Min-TLS-1-0-2019-07", "Policy-Min-TLS-1-2-2019-07", "Policy-Min-TLS-1-2-PFS-2023-10"];
-/// Sid of our statement in the domain's access policy (merged by Sid into an adopted domain's).
-pub const ACCESS_SID: &str = "TrailsetupAccess";
 const DOMAIN_WAIT: Duration = Duration::from_secs(45 * 60);
 
 /// What a read of something inside the domain (index template, security role) found.
@@ -147,7 +145,10 @@ pub fn desired_domain(ctx: &Ctx, domain: &str) -> Value {
 pub fn merged_access_policy(ctx: &Ctx, domain: &str, existing: Option<&Value>) -> Value {
     let ours = ctx.opensearch_access_policy(domain);
     let mut statements = existing.map(super::statements).unwrap_or_default();
-    statements.retain(|s| s["Sid"] != ACCESS_SID);
+    // ours (by this stack's id, or the id of an older trailsetup that did not name the stack) is replaced;
+    // other stacks' statements on a shared domain are kept
+    let sid = ctx.sid("Access");
+    statements.retain(|s| s["Sid"] != sid.as_str() && s["Sid"] != "TrailsetupAccess");
     statements.extend(ours["Statement"].as_array().cloned().unwrap_or_default());
     let mut p = ours;
     p["Statement"] = Value::Array(statements);
@@ -244,6 +245,15 @@ async fn describe_domain(ctx: &Ctx, aws: &Aws, domain: &str) -> anyhow::Result<O
         Ok(r) => r.domain_status.ok_or_else(|| anyhow!("DescribeDomain {domain}: empty answer"))?,
         Err(e) if code(&e).as_deref() == Some("ResourceNotFoundException") => return Ok(None),
         Err(e) => return Err(explain(e, &format!("reading OpenSearch domain {domain}"), "es:DescribeDomain")),
+    };
+    // A domain being deleted is still described, with `Deleted: true` ("DomainStatus", OpenSearch Service API
+    // reference): it is absent for the plan (CreateDomain then waits for the name to be free).
+    let d = match d {
+        d if d.deleted() == Some(true) => {
+            tracing::info!("OpenSearch domain {domain} is being deleted: treated as absent");
+            return Ok(None);
+        }
+        d => d,
     };
     let tags = os
         .list_tags()
@@ -582,8 +592,10 @@ async fn apply_domain(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<String
     let name = &c.name;
     let d = &c.details;
     let policy = d["access_policy"].to_string();
+    let tag = Tag::builder().key(TAG_KEY).value(&ctx.stack).build()?;
     if c.action == Action::Create {
-        let res = os
+        // a role in the access policy created moments ago, or a domain of this name still being deleted
+        let create = || os
             .create_domain()
             .domain_name(name)
             .engine_version(ENGINE_VERSION)
@@ -606,9 +618,9 @@ async fn apply_domain(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<String
                     .build(),
             )
             .access_policies(&policy)
-            .tag_list(Tag::builder().key(TAG_KEY).value(&ctx.stack).build()?)
-            .send()
-            .await;
+            .tag_list(tag.clone())
+            .send();
+        let res = crate::aws::eventual::retry("CreateDomain", &format!("OpenSearch domain {name}"), create).await;
         match res {
             Ok(_) => {}
             Err(e) if code(&e).as_deref() == Some("ResourceAlreadyExistsException") => {}
@@ -626,7 +638,9 @@ async fn apply_domain(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<String
         if cur["node_to_node_encryption"] != true {
             req = req.node_to_node_encryption_options(NodeToNodeEncryptionOptions::builder().enabled(true).build());
         }
-        req.send().await.map_err(|e| explain(e, &format!("updating OpenSearch domain {name}"), "es:UpdateDomainConfig"))?;
+        crate::aws::eventual::retry("UpdateDomainConfig", &format!("OpenSearch domain {name}"), || req.clone().send())
+            .await
+            .map_err(|e| explain(e, &format!("updating OpenSearch domain {name}"), "es:UpdateDomainConfig"))?;
         let arn = format!("arn:{}:es:{}:{}:domain/{name}", ctx.partition, ctx.home, ctx.account);
         os.add_tags()
             .arn(arn)
@@ -829,11 +843,14 @@ mod tests {
         let ctx = domain_ctx();
         let theirs = json!({"Version": "2012-10-17", "Statement": [
             {"Sid": "Analysts", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:role/analyst"}, "Action": "es:ESHttpGet", "Resource": "*"},
-            {"Sid": ACCESS_SID, "Effect": "Allow", "Principal": {"AWS": "old"}, "Action": "es:*", "Resource": "*"}]});
+            {"Sid": "TrailsetupAccessOther", "Effect": "Allow", "Principal": {"AWS": "other-stack"}, "Action": "es:*", "Resource": "*"},
+            {"Sid": "TrailsetupAccess", "Effect": "Allow", "Principal": {"AWS": "legacy"}, "Action": "es:*", "Resource": "*"},
+            {"Sid": ctx.sid("Access"), "Effect": "Allow", "Principal": {"AWS": "old"}, "Action": "es:*", "Resource": "*"}]});
         let m = merged_access_policy(&ctx, "logs", Some(&theirs));
         let sids: Vec<&str> = m["Statement"].as_array().unwrap().iter().map(|s| s["Sid"].as_str().unwrap()).collect();
-        assert_eq!(sids, ["Analysts", ACCESS_SID]);
-        assert_eq!(m["Statement"][1]["Principal"]["AWS"][1], "arn:aws:iam::123456789012:role/trailsetup-forwarder");
+        // another stack's statement on the shared domain stays; ours and the pre-stack-id one are replaced
+        assert_eq!(sids, ["Analysts", "TrailsetupAccessOther", "TrailsetupAccessTrailsetup"]);
+        assert_eq!(m["Statement"][2]["Principal"]["AWS"][1], "arn:aws:iam::123456789012:role/trailsetup-forwarder");
     }
 
     #[test]

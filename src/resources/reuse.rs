@@ -537,7 +537,12 @@ pub fn warnings(ctx: &Ctx, o: &Observed) -> Vec<String> {
         w.push(format!("trail {} records no management events: they will not reach OpenSearch", r.name));
     }
     if r.organization && r.org_id.is_none() {
-        w.push("the organization id is unknown (organizations:DescribeOrganization): readers are granted every account's logs under the trail's AWSLogs/".into());
+        w.push(format!(
+            "the organization id is unknown (organizations:DescribeOrganization): readers are granted this account's \
+             folder in both layouts ({root}{a}/ and {root}o-*/{a}/), and may list the organization folders' key names",
+            root = r.logs_root(),
+            a = ctx.account
+        ));
     }
     if r.kms_key.is_some() && r.bucket_owned {
         w.push(format!(
@@ -547,6 +552,11 @@ pub fn warnings(ctx: &Ctx, o: &Observed) -> Vec<String> {
         ));
     }
     w
+}
+
+/// A policy value: one string alone, several as an array (as IAM itself writes them).
+fn one_or_many(mut v: Vec<String>) -> Value {
+    if v.len() == 1 { json!(v.remove(0)) } else { json!(v) }
 }
 
 /// What the owner of a bucket or topic in another account must add, as statements to paste.
@@ -569,11 +579,11 @@ pub fn owner_actions(ctx: &Ctx) -> Vec<Value> {
                 format!("add to the bucket policy: account {} may read its own logs (its ingest-worker policy grants it to the workers)", ctx.account)
             },
             "statements": [
-                {"Sid": format!("TrailsetupRead{}", ctx.account), "Effect": "Allow", "Principal": {"AWS": readers},
-                 "Action": "s3:GetObject", "Resource": format!("arn:{p}:s3:::{}/{prefix}*", r.bucket)},
-                {"Sid": format!("TrailsetupList{}", ctx.account), "Effect": "Allow", "Principal": {"AWS": readers},
+                {"Sid": format!("TrailsetupRead{}{}", ctx.account, ctx.stack_sid()), "Effect": "Allow", "Principal": {"AWS": readers},
+                 "Action": "s3:GetObject", "Resource": one_or_many(ctx.read_objects().iter().map(|o| format!("arn:{p}:s3:::{}/{o}", r.bucket)).collect())},
+                {"Sid": format!("TrailsetupList{}{}", ctx.account, ctx.stack_sid()), "Effect": "Allow", "Principal": {"AWS": readers},
                  "Action": "s3:ListBucket", "Resource": format!("arn:{p}:s3:::{}", r.bucket),
-                 "Condition": {"StringLike": {"s3:prefix": [prefix.clone(), format!("{prefix}*")]}}}
+                 "Condition": {"StringLike": {"s3:prefix": ctx.list_prefixes()}}}
             ]
         }));
         if let Some(role) = &r.source_role {
@@ -591,7 +601,7 @@ pub fn owner_actions(ctx: &Ctx) -> Vec<Value> {
                 "owner": "the KMS key owner",
                 "resource": r.kms_key,
                 "what": "the trail's key must let the readers decrypt the log files (key policy)",
-                "statements": [{"Sid": format!("TrailsetupDecrypt{}", ctx.account), "Effect": "Allow", "Principal": {"AWS": readers},
+                "statements": [{"Sid": format!("TrailsetupDecrypt{}{}", ctx.account, ctx.stack_sid()), "Effect": "Allow", "Principal": {"AWS": readers},
                                 "Action": "kms:Decrypt", "Resource": "*"}]
             }));
         }
@@ -601,7 +611,7 @@ pub fn owner_actions(ctx: &Ctx) -> Vec<Value> {
             "owner": "the topic owner",
             "resource": t,
             "what": format!("allow this account to subscribe queue {} (topic policy), then run `trailsetup init` again to subscribe it", ctx.queue_name()),
-            "statements": [{"Sid": format!("TrailsetupSubscribe{}", ctx.account), "Effect": "Allow",
+            "statements": [{"Sid": format!("TrailsetupSubscribe{}{}", ctx.account, ctx.stack_sid()), "Effect": "Allow",
                             "Principal": {"AWS": format!("arn:{p}:iam::{}:root", ctx.account)},
                             "Action": "sns:Subscribe", "Resource": t,
                             "Condition": {"StringEquals": {"sns:Protocol": "sqs", "sns:Endpoint": ctx.queue_arn(&ctx.queue_name())}}}]
@@ -673,11 +683,15 @@ async fn rewrite_notifications(ctx: &Ctx, aws: &Aws, region: &str, bucket: &str,
         .set_lambda_function_configurations(Some(cur.lambda_function_configurations().to_vec()))
         .set_event_bridge_configuration(cur.event_bridge_configuration().cloned())
         .build();
-    s3.put_bucket_notification_configuration()
-        .bucket(bucket)
-        .notification_configuration(cfg)
-        .expected_bucket_owner(&ctx.account)
-        .send()
+    // S3 tests each destination, and refuses while the queue policy we just set propagates
+    let put = || {
+        s3.put_bucket_notification_configuration()
+            .bucket(bucket)
+            .notification_configuration(cfg.clone())
+            .expected_bucket_owner(&ctx.account)
+            .send()
+    };
+    crate::aws::eventual::retry("PutBucketNotificationConfiguration", &format!("the event notifications of bucket {bucket}"), put)
         .await
         .map_err(|e| explain(e, &format!("writing the event notifications of bucket {bucket}"), "s3:PutBucketNotification"))?;
     Ok(())

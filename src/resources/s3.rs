@@ -34,7 +34,7 @@ pub fn merged_policy(ctx: &Ctx, existing: Option<&Value>) -> Value {
         .and_then(|e| e["Statement"].as_array().cloned())
         .unwrap_or_default()
         .into_iter()
-        .filter(|s| !s["Sid"].as_str().is_some_and(|sid| our_sids.contains(&sid)))
+        .filter(|s| !s["Sid"].as_str().is_some_and(|sid| our_sids.contains(&sid) || ctx.legacy_sids().iter().any(|l| l == sid)))
         .collect();
     statements.extend(ours["Statement"].as_array().cloned().unwrap_or_default());
     let mut p = ours.clone();
@@ -306,9 +306,11 @@ mod tests {
         let ctx = crate::resources::test_ctx(TrailMode::MultiRegion);
         let theirs = json!({"Version": "2012-10-17", "Statement": [
             {"Sid": "Theirs", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::1:root"}, "Action": "s3:GetObject", "Resource": "*"},
+            {"Sid": "TrailsetupCloudTrailWriteOther", "Effect": "Allow", "Action": "s3:PutObject", "Resource": "another stack's"},
             {"Sid": "TrailsetupCloudTrailWrite", "Effect": "Allow", "Action": "s3:PutObject", "Resource": "old"}]});
         let m = merged_policy(&ctx, Some(&theirs));
         let sids: Vec<&str> = m["Statement"].as_array().unwrap().iter().map(|s| s["Sid"].as_str().unwrap()).collect();
-        assert_eq!(sids, ["Theirs", "TrailsetupCloudTrailAclCheck", "TrailsetupCloudTrailWrite", "TrailsetupDenyInsecureTransport"]);
+        // another stack's statements on a shared bucket stay; the id without a stack (an older trailsetup's) goes
+        assert_eq!(sids, ["Theirs", "TrailsetupCloudTrailWriteOther", "TrailsetupCloudTrailAclCheckTrailsetup", "TrailsetupCloudTrailWriteTrailsetup", "TrailsetupDenyInsecureTransportTrailsetup"]);
     }
 }

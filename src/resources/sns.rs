@@ -166,25 +166,57 @@ pub async fn delete(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
 pub async fn check(ctx: &Ctx, aws: &Aws) -> Vec<Check> {
     let mut out = Vec::new();
     let queue = ctx.queue_arn(&ctx.queue_name());
-    for r in ctx.trail_regions() {
-        let sns = aws_sdk_sns::Client::new(&aws.at(&r));
-        let topic = ctx.topic_arn(&r);
-        let subs = match sns.list_subscriptions_by_topic().topic_arn(&topic).send().await {
-            Ok(s) => s,
-            Err(e) => {
-                out.push(found("subscription", &topic, &r, Level::Fail, format!("{:#}", crate::aws::explain(e, "listing subscriptions", "sns:ListSubscriptionsByTopic")), "run `trailsetup init`"));
-                continue;
-            }
-        };
-        let ours = subs.subscriptions().iter().find(|s| s.protocol() == Some("sqs") && s.endpoint() == Some(queue.as_str()));
-        out.push(match ours.and_then(|s| s.subscription_arn()) {
-            None => found("subscription", subscription_name(ctx), &r, Level::Fail,
-                "the topic does not deliver to the queue: new log files are not announced to `ingest`", "run `trailsetup init` (it subscribes the queue again)"),
-            Some("PendingConfirmation") => found("subscription", subscription_name(ctx), &r, Level::Fail,
+    // every topic the queue listens to: ours, or the reused trail's (which may be in another account)
+    for (r, topic) in ctx.notification_topics() {
+        let name = if ctx.reuse.is_some() { topic.clone() } else { subscription_name(ctx) };
+        out.push(match subscription_of(aws, &r, &topic, &queue).await {
+            Err(e) => found("subscription", &topic, &r, Level::Fail, format!("{e:#}"), "run `trailsetup init`"),
+            Ok(None) => found("subscription", &name, &r, Level::Fail,
+                format!("{topic} does not deliver to the queue: new log files are not announced to `ingest`"),
+                "run `trailsetup init` (it subscribes the queue again)"),
+            Ok(Some(arn)) if arn == "PendingConfirmation" => found("subscription", &name, &r, Level::Fail,
                 "pending confirmation", "run `trailsetup init` as the queue's owner (its subscriptions confirm at once)"),
-            Some(_) => found("subscription", subscription_name(ctx), &r, Level::Ok, "confirmed", ""),
+            Ok(Some(_)) => found("subscription", &name, &r, Level::Ok, "confirmed", ""),
         });
     }
     out
 }
 
+/// The ARN of `queue`'s SQS subscription to `topic` (`PendingConfirmation` while unconfirmed), or `None`. Read
+/// from the topic's subscriptions; when the topic belongs to another account that does not let us list them,
+/// from this account's own subscriptions in that region (a subscription is owned by the subscriber).
+async fn subscription_of(aws: &Aws, region: &str, topic: &str, queue: &str) -> anyhow::Result<Option<String>> {
+    let sns = aws_sdk_sns::Client::new(&aws.at(region));
+    let pick = |subs: &[aws_sdk_sns::types::Subscription]| {
+        subs.iter()
+            .find(|s| s.protocol() == Some("sqs") && s.endpoint() == Some(queue) && s.topic_arn().is_none_or(|t| t == topic))
+            .map(|s| s.subscription_arn().unwrap_or("PendingConfirmation").to_string())
+    };
+    let mut pages = sns.list_subscriptions_by_topic().topic_arn(topic).into_paginator().send();
+    let mut refused = false;
+    while let Some(page) = pages.next().await {
+        match page {
+            Ok(p) => {
+                if let Some(a) = pick(p.subscriptions()) {
+                    return Ok(Some(a));
+                }
+            }
+            Err(e) if crate::aws::code(&e).as_deref() == Some("AuthorizationError") => {
+                refused = true;
+                break;
+            }
+            Err(e) => return Err(explain(e, &format!("listing the subscriptions of {topic}"), "sns:ListSubscriptionsByTopic")),
+        }
+    }
+    if !refused {
+        return Ok(None);
+    }
+    let mut pages = sns.list_subscriptions().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let p = page.map_err(|e| explain(e, &format!("listing this account's subscriptions in {region}"), "sns:ListSubscriptions"))?;
+        if let Some(a) = pick(p.subscriptions()) {
+            return Ok(Some(a));
+        }
+    }
+    Ok(None)
+}

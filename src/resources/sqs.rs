@@ -65,13 +65,12 @@ pub async fn queue_url_in(aws: &Aws, region: &str, name: &str) -> anyhow::Result
 async fn observe_queue(aws: &Aws, region: &str, name: &str, desired: &Value) -> anyhow::Result<Option<(Value, Option<Value>)>> {
     let Some(url) = queue_url_in(aws, region, name).await? else { return Ok(None) };
     let sqs = client(aws, region);
-    let r = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(A::All)
-        .send()
-        .await
-        .map_err(|e| explain(e, &format!("reading queue {name}"), "sqs:GetQueueAttributes"))?;
+    let r = match sqs.get_queue_attributes().queue_url(&url).attribute_names(A::All).send().await {
+        Ok(r) => r,
+        // GetQueueUrl can still answer for a queue deleted moments ago (init right after destroy): it is gone
+        Err(e) if matches!(code(&e).as_deref(), Some("AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist")) => return Ok(None),
+        Err(e) => return Err(explain(e, &format!("reading queue {name}"), "sqs:GetQueueAttributes")),
+    };
     let attrs: HashMap<String, String> = r.attributes().map(|m| m.iter().map(|(k, v)| (k.as_str().to_string(), v.clone())).collect()).unwrap_or_default();
     let mut cur = Map::new();
     for k in desired["attributes"].as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
@@ -151,7 +150,9 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
             if c.action == Action::Create {
                 let tags: HashMap<String, String> =
                     [(super::TAG_KEY.to_string(), ctx.stack.clone())].into_iter().collect();
-                match sqs.create_queue().queue_name(name).set_attributes(Some(attrs.clone())).set_tags(Some(tags)).send().await {
+                // a name deleted less than 60 s ago (init right after destroy) is refused until then
+                let create = || sqs.create_queue().queue_name(name).set_attributes(Some(attrs.clone())).set_tags(Some(tags.clone())).send();
+                match crate::aws::eventual::retry("CreateQueue", &format!("queue {name} in {}", c.region), create).await {
                     Ok(_) => return Ok(()),
                     // exists with other attributes: fall through to set them
                     Err(e) if code(&e).as_deref() == Some("QueueAlreadyExists") => {}

@@ -329,9 +329,10 @@ pub fn fill(d: &mut Draft, facts: &Facts, yes: bool, dry_run: bool) -> anyhow::R
                 d.opensearch_url = Some(
                     Input::<String>::with_theme(&theme)
                         .with_prompt("OpenSearch endpoint URL")
-                        .validate_with(|s: &String| match url::Url::parse(s.trim()) {
-                            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
-                            _ => Err(format!("{s:?} is not an http(s) URL such as https://search.example.com")),
+                        .validate_with(|s: &String| match crate::ingest::opensearch::parse_url(s.trim()) {
+                            Ok(u) if u.host_str().is_some() => Ok(()),
+                            Ok(_) => Err(format!("{s:?} is not an http(s) URL such as https://search.example.com")),
+                            Err(e) => Err(format!("{e:#}")),
                         })
                         .interact_text_on(&term)
                         .map_err(prompt_err)?

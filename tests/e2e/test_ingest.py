@@ -52,7 +52,8 @@ def s3_event(keys):
 
 
 def ingest(run_cli, args, env=None, expect_rc=0, timeout=600):
-    rc, out, err = run_cli(["ingest", "--output", "json", "--drain", *args], env=env, timeout=timeout)
+    # ingest loads only the files of the buckets it is told about (--bucket, or init's state file)
+    rc, out, err = run_cli(["ingest", "--output", "json", "--drain", "--bucket", BUCKET, *args], env=env, timeout=timeout)
     assert rc == expect_rc, f"rc={rc}\n{out[-2000:]}\n{err[-3000:]}"
     s = json.loads(out)["ingest"]
     assert s["records"] == s["indexed"] + s["duplicates"] + s["quarantined"]
@@ -105,7 +106,7 @@ def test_enqueue_then_three_workers_exact(run_cli, moto_reset, boto, opensearch_
     assert rc == 0, err
     assert json.loads(out)["enqueue"]["files"] == len(keys) == 200
     assert queue_counts(sqs, q)[0] == len(keys)
-    argv = [str(trailsetup_bin), "ingest", "--drain", "--output", "json", "--queue-url", q, "--opensearch-url",
+    argv = [str(trailsetup_bin), "ingest", "--drain", "--output", "json", "--bucket", BUCKET, "--queue-url", q, "--opensearch-url",
             opensearch_url, "--index-prefix", prefix, "--visibility-timeout", "30"]
     procs = [subprocess.Popen(argv, env=aws_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
     results = []
@@ -129,7 +130,7 @@ def test_kill_9_worker_then_restart_exact(run_cli, moto_reset, boto, opensearch_
     q, _ = make_queues(sqs, max_receive=5)
     rc, out, err = run_cli(["backfill", "--bucket", BUCKET, "--enqueue", q])
     assert rc == 0, err
-    argv = [str(trailsetup_bin), "ingest", "--drain", "--output", "json", "--queue-url", q, "--opensearch-url",
+    argv = [str(trailsetup_bin), "ingest", "--drain", "--output", "json", "--bucket", BUCKET, "--queue-url", q, "--opensearch-url",
             opensearch_url, "--index-prefix", prefix, "--visibility-timeout", "3", "--bulk-mib", "0.1",
             "--bulk-concurrency", "1"]
     p = subprocess.Popen(argv, env=aws_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -152,7 +153,7 @@ def test_sigterm_finishes_in_flight_without_loss(run_cli, moto_reset, boto, open
     upload_tree(s3, synth(tmp_path, 20_000, "corpus", per_file=100))
     q, _ = make_queues(sqs)
     assert run_cli(["backfill", "--bucket", BUCKET, "--enqueue", q])[0] == 0
-    argv = [str(trailsetup_bin), "ingest", "--output", "json", "--queue-url", q, "--opensearch-url", opensearch_url,
+    argv = [str(trailsetup_bin), "ingest", "--output", "json", "--bucket", BUCKET, "--queue-url", q, "--opensearch-url", opensearch_url,
             "--index-prefix", prefix, "--visibility-timeout", "3", "--bulk-mib", "0.1", "--bulk-concurrency", "1"]
     p = subprocess.Popen(argv, env=aws_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_until_count(opensearch_url, f"{prefix}-*", 3_000, p)

@@ -134,7 +134,7 @@ def test_canary_end_to_end_with_the_test_playing_cloudtrail(moto_reset, run_cli,
             threading.Timer(1.0, deliver, args=(headers.get("User-Agent", ua),)).start()
         return None
 
-    ingest = subprocess.Popen([str(trailsetup_bin), "ingest"], env=aws_env, cwd=tmp_path,
+    ingest = subprocess.Popen([str(trailsetup_bin), "ingest", "--bucket", bucket], env=aws_env, cwd=tmp_path,
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     srv, url, _ = start_proxy(moto_reset, answer=watch)
     try:
