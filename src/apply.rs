@@ -14,15 +14,28 @@ use crate::resources::{self, Aws, Ctx};
 /// What apply learned that the plan could not know (a new domain's endpoint).
 #[derive(Debug, Default)]
 pub struct Applied {
+    /// Changes made.
     pub changed: usize,
+    /// Changes not made here, with what to run and from where (OpenSearch not reachable from this machine).
+    pub deferred: Vec<(String, String)>,
     pub opensearch_endpoint: Option<String>,
+}
+
+/// How one change ended.
+pub enum Outcome {
+    Done,
+    /// Done, and it gave the OpenSearch endpoint.
+    Endpoint(String),
+    /// Not made here; why, and what to run from where.
+    Deferred(String),
 }
 
 /// (stage, chain key): changes with the same key run in plan order; chains of one stage run in parallel.
 fn stage(c: &Change) -> (u8, String) {
     match c.kind {
         Kind::KmsKeyPolicy => (0, format!("kms/{}", c.name)),
-        Kind::IamRole | Kind::IamPolicy => (1, "iam".into()),
+        // the forwarder's secret first in the IAM chain: the forwarder's policy names its ARN
+        Kind::IamRole | Kind::IamPolicy | Kind::SecretsManagerSecret => (1, "iam".into()),
         Kind::S3Bucket | Kind::S3BucketPolicy => (1, "s3".into()),
         Kind::SqsQueue | Kind::SqsQueuePolicy => (1, format!("sqs/{}", c.region)),
         Kind::LogsLogGroup | Kind::SnsTopic | Kind::SnsTopicPolicy | Kind::SnsSubscription | Kind::CloudTrailTrail => (2, c.region.clone()),
@@ -47,18 +60,20 @@ pub fn schedule(plan: &Plan) -> Vec<Vec<Vec<&Change>>> {
     stages.into_iter().map(|s| s.into_iter().map(|(_, v)| v).collect()).filter(|s: &Vec<Vec<&Change>>| !s.is_empty()).collect()
 }
 
-async fn apply_one(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<Option<String>> {
+async fn apply_one(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<Outcome> {
     tracing::info!("{:?} {} {} [{}]", c.action, c.kind, c.name, c.region);
+    let done = |r: anyhow::Result<()>| r.map(|_| Outcome::Done);
     let r = match c.kind {
-        Kind::IamRole | Kind::IamPolicy => resources::iam::apply(ctx, aws, c).await.map(|_| None),
-        Kind::S3Bucket | Kind::S3BucketPolicy => resources::s3::apply(ctx, aws, c).await.map(|_| None),
-        Kind::S3BucketNotification => resources::reuse::apply(ctx, aws, c).await.map(|_| None),
-        Kind::SqsQueue | Kind::SqsQueuePolicy => resources::sqs::apply(ctx, aws, c).await.map(|_| None),
-        Kind::SnsTopic | Kind::SnsTopicPolicy | Kind::SnsSubscription => resources::sns::apply(ctx, aws, c).await.map(|_| None),
-        Kind::LogsLogGroup | Kind::LogsSubscriptionFilter => resources::logs::apply(ctx, aws, c).await.map(|_| None),
-        Kind::KmsKeyPolicy => resources::kms::apply(aws, c).await.map(|_| None),
-        Kind::CloudTrailTrail => resources::cloudtrail::apply(ctx, aws, c).await.map(|_| None),
-        Kind::LambdaFunction | Kind::LambdaPermission => resources::lambda::apply(ctx, aws, c).await.map(|_| None),
+        Kind::IamRole | Kind::IamPolicy => done(resources::iam::apply(ctx, aws, c).await),
+        Kind::S3Bucket | Kind::S3BucketPolicy => done(resources::s3::apply(ctx, aws, c).await),
+        Kind::S3BucketNotification => done(resources::reuse::apply(ctx, aws, c).await),
+        Kind::SqsQueue | Kind::SqsQueuePolicy => done(resources::sqs::apply(ctx, aws, c).await),
+        Kind::SnsTopic | Kind::SnsTopicPolicy | Kind::SnsSubscription => done(resources::sns::apply(ctx, aws, c).await),
+        Kind::LogsLogGroup | Kind::LogsSubscriptionFilter => done(resources::logs::apply(ctx, aws, c).await),
+        Kind::KmsKeyPolicy => done(resources::kms::apply(aws, c).await),
+        Kind::SecretsManagerSecret => done(resources::secretsmanager::apply(ctx, aws, c).await),
+        Kind::CloudTrailTrail => done(resources::cloudtrail::apply(ctx, aws, c).await),
+        Kind::LambdaFunction | Kind::LambdaPermission => done(resources::lambda::apply(ctx, aws, c).await),
         Kind::OpenSearchDomain | Kind::OpenSearchRoleMapping | Kind::OpenSearchIndexTemplate => resources::opensearch::apply(ctx, aws, c).await,
     };
     r.with_context(|| format!("{} {} [{}] was not applied", c.kind, c.name, c.region))
@@ -68,6 +83,8 @@ async fn apply_one(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<Option<St
 pub enum Event<'a> {
     Started(&'a Change),
     Finished(&'a Change, std::time::Duration),
+    /// Not made here (see [`Outcome::Deferred`]).
+    Deferred(&'a Change, &'a str),
 }
 
 pub async fn apply(ctx: &Ctx, aws: &Aws, plan: &Plan, note: impl Fn(Event<'_>) + Sync) -> anyhow::Result<Applied> {
@@ -79,6 +96,7 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, plan: &Plan, note: impl Fn(Event<'_>) +
             let note = &note;
             async move {
                 let mut endpoint: Option<String> = None;
+                let (mut done, mut deferred) = (0usize, Vec::new());
                 let mut aws = aws;
                 for c in &chain {
                     if matches!(c.kind, Kind::OpenSearchRoleMapping | Kind::OpenSearchIndexTemplate) && aws.search.is_none() {
@@ -88,17 +106,29 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, plan: &Plan, note: impl Fn(Event<'_>) +
                     }
                     note(Event::Started(c));
                     let t0 = std::time::Instant::now();
-                    if let Some(ep) = apply_one(ctx, &aws, c).await? {
-                        endpoint = Some(ep);
+                    match apply_one(ctx, &aws, c).await? {
+                        Outcome::Done => {
+                            done += 1;
+                            note(Event::Finished(c, t0.elapsed()));
+                        }
+                        Outcome::Endpoint(ep) => {
+                            endpoint = Some(ep);
+                            done += 1;
+                            note(Event::Finished(c, t0.elapsed()));
+                        }
+                        Outcome::Deferred(why) => {
+                            note(Event::Deferred(c, &why));
+                            deferred.push((format!("{} {} [{}]", c.kind, c.name, c.region), why));
+                        }
                     }
-                    note(Event::Finished(c, t0.elapsed()));
                 }
-                anyhow::Ok((chain.len(), endpoint))
+                anyhow::Ok((done, deferred, endpoint))
             }
         }))
         .await?;
-        for (n, ep) in results {
+        for (n, deferred, ep) in results {
             out.changed += n;
+            out.deferred.extend(deferred);
             if ep.is_some() {
                 out.opensearch_endpoint = ep;
             }

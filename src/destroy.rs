@@ -171,6 +171,8 @@ pub fn changes(ctx: &Ctx, o: &Observed, created: &std::collections::BTreeSet<Str
     delete_if_ours(ctx, &mut c, Kind::IamRole, &ctx.logs_role(), "global", &o.iam.logs_role);
     delete_if_ours(ctx, &mut c, Kind::IamPolicy, &fw, "global", &o.iam.forwarder_policy);
     delete_if_ours(ctx, &mut c, Kind::IamPolicy, &ctx.ingest_policy(), "global", &o.iam.ingest_policy);
+    // the forwarder's basic-auth secret (its function and role are gone above), at once: no recovery window
+    delete_if_ours(ctx, &mut c, Kind::SecretsManagerSecret, &ctx.secret_name(), &ctx.home, &o.secret.secret);
     // keys are never ours: only our statements leave their policies
     for (arn, k) in &o.key_policies {
         if let resources::kms::Observed::Policy(p) = k {
@@ -209,6 +211,7 @@ pub async fn apply_one(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
         Kind::S3BucketNotification => reuse::delete(ctx, aws, c).await,
         Kind::IamRole | Kind::IamPolicy => iam::delete(ctx, aws, c).await,
         Kind::KmsKeyPolicy => kms::apply(aws, c).await,
+        Kind::SecretsManagerSecret => secretsmanager::delete(ctx, aws, c).await,
     }
 }
 
@@ -252,6 +255,8 @@ pub(crate) fn ctx_for(common: &Common, a: &DestroyArgs, state: Option<&State>, a
         index_prefix: state.and_then(|s| s.index_prefix.clone()).unwrap_or_else(|| crate::ingest::DEFAULT_PREFIX.into()),
         ingest_roles: state.map(|s| s.ingest_roles.clone()).unwrap_or_default(),
         reuse: state.and_then(|s| s.use_trail.clone()),
+        // the secret's value is neither read nor written here
+        basic_auth: None,
     })
 }
 
@@ -296,6 +301,13 @@ pub async fn run(common: &Common, a: &DestroyArgs, out: &Output) -> anyhow::Resu
             .find(|(n, _)| *n == name)
         {
             observed.trails.insert(name, v);
+        }
+        // and the forwarder's basic-auth secret by its name (the lost state does not say the auth was basic)
+        if observed.secret.secret.is_none() {
+            match resources::secretsmanager::observe_named(&ctx, &aws, None).await {
+                Ok(s) => observed.secret = s,
+                Err(e) => tracing::warn!("not looking for secret {}: {e:#}", ctx.secret_name()),
+            }
         }
     }
     let created = state.as_ref().map(|s| s.created.clone()).unwrap_or_default();

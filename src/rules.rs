@@ -126,6 +126,19 @@ fn policies_in(v: &Value, out: &mut Vec<Value>) {
     }
 }
 
+/// Every string in a JSON value.
+fn strings_in(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| strings_in(x, out)),
+        Value::Object(m) => m.iter().for_each(|(k, x)| {
+            out.push(k.clone());
+            strings_in(x, out)
+        }),
+        _ => {}
+    }
+}
+
 fn key_region(arn: &str) -> Option<String> {
     arn.starts_with("arn:").then(|| arn.split(':').nth(3).unwrap_or_default().to_string())
 }
@@ -651,6 +664,78 @@ pub const RULES: &[Rule] = &[
         },
     },
     Rule {
+        name: "forwarder-password-in-secrets-manager",
+        doc: "AWS Lambda Developer Guide, \"Working with Lambda environment variables\" (use AWS Secrets Manager instead of environment variables for credentials) and \"Use Secrets Manager secrets in Lambda functions\"; Secrets Manager User Guide, \"Permissions reference for Secrets Manager\" (the ARN's random suffix) and \"Secret encryption and decryption in AWS Secrets Manager\" (kms:ViaService)",
+        check: |ctx, plan, c| {
+            let secrets: Vec<&Change> = of_kind(plan, "secretsmanager-secret").collect();
+            let policies: Vec<(String, Value)> = plan
+                .changes
+                .iter()
+                .filter(|ch| matches!(ch.kind.as_str(), "iam-policy" | "iam-role"))
+                .flat_map(|ch| {
+                    let mut ps = Vec::new();
+                    policies_in(&ch.details, &mut ps);
+                    ps.into_iter().map(move |p| (ch.name.clone(), p))
+                })
+                .collect();
+            // of the roles and policies we write, only the forwarder's grants anything of Secrets Manager
+            let sm = |st: &Value| strings(&st["Action"]).iter().any(|a| a.to_ascii_lowercase().starts_with("secretsmanager:"));
+            for (name, p) in &policies {
+                for st in statements(p).iter().filter(|s| sm(s)) {
+                    c.ok(*name == ctx.forwarder_name() && ctx.uses_secret(), || format!("policy {name} grants Secrets Manager actions: {st}"));
+                }
+            }
+            // no password (nor user) in any function's environment; the secret's ARN with basic auth only
+            for f in of_kind(plan, "lambda-function") {
+                let env = f.details["environment"].as_object().cloned().unwrap_or_default();
+                c.ok(!env.keys().any(|k| k.to_ascii_uppercase().contains("PASSWORD")) && !env.contains_key("OPENSEARCH_USER"),
+                    || format!("forwarder in {}: a password in its environment: {:?}", f.region, env.keys().collect::<Vec<_>>()));
+                if env.get("OPENSEARCH_AUTH").and_then(|v| v.as_str()) != Some("basic") {
+                    c.ok(!env.contains_key("OPENSEARCH_SECRET_ARN"), || format!("forwarder in {}: OPENSEARCH_SECRET_ARN without basic auth", f.region));
+                }
+            }
+            // the password itself nowhere in the plan (nor in any hash of it: the plan holds none)
+            if let Some(auth) = &ctx.basic_auth {
+                let mut texts = Vec::new();
+                for ch in &plan.changes {
+                    strings_in(&ch.details, &mut texts);
+                }
+                c.ok(!texts.iter().any(|t| auth.leaks_into(t)), || "the OpenSearch password is in the plan".into());
+            }
+            if !ctx.uses_secret() {
+                c.ok(secrets.is_empty(), || format!("a secret without a basic-auth forwarder: {secrets:?}"));
+                return;
+            }
+            let [secret] = secrets.as_slice() else { return c.ok(false, || format!("one secret {} expected, found {}", ctx.secret_name(), secrets.len())) };
+            let d = &secret.details;
+            c.ok(secret.name == ctx.secret_name() && secret.region == ctx.home && d["tags"] == ctx.tags(),
+                || format!("the secret is {} in the home region {}, tagged {}: {} [{}] {}", ctx.secret_name(), ctx.home, ctx.tags(), secret.name, secret.region, d["tags"]));
+            c.ok(matches!(d["value"].as_str(), Some("new" | "changed" | "unchanged" | "not compared")), || format!("the secret's value is shown as new/changed/unchanged only: {}", d["value"]));
+            let arn = d["arn"].as_str().unwrap_or_default();
+            let known = arn.starts_with("arn:");
+            for f in of_kind(plan, "lambda-function") {
+                c.ok(f.details["environment"]["OPENSEARCH_SECRET_ARN"] == arn, || format!("forwarder in {} must read OPENSEARCH_SECRET_ARN = {arn}: {}", f.region, f.details["environment"]));
+            }
+            // GetSecretValue on that one secret: its ARN, or before it exists the name and exactly six characters
+            let want = if known { arn.to_string() } else { ctx.secret_arn_pattern() };
+            let fwd: Vec<&Value> = policies.iter().filter(|(n, _)| *n == ctx.forwarder_name()).map(|x| &x.1).collect();
+            let reads: Vec<Value> = fwd.iter().flat_map(|p| statements(p)).filter(|s| sm(s)).collect();
+            c.ok(reads.len() == 1 && reads[0]["Effect"] == "Allow" && strings(&reads[0]["Action"]) == ["secretsmanager:GetSecretValue"]
+                && strings(&reads[0]["Resource"]) == [want.clone()] && reads[0].get("NotResource").is_none(),
+                || format!("the forwarder's policy must allow secretsmanager:GetSecretValue on {want} only: {reads:?}"));
+            // encrypted with the home region's key: the forwarder decrypts through Secrets Manager only
+            let key = ctx.kms_key_for(&ctx.home);
+            c.ok(d["kms_key"].as_str().map(String::from) == key, || format!("the secret's key must be the home region's: {} vs {key:?}", d["kms_key"]));
+            if let Some(k) = key {
+                let via = format!("secretsmanager.{}.amazonaws.com", ctx.home);
+                let dec = fwd.iter().flat_map(|p| statements(p)).find(|s| s["Sid"] == "DecryptOpenSearchSecret");
+                c.ok(dec.as_ref().is_some_and(|s| strings(&s["Action"]) == ["kms:Decrypt"] && condition(s, "StringEquals", "kms:ViaService") == [via.clone()]
+                    && (strings(&s["Resource"]) == [k.clone()] || unresolved(ctx))),
+                    || format!("the forwarder must decrypt with {k} through {via} only: {dec:?}"));
+            }
+        },
+    },
+    Rule {
         name: "logs-invoke-permission-scoped",
         doc: "CloudWatch Logs User Guide, \"Subscription filters with AWS Lambda\" (lambda add-permission with --source-arn and --source-account)",
         check: |ctx, plan, c| {
@@ -729,7 +814,7 @@ fn key_refs(plan: &Plan) -> Vec<(String, String, String)> {
     let mut v = Vec::new();
     for ch in &plan.changes {
         let k = match ch.kind.as_str() {
-            "cloudtrail-trail" | "sns-topic" | "logs-log-group" => ch.details["kms_key"].as_str().map(String::from),
+            "cloudtrail-trail" | "sns-topic" | "logs-log-group" | "secretsmanager-secret" => ch.details["kms_key"].as_str().map(String::from),
             "s3-bucket" => ch.details["encryption"]["kms_key"].as_str().map(String::from),
             "sqs-queue" => ch.details["attributes"]["KmsMasterKeyId"].as_str().map(String::from),
             _ => None,

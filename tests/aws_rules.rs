@@ -9,6 +9,8 @@ use serde_json::{json, Value};
 use trailsetup::cli::TrailMode;
 use trailsetup::plan::{Action, Plan};
 use trailsetup::resources::reuse::{self, Reuse};
+use trailsetup::cli::OpenSearchAuth;
+use trailsetup::resources::secretsmanager::{self, BasicAuth};
 use trailsetup::resources::{self, kms, opensearch, s3, Ctx, KmsKeys, Observed, OpenSearchTarget};
 use trailsetup::rules;
 
@@ -36,6 +38,7 @@ fn ctx(mode: TrailMode, home: &str, regions: &[&str]) -> Ctx {
         index_prefix: "cloudtrail".into(),
         ingest_roles: vec![],
         reuse: None,
+        basic_auth: None,
     }
 }
 
@@ -197,7 +200,35 @@ fn scenarios() -> Vec<(&'static str, Ctx, Observed)> {
     let mut c = ctx(TrailMode::MultiRegion, "eu-west-1", &["eu-west-1"]);
     c.domain_size = opensearch::DomainSize { instance_type: "m6g.large.search".into(), instance_count: 6 };
     v.push(("new domain: 6 × m6g.large.search over three zones, home eu-west-1", c, Observed::default()));
+
+    // 10, 11: an existing endpoint with basic auth: the forwarder reads its user and password from Secrets Manager
+    let mut c = ctx(TrailMode::MultiRegion, "eu-west-1", &["eu-west-1", "us-east-1"]);
+    c.opensearch = OpenSearchTarget::Url("https://search.example.com:9200".into());
+    c.opensearch_auth = Some(OpenSearchAuth::Basic);
+    c.basic_auth = Some(BasicAuth::new("writer", PASSWORD));
+    c.kms = Some(keys(&[("eu-west-1", "arn:aws:kms:eu-west-1:123456789012:key/6666")]));
+    let mut o = Observed::default();
+    o.key_policies.insert("arn:aws:kms:eu-west-1:123456789012:key/6666".into(), kms::Observed::Policy(default_key_policy()));
+    v.push(("basic auth to an existing endpoint, new secret encrypted with the home key", c, o));
+
+    let mut c = ctx(TrailMode::PerRegion, "us-east-1", &["us-east-1", "eu-west-1"]);
+    c.opensearch = OpenSearchTarget::Url("https://search.example.com".into());
+    c.opensearch_auth = Some(OpenSearchAuth::Basic);
+    c.basic_auth = Some(BasicAuth::new("writer", PASSWORD));
+    let o = Observed { secret: existing_secret(secretsmanager::PREVIOUS), ..Default::default() };
+    v.push(("basic auth, per-region forwarders, the secret exists with another password", c, o));
     v
+}
+
+const PASSWORD: &str = "correct horse battery staple";
+const SECRET_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:trailsetup/opensearch-basic-auth-AbCdEf";
+
+fn existing_secret(value: &str) -> secretsmanager::Observed {
+    secretsmanager::Observed {
+        arn: Some(SECRET_ARN.into()),
+        secret: Some(json!({"name": "trailsetup/opensearch-basic-auth", "region": "us-east-1", "kms_key": null,
+            "tags": {"trailsetup:stack": "trailsetup"}, "value": value, "arn": SECRET_ARN})),
+    }
 }
 
 fn plan_of(c: &Ctx, o: &Observed) -> Plan {
@@ -389,6 +420,55 @@ fn each_rule_catches_its_defect() {
     catches("service-value-ranges", 0, |_, p| {
         change(p, "sqs-queue", Some("trailsetup-notifications"))["attributes"]["VisibilityTimeout"] = json!("50000");
     });
+    // Lambda Developer Guide, "Working with Lambda environment variables" and "Use Secrets Manager secrets in Lambda
+    // functions"; Secrets Manager User Guide, "Permissions reference for Secrets Manager"
+    catches("forwarder-password-in-secrets-manager", 10, |_, p| {
+        // the old behaviour: the password in the function's environment
+        change(p, "lambda-function", None)["environment"]["OPENSEARCH_PASSWORD"] = json!(PASSWORD);
+    });
+    catches("forwarder-password-in-secrets-manager", 10, |_, p| {
+        // the user back in the environment (the secret holds both)
+        change(p, "lambda-function", None)["environment"]["OPENSEARCH_USER"] = json!("writer");
+    });
+    catches("forwarder-password-in-secrets-manager", 11, |_, p| {
+        // the password anywhere in the plan
+        change(p, "secretsmanager-secret", None)["value"] = json!(PASSWORD);
+    });
+    catches("forwarder-password-in-secrets-manager", 11, |_, p| {
+        // every secret of the account
+        let st = change(p, "iam-policy", Some("trailsetup-forwarder"))["policy"]["Statement"].as_array_mut().unwrap();
+        st.iter_mut().find(|s| s["Sid"] == "ReadOpenSearchSecret").unwrap()["Resource"] = json!("arn:aws:secretsmanager:us-east-1:123456789012:secret:*");
+    });
+    catches("forwarder-password-in-secrets-manager", 10, |_, p| {
+        // before the secret exists: `*` would also match `<name>-<anything>-xxxxxx`
+        let st = change(p, "iam-policy", Some("trailsetup-forwarder"))["policy"]["Statement"].as_array_mut().unwrap();
+        st.iter_mut().find(|s| s["Sid"] == "ReadOpenSearchSecret").unwrap()["Resource"] =
+            json!("arn:aws:secretsmanager:eu-west-1:123456789012:secret:trailsetup/opensearch-basic-auth-*");
+    });
+    catches("forwarder-password-in-secrets-manager", 11, |_, p| {
+        // another role of ours may read it
+        let st = change(p, "iam-policy", Some("trailsetup-ingest-worker"))["policy"]["Statement"].as_array_mut().unwrap();
+        st.push(json!({"Sid": "Read", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": SECRET_ARN}));
+    });
+    catches("forwarder-password-in-secrets-manager", 11, |_, p| {
+        // the forwarder reads another secret than the one planned
+        for f in p.changes.iter_mut().filter(|c| c.kind == "lambda-function" && c.region == "eu-west-1") {
+            f.details["environment"]["OPENSEARCH_SECRET_ARN"] = json!("arn:aws:secretsmanager:eu-west-1:123456789012:secret:other-AbCdEf");
+        }
+    });
+    catches("forwarder-password-in-secrets-manager", 10, |_, p| {
+        // decrypt with the key for anything, not through Secrets Manager
+        let st = change(p, "iam-policy", Some("trailsetup-forwarder"))["policy"]["Statement"].as_array_mut().unwrap();
+        st.iter_mut().find(|s| s["Sid"] == "DecryptOpenSearchSecret").unwrap().as_object_mut().unwrap().remove("Condition");
+    });
+    catches("forwarder-password-in-secrets-manager", 0, |_, p| {
+        // a secret without basic auth
+        let (_, c10, o10) = scenarios().swap_remove(10);
+        p.changes.extend(plan_of(&c10, &o10).changes.into_iter().filter(|x| x.kind == "secretsmanager-secret"));
+    });
+    catches("kms-keys-are-regional", 10, |_, p| {
+        change(p, "secretsmanager-secret", None)["kms_key"] = json!("arn:aws:kms:us-east-1:123456789012:key/7777");
+    });
     catches("logs-invoke-permission-scoped", 0, |_, p| {
         change(p, "lambda-permission", None)["source_arn"] = json!("arn:aws:logs:us-east-1:123456789012:log-group:*");
     });
@@ -533,4 +613,47 @@ fn second_plan_after_apply_has_no_changes_for_the_key_and_domain() {
         assert_eq!(ch.action, Action::NoOp, "{kind}: {}", ch.details);
     }
     assert_eq!(t.details["kms_key"], "arn:aws:kms:eu-west-1:123456789012:key/3333");
+}
+
+/// Basic auth: the secret is planned before the forwarder's policy (one apply chain), named in it and in the
+/// environment; a second plan after apply is a no-op; another password is an update that says "changed" only.
+#[test]
+fn basic_auth_secret_plan() {
+    let (_, c, o) = scenarios().swap_remove(10);
+    let plan = plan_of(&c, &o);
+    let kinds: Vec<&str> = plan.changes.iter().map(|x| x.kind.as_str()).collect();
+    let at = |k: &str, n: &str| plan.changes.iter().position(|x| x.kind == k && x.name == n).unwrap();
+    assert!(at("secretsmanager-secret", "trailsetup/opensearch-basic-auth") < at("iam-policy", "trailsetup-forwarder"), "{kinds:?}");
+    let s = plan.changes.iter().find(|x| x.kind == "secretsmanager-secret").unwrap();
+    assert_eq!((s.action, s.region.as_str(), s.details["value"].as_str()), (Action::Create, "eu-west-1", Some("new")));
+    assert_eq!(s.details["kms_key"], "arn:aws:kms:eu-west-1:123456789012:key/6666");
+    let f = plan.changes.iter().find(|x| x.kind == "lambda-function").unwrap();
+    assert_eq!(f.details["environment"]["OPENSEARCH_SECRET_ARN"], "<ARN of secret trailsetup/opensearch-basic-auth, known after apply>");
+    let p = &plan.changes[at("iam-policy", "trailsetup-forwarder")].details["policy"];
+    let read = resources::statements(p).into_iter().find(|s| s["Sid"] == "ReadOpenSearchSecret").unwrap();
+    assert_eq!(read["Resource"], "arn:aws:secretsmanager:eu-west-1:123456789012:secret:trailsetup/opensearch-basic-auth-??????");
+    let dec = resources::statements(p).into_iter().find(|s| s["Sid"] == "DecryptOpenSearchSecret").unwrap();
+    assert_eq!(dec["Condition"]["StringEquals"]["kms:ViaService"], "secretsmanager.eu-west-1.amazonaws.com");
+    let text = format!("{}{}", plan.to_json(&Default::default(), false), plan.render_human(&Default::default(), true));
+    assert!(!text.contains(PASSWORD) && !text.contains("OPENSEARCH_PASSWORD"));
+
+    // the second run, after apply: the secret, with its value unchanged, and the policy with its real ARN
+    let (_, c, _) = scenarios().swap_remove(11);
+    let mut o = Observed { secret: existing_secret(secretsmanager::UNCHANGED), ..Default::default() };
+    let first = plan_of(&c, &o);
+    let fp = first.changes.iter().find(|x| x.kind == "iam-policy" && x.name == "trailsetup-forwarder").unwrap();
+    o.iam.forwarder_policy = Some(fp.details.clone());
+    assert_eq!(resources::statements(&fp.details["policy"]).into_iter().find(|s| s["Sid"] == "ReadOpenSearchSecret").unwrap()["Resource"], SECRET_ARN);
+    let second = plan_of(&c, &o);
+    for kind in ["secretsmanager-secret", "iam-policy"] {
+        let ch = second.changes.iter().find(|x| x.kind == kind && (kind != "iam-policy" || x.name == "trailsetup-forwarder")).unwrap();
+        assert_eq!(ch.action, Action::NoOp, "{kind}: {}", ch.details);
+    }
+    // another password: an update that says "changed", nothing else
+    o.secret = existing_secret(secretsmanager::PREVIOUS);
+    let third = plan_of(&c, &o);
+    let s = third.changes.iter().find(|x| x.kind == "secretsmanager-secret").unwrap();
+    assert_eq!((s.action, s.details["value"].as_str()), (Action::Update, Some("changed")));
+    let text = third.render_human(&Default::default(), false);
+    assert!(text.contains("~ update") && text.contains("\"changed\"") && !text.contains(PASSWORD), "{text}");
 }

@@ -110,6 +110,15 @@ pub static NOT_YET: &[NotYet] = &[
         wait: secs(75),
         page: "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html",
     },
+    // "If you delete a secret and then immediately create a secret with the same name, use appropriate back off and
+    // retry logic": a secret deleted without recovery (destroy) is removed in the background.
+    NotYet {
+        op: "CreateSecret",
+        code: "InvalidRequestException",
+        fragment: "scheduled for deletion",
+        wait: secs(60),
+        page: "https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_DeleteSecret.html",
+    },
     NotYet {
         op: "CreateQueue",
         code: "QueueDeletedRecently",

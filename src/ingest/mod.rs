@@ -94,8 +94,10 @@ fn index_prefix(common: &Common, a: &SinkArgs, state: Option<&State>) -> String 
 }
 
 /// The identity of a backfill's checkpoint: the source, the selection and the sink it loads into.
-fn backfill_id(source: &Source, sel: &Select, url: &str, prefix: &str) -> String {
-    format!("{} {} -> {url} {prefix}", source.id(), sel_id(sel))
+/// (`--follow-symlinks` reads more files: a checkpoint made without it does not say they are loaded.)
+fn backfill_id(source: &Source, sel: &Select, follow_links: bool, url: &str, prefix: &str) -> String {
+    let links = if follow_links { " +symlinks" } else { "" };
+    format!("{}{links} {} -> {url} {prefix}", source.id(), sel_id(sel))
 }
 
 /// Resolve the sink from flags > env > config > init's state.
@@ -352,7 +354,7 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
         let cp = match sink_url(common, &a.sink, state.as_ref()) {
             Some(url) if a.dump_bulk.is_none() => {
                 opensearch::parse_url(&url)?;
-                let id = backfill_id(&source, &sel, &url, &index_prefix(common, &a.sink, state.as_ref()));
+                let id = backfill_id(&source, &sel, a.follow_symlinks, &url, &index_prefix(common, &a.sink, state.as_ref()));
                 Some(checkpoint::Checkpoint::peek(&checkpoint_path(common, a, &id), &id, a.restart)?).filter(|c| !c.is_empty())
             }
             _ => None,
@@ -369,7 +371,7 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
         prepare(&sink, out).await?;
     }
 
-    let source_id = backfill_id(&source, &sel, &sink.url, &sink.rules.prefix);
+    let source_id = backfill_id(&source, &sel, a.follow_symlinks, &sink.url, &sink.rules.prefix);
     let use_checkpoint = a.dump_bulk.is_none();
     let mut cp = if use_checkpoint {
         checkpoint::Checkpoint::open(&checkpoint_path(common, a, &source_id), &source_id, a.restart)?
@@ -394,14 +396,14 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
 
     // Stop reading on SIGINT/SIGTERM; what was read is still delivered and checkpointed.
     let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
+    let signal_task = {
         let (p, flag) = (pipeline.clone(), interrupted.clone());
         tokio::spawn(async move {
             crate::signals::wait().await;
             flag.store(true, Relaxed);
             p.request_stop();
-        });
-    }
+        })
+    };
 
     // Files in flight are sized for I/O, not cores: S3 GETs spend their time waiting on the network. Memory is
     // bounded by the bytes of the files being read, whatever their number.
@@ -512,8 +514,11 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
         return Err(e);
     }
     drop(done_tx);
+    // the signal task holds the pipeline too: end it, so that the pipeline is ours alone to finish
+    signal_task.abort();
+    let _ = signal_task.await;
+    let fatal = pipeline.fatal();
     let pipeline = Arc::into_inner(pipeline);
-    let fatal = pipeline.as_ref().and_then(|p| p.fatal());
     let quarantine_path = sink.quarantine.clone();
     if let Some(p) = pipeline {
         p.finish().await;

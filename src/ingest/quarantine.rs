@@ -132,15 +132,25 @@ impl Quarantine {
 /// `REDACTED`: a record that could not become a document still carries its credentials, and the quarantine keeps
 /// them no more than the index does.
 pub fn redact_session_tokens(text: &str) -> std::borrow::Cow<'_, str> {
-    const KEY: &str = "\"sessionToken\"";
-    if !text.contains(KEY) {
+    // also the escaped form, `\"sessionToken\":\"…\"`, of a record that is a JSON string holding JSON
+    match redact_quoted(text, "\"") {
+        std::borrow::Cow::Borrowed(t) => redact_quoted(t, "\\\""),
+        std::borrow::Cow::Owned(t) => std::borrow::Cow::Owned(redact_quoted(&t, "\\\"").into_owned()),
+    }
+}
+
+/// `redact_session_tokens` for one spelling of the quote (`"`, or `\"` inside a JSON string).
+fn redact_quoted<'a>(text: &'a str, q: &str) -> std::borrow::Cow<'a, str> {
+    let key = format!("{q}sessionToken{q}");
+    let key = key.as_str();
+    if !text.contains(key) {
         return std::borrow::Cow::Borrowed(text);
     }
     let b = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
-    while let Some(k) = text[i..].find(KEY).map(|k| i + k) {
-        let mut j = k + KEY.len();
+    while let Some(k) = text[i..].find(key).map(|k| i + k) {
+        let mut j = k + key.len();
         while j < b.len() && b[j].is_ascii_whitespace() {
             j += 1;
         }
@@ -149,20 +159,26 @@ pub fn redact_session_tokens(text: &str) -> std::borrow::Cow<'_, str> {
             while j < b.len() && b[j].is_ascii_whitespace() {
                 j += 1;
             }
-            if j < b.len() && b[j] == b'"' {
-                // the string's end: the next quote not escaped (or the end of a cut-off text)
-                let mut e = j + 1;
-                while e < b.len() && b[e] != b'"' {
-                    e += if b[e] == b'\\' { 2 } else { 1 };
+            if text[j..].starts_with(q) {
+                // the string's end: the next closing quote (the next unescaped `"`; for the escaped spelling, the
+                // next `\"`), or the end of a cut-off text
+                let start = j + q.len();
+                let mut e = start;
+                if q == "\"" {
+                    while e < b.len() && b[e] != b'"' {
+                        e += if b[e] == b'\\' { 2 } else { 1 };
+                    }
+                } else {
+                    e = text[start..].find(q).map_or(b.len(), |x| start + x);
                 }
-                out.push_str(&text[i..=j]);
+                out.push_str(&text[i..start]);
                 out.push_str(super::doc::REDACTED);
                 i = e.min(b.len());
                 continue;
             }
         }
-        out.push_str(&text[i..k + KEY.len()]);
-        i = k + KEY.len();
+        out.push_str(&text[i..k + key.len()]);
+        i = k + key.len();
     }
     out.push_str(&text[i..]);
     std::borrow::Cow::Owned(out)
@@ -187,5 +203,10 @@ mod tests {
         assert_eq!(redact_session_tokens(r#"{"sessionToken":"IQoJbW"#), r#"{"sessionToken":"REDACTED"#);
         assert_eq!(redact_session_tokens(r#"{"sessionToken":null}"#), r#"{"sessionToken":null}"#);
         assert_eq!(redact_session_tokens("no token"), "no token");
+        // a record that is a JSON string holding JSON: the escaped spelling
+        assert_eq!(
+            redact_session_tokens(r#""{\"sessionToken\": \"IQoJ\", \"a\": 1}""#),
+            r#""{\"sessionToken\": \"REDACTED\", \"a\": 1}""#
+        );
     }
 }

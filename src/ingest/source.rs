@@ -97,7 +97,7 @@ pub type DoneDirs = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
 /// Symbolic links (as ripgrep and fd treat them): a link whose target is inside `root` is not followed, since
 /// the walk reaches the target under its own name (so no file is counted twice); a link that leads out of `root`
 /// is skipped unless `follow_links`. Every directory is entered once, by (device, inode): a loop through `..`
-/// links or bind mounts ends there. Files reached through followed links are counted once by (device, inode).
+/// links or bind mounts ends there. With `follow_links`, every file is counted once by (device, inode).
 pub fn walk_dir(root: &Path, sel: &Select, done: &DoneDirs, follow_links: bool, tx: &mpsc::Sender<Listed>) -> anyhow::Result<()> {
     let meta = std::fs::metadata(root).map_err(|e| crate::error::usage(format!("--source-dir {}: {e}", root.display())))?;
     if !meta.is_dir() {
@@ -110,7 +110,7 @@ pub fn walk_dir(root: &Path, sel: &Select, done: &DoneDirs, follow_links: bool, 
     }
     let rel_of = |p: &Path| p.strip_prefix(root).unwrap_or(p).to_string_lossy().replace('\\', "/");
     let mut dirs_seen: std::collections::HashSet<FileId> = std::collections::HashSet::new();
-    let mut linked_files_seen: std::collections::HashSet<FileId> = std::collections::HashSet::new();
+    let mut files_seen: std::collections::HashSet<FileId> = std::collections::HashSet::new();
     let (mut inside_links, mut outside_links, mut loops) = (0u64, 0u64, 0u64);
     let mut stack = vec![Step::Enter(root.to_path_buf())];
     while let Some(step) = stack.pop() {
@@ -172,9 +172,11 @@ pub fn walk_dir(root: &Path, sel: &Select, done: &DoneDirs, follow_links: bool, 
                 continue;
             }
             let m = std::fs::metadata(&path).ok();
-            if linked {
+            // following links, one file can be reached by several paths (a file link, a directory link, its own
+            // name): each is read once
+            if follow_links || linked {
                 if let Some(id) = m.as_ref().and_then(file_id) {
-                    if !linked_files_seen.insert(id) {
+                    if !files_seen.insert(id) {
                         continue;
                     }
                 }

@@ -457,7 +457,13 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         index_prefix: index_prefix.clone(),
         ingest_roles,
         reuse,
+        basic_auth: None,
     };
+    // basic auth: the user and password the forwarder's secret will hold, both required before anything is read or
+    // changed (a dry run too); never an empty password
+    if ctx.forwarder_auth() == "basic" {
+        ctx.basic_auth = Some(resources::secretsmanager::BasicAuth::from_env()?);
+    }
     let os_auth = ctx.opensearch_auth;
     let aws = match &cfg {
         None => None,
@@ -574,6 +580,7 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
 
     // --- confirm, apply, verify ---
     let mut applied = false;
+    let mut deferred: Vec<(String, String)> = Vec::new();
     let unreachable_in = |p: &crate::plan::Plan| p.changes.iter().any(|c| c.kind == "opensearch-index-template" && c.details["unreachable"] == true);
     let mut unreachable = unreachable_in(&plan);
     if plan.has_changes() {
@@ -592,7 +599,19 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         progress.finish();
         let res = res?;
         applied = true;
-        out.note(format!("Applied {} change(s).", res.changed));
+        if res.deferred.is_empty() {
+            out.note(format!("Applied {} change(s).", res.changed));
+        } else {
+            out.note(format!(
+                "Applied {} change(s); {} deferred (not made from here, see below).",
+                res.changed,
+                res.deferred.len()
+            ));
+            for (what, why) in &res.deferred {
+                out.note(format!("  deferred: {what}: {why}"));
+            }
+        }
+        deferred = res.deferred;
         let again = resources::plan(&ctx, Some(&aws)).await.context("verifying the result")?;
         unreachable = unreachable_in(&again);
         if again.has_changes() {
@@ -671,7 +690,7 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     out.note(format!("State saved to {}", state_path.display()));
 
     if !out.json && !out.quiet {
-        out.line(finish_summary(&ctx, &plan, applied, opensearch_url.as_deref(), &state_path));
+        out.line(finish_summary(&ctx, &plan, applied, &deferred, opensearch_url.as_deref(), &state_path));
     }
 
     // --- backfill ---
@@ -680,7 +699,17 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     if !readable && d.backfill.unwrap_or(true) && !out.json {
         out.note("The bucket is another account's: once its owner has added the statements above, run `trailsetup backfill`.");
     }
-    let backfill = d.backfill.unwrap_or(true) && opensearch_url.is_some() && readable;
+    let wanted = d.backfill.unwrap_or(true) && opensearch_url.is_some() && readable;
+    // OpenSearch does not answer from here (a VPC-only domain, a new domain's endpoint not reachable yet): the
+    // stack is set up; loading the history is for a machine that reaches it. A distinct outcome, not a failure.
+    let backfill_deferred = (wanted && (unreachable || !deferred.is_empty())).then(|| {
+        format!(
+            "the stack is set up, but OpenSearch{} does not answer from this machine: run `trailsetup backfill` (and \
+             `trailsetup ingest`) from one that reaches it, e.g. inside the domain's VPC",
+            opensearch_url.as_deref().map(|u| format!(" at {}", crate::ingest::opensearch::redact_url(u))).unwrap_or_default()
+        )
+    });
+    let backfill = wanted && backfill_deferred.is_none();
     let args = BackfillArgs {
         bucket: Some(ctx.bucket.clone()),
         prefix: Some(ctx.read_prefix()),
@@ -691,6 +720,12 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         // One document on stdout: the backfill's summary goes inside the plan's.
         let mut doc = plan.to_json(&header, applied);
         doc["state_file"] = json!(state_path.display().to_string());
+        if !deferred.is_empty() {
+            doc["deferred"] = json!(deferred.iter().map(|(what, why)| json!({"change": what, "reason": why})).collect::<Vec<_>>());
+        }
+        if let Some(why) = &backfill_deferred {
+            doc["backfill"] = json!({"deferred": true, "reason": why});
+        }
         let mut exit = Exit::Success;
         if backfill {
             let sub = out.capturing();
@@ -709,6 +744,9 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         out.json_doc(&doc);
         return Ok(exit);
     }
+    if let Some(why) = &backfill_deferred {
+        out.note(format!("Backfill deferred: {why}."));
+    }
     if backfill {
         out.note("Loading the logs already in the bucket (trailsetup backfill)…");
         return crate::ingest::backfill(common, &args, out).await;
@@ -717,16 +755,19 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
 }
 
 /// The end of a run: what exists now, where the data is, what to run next.
-fn finish_summary(ctx: &Ctx, plan: &crate::plan::Plan, applied: bool, url: Option<&str>, state: &std::path::Path) -> String {
-    let count = |a: crate::plan::Action| plan.changes.iter().filter(|c| c.action == a).count();
+fn finish_summary(ctx: &Ctx, plan: &crate::plan::Plan, applied: bool, deferred: &[(String, String)], url: Option<&str>, state: &std::path::Path) -> String {
+    // a deferred change was not made: it counts apart, never as created or updated
+    let is_deferred = |c: &crate::plan::Change| deferred.iter().any(|(what, _)| *what == format!("{} {} [{}]", c.kind, c.name, c.region));
+    let count = |a: crate::plan::Action| plan.changes.iter().filter(|c| c.action == a && !is_deferred(c)).count();
     let reused = plan.changes.iter().filter(|c| c.details["reused"] == true).count();
     let mut o = format!(
-        "\nStack {} is set up: {} created, {} updated, {} reused, {} unchanged{}.\n",
+        "\nStack {} is set up: {} created, {} updated, {} reused, {} unchanged{}{}.\n",
         ctx.stack,
         if applied { count(crate::plan::Action::Create) } else { 0 },
         if applied { count(crate::plan::Action::Update) } else { 0 },
         reused,
         count(crate::plan::Action::NoOp) - reused,
+        if deferred.is_empty() { String::new() } else { format!(", {} deferred (OpenSearch does not answer from here)", deferred.len()) },
         if let Some(r) = &ctx.reuse { format!(" (hanging from trail {})", r.name) } else { String::new() },
     );
     match (url, &ctx.opensearch) {
@@ -775,6 +816,19 @@ impl Progress {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         match e {
             crate::apply::Event::Started(c) => running.push(Self::label(c)),
+            crate::apply::Event::Deferred(c, _) => {
+                let l = Self::label(c);
+                running.retain(|x| *x != l);
+                let line = format!("  … deferred {l}  (OpenSearch does not answer from here)");
+                match &self.bar {
+                    Some(b) => {
+                        b.println(line);
+                        b.inc(1);
+                    }
+                    None if !self.quiet => eprintln!("{line}"),
+                    None => {}
+                }
+            }
             crate::apply::Event::Finished(c, took) => {
                 let l = Self::label(c);
                 running.retain(|x| *x != l);

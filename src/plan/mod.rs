@@ -49,10 +49,11 @@ pub enum Kind {
     OpenSearchIndexTemplate,
     OpenSearchRoleMapping,
     KmsKeyPolicy,
+    SecretsManagerSecret,
 }
 
 impl Kind {
-    pub const ALL: &'static [Kind] = &[Kind::S3BucketPolicy, Kind::S3Bucket, Kind::S3BucketNotification, Kind::CloudTrailTrail, Kind::SnsTopicPolicy, Kind::SnsTopic, Kind::SnsSubscription, Kind::SqsQueuePolicy, Kind::SqsQueue, Kind::IamPolicy, Kind::IamRole, Kind::LogsLogGroup, Kind::LogsSubscriptionFilter, Kind::LambdaFunction, Kind::LambdaPermission, Kind::OpenSearchDomain, Kind::OpenSearchIndexTemplate, Kind::OpenSearchRoleMapping, Kind::KmsKeyPolicy];
+    pub const ALL: &'static [Kind] = &[Kind::S3BucketPolicy, Kind::S3Bucket, Kind::S3BucketNotification, Kind::CloudTrailTrail, Kind::SnsTopicPolicy, Kind::SnsTopic, Kind::SnsSubscription, Kind::SqsQueuePolicy, Kind::SqsQueue, Kind::IamPolicy, Kind::IamRole, Kind::LogsLogGroup, Kind::LogsSubscriptionFilter, Kind::LambdaFunction, Kind::LambdaPermission, Kind::OpenSearchDomain, Kind::OpenSearchIndexTemplate, Kind::OpenSearchRoleMapping, Kind::KmsKeyPolicy, Kind::SecretsManagerSecret];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -75,6 +76,7 @@ impl Kind {
             Kind::OpenSearchIndexTemplate => "opensearch-index-template",
             Kind::OpenSearchRoleMapping => "opensearch-role-mapping",
             Kind::KmsKeyPolicy => "kms-key-policy",
+            Kind::SecretsManagerSecret => "secretsmanager-secret",
         }
     }
 

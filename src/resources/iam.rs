@@ -40,8 +40,9 @@ pub fn desired_forwarder_role(ctx: &Ctx) -> Value {
     })
 }
 
-pub fn desired_forwarder_policy(ctx: &Ctx) -> Value {
-    json!({"policy": ctx.forwarder_policy(), "tags": ctx.tags()})
+/// `secret_arn`: the basic-auth secret's ARN once it exists (before: the `-??????` pattern, made exact at apply).
+pub fn desired_forwarder_policy(ctx: &Ctx, secret_arn: Option<&str>) -> Value {
+    json!({"policy": ctx.forwarder_policy_with(secret_arn), "tags": ctx.tags()})
 }
 
 fn policy_arn(ctx: &Ctx, name: &str) -> String {
@@ -143,7 +144,7 @@ pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
     Ok(Observed { logs_role, ingest_policy, forwarder_policy, forwarder_role })
 }
 
-pub fn changes(ctx: &Ctx, o: &Observed) -> Vec<Change> {
+pub fn changes(ctx: &Ctx, o: &Observed, secret_arn: Option<&str>) -> Vec<Change> {
     let mut v = Vec::new();
     // the role CloudTrail delivers to CloudWatch Logs with: only for trails of ours (a reused trail has its own)
     if !ctx.trails().is_empty() {
@@ -156,7 +157,7 @@ pub fn changes(ctx: &Ctx, o: &Observed) -> Vec<Change> {
     }
     v.extend([
         // the policy first: the role attaches it
-        Change::diff(Kind::IamPolicy, ctx.forwarder_name(), GLOBAL, desired_forwarder_policy(ctx), o.forwarder_policy.clone()),
+        Change::diff(Kind::IamPolicy, ctx.forwarder_name(), GLOBAL, desired_forwarder_policy(ctx, secret_arn), o.forwarder_policy.clone()),
         Change::diff(Kind::IamRole, ctx.forwarder_name(), GLOBAL, desired_forwarder_role(ctx), o.forwarder_role.clone()),
     ]);
     v
@@ -282,7 +283,14 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
                 .map_err(|e| explain(e, &format!("setting the permissions of role {name}"), "iam:PutRolePolicy"))?;
         }
         "iam-policy" => {
-            let doc = c.details["policy"].to_string();
+            let mut doc = c.details["policy"].to_string();
+            // the forwarder's secret, created earlier in this chain: its real ARN instead of the `-??????` pattern
+            let pattern = ctx.secret_arn_pattern();
+            if *name == ctx.forwarder_name() && doc.contains(&pattern) {
+                if let Some(arn) = super::secretsmanager::secret_arn(ctx, aws).await? {
+                    doc = doc.replace(&pattern, &arn);
+                }
+            }
             let arn = policy_arn(ctx, name);
             let description = if *name == ctx.forwarder_name() {
                 "The trailsetup forwarder Lambda: its own log group, its dead-letter queues, our OpenSearch indices"

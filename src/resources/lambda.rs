@@ -52,12 +52,12 @@ pub fn code_sha256(zip: &[u8]) -> String {
     aws_smithy_types::base64::encode(Sha256::digest(zip))
 }
 
-/// A secret as it appears in the plan and in the diff: a short hash, never the value.
-fn masked(secret: &str) -> String {
-    format!("sha256:{}", &hex::encode(Sha256::digest(secret.as_bytes()))[..16])
-}
+/// The variable that names the basic-auth secret (the forwarder reads the user and password from it).
+pub const SECRET_ARN_VAR: &str = "OPENSEARCH_SECRET_ARN";
 
-const PASSWORD_VAR: &str = "OPENSEARCH_PASSWORD";
+/// What an environment variable that looks like a password (a function made by an older trailsetup kept
+/// `OPENSEARCH_PASSWORD` there) shows in the plan: its value never reaches the plan or its diff.
+const REDACTED: &str = "<redacted: a password in the environment, removed by this plan>";
 
 /// What `OPENSEARCH_URL` will be: the `--opensearch-url`, an existing domain's endpoint, or for a domain that does
 /// not exist yet a placeholder resolved at apply time.
@@ -87,7 +87,8 @@ fn expected_queue_url(ctx: &Ctx, region: &str, name: &str) -> String {
     format!("https://sqs.{region}.{suffix}/{}/{name}", ctx.account)
 }
 
-pub fn desired_function(ctx: &Ctx, region: &str, opensearch_url: &str, dlq_url: &str, code_sha: &str) -> Value {
+/// `secret_arn`: the basic-auth secret's ARN, or its placeholder before it exists (used with basic auth only).
+pub fn desired_function(ctx: &Ctx, region: &str, opensearch_url: &str, secret_arn: &str, dlq_url: &str, code_sha: &str) -> Value {
     let mut env = Map::new();
     env.insert("OPENSEARCH_URL".into(), json!(opensearch_url));
     env.insert("OPENSEARCH_AUTH".into(), json!(ctx.forwarder_auth()));
@@ -99,11 +100,8 @@ pub fn desired_function(ctx: &Ctx, region: &str, opensearch_url: &str, dlq_url: 
     env.insert("INDEX_PREFIX".into(), json!(ctx.index_prefix));
     env.insert("DLQ_URL".into(), json!(dlq_url));
     if ctx.forwarder_auth() == "basic" {
-        // the same variables `backfill`/`ingest` read; the password is shown and compared as a hash only
-        let user = std::env::var("TRAILSETUP_OPENSEARCH_USER").unwrap_or_default();
-        let pw = std::env::var("TRAILSETUP_OPENSEARCH_PASSWORD").unwrap_or_default();
-        env.insert("OPENSEARCH_USER".into(), json!(user));
-        env.insert(PASSWORD_VAR.into(), json!(masked(&pw)));
+        // the user and password stay in Secrets Manager; the function reads them at cold start
+        env.insert(SECRET_ARN_VAR.into(), json!(secret_arn));
     }
     json!({
         "runtime": RUNTIME,
@@ -142,14 +140,15 @@ async fn observe_function(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Result<
         Err(e) => return Err(explain(e, &format!("reading function {name} in {region}"), "lambda:GetFunction")),
     };
     let c = f.configuration().ok_or_else(|| anyhow!("GetFunction {name} in {region}: no configuration"))?;
-    let mut env: Map<String, Value> = c
+    let env: Map<String, Value> = c
         .environment()
         .and_then(|e| e.variables())
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), if k.to_ascii_uppercase().contains("PASSWORD") { json!(REDACTED) } else { json!(v) }))
+                .collect()
+        })
         .unwrap_or_default();
-    if let Some(pw) = env.get(PASSWORD_VAR).and_then(|v| v.as_str()).map(masked) {
-        env.insert(PASSWORD_VAR.into(), json!(pw));
-    }
     let tag = f.tags().and_then(|t| t.get(TAG_KEY)).map(|t| json!({TAG_KEY: t})).unwrap_or(json!({}));
     let (on_failure, retries) = match lambda.get_function_event_invoke_config().function_name(&name).send().await {
         Ok(r) => (
@@ -229,12 +228,12 @@ pub async fn observe(ctx: &Ctx, aws: &Aws, region: &str) -> anyhow::Result<Obser
 }
 
 /// The function and its invoke permission in `region`.
-pub fn changes(ctx: &Ctx, region: &str, opensearch_url: &str, o: &Observed) -> anyhow::Result<Vec<Change>> {
+pub fn changes(ctx: &Ctx, region: &str, opensearch_url: &str, secret_arn: &str, o: &Observed) -> anyhow::Result<Vec<Change>> {
     let sha = code_sha256(&code_zip()?);
     let dlq_url = o.dlq_url.clone().unwrap_or_else(|| expected_queue_url(ctx, region, &ctx.forwarder_dlq_name()));
     let name = ctx.forwarder_name();
     Ok(vec![
-        Change::diff(Kind::LambdaFunction, &name, region, desired_function(ctx, region, opensearch_url, &dlq_url, &sha), o.function.clone()),
+        Change::diff(Kind::LambdaFunction, &name, region, desired_function(ctx, region, opensearch_url, secret_arn, &dlq_url, &sha), o.function.clone()),
         Change::diff(Kind::LambdaPermission, &name, region, desired_permission(ctx, region), o.permission.clone()),
     ])
 }
@@ -264,18 +263,18 @@ async fn wait_ready(lambda: &aws_sdk_lambda::Client, name: &str, region: &str) -
     }
 }
 
-fn environment(ctx: &Ctx, details: &Value, opensearch_url: String, dlq_url: String) -> Environment {
+/// The environment as planned, with what apply learned: the queue's URL, the domain's endpoint, the secret's ARN.
+fn environment(details: &Value, opensearch_url: String, dlq_url: String, secret_arn: Option<String>) -> Environment {
     let mut b = Environment::builder();
     for (k, v) in details["environment"].as_object().into_iter().flatten() {
         let v = match k.as_str() {
             "OPENSEARCH_URL" => opensearch_url.clone(),
             "DLQ_URL" => dlq_url.clone(),
-            PASSWORD_VAR => std::env::var("TRAILSETUP_OPENSEARCH_PASSWORD").unwrap_or_default(),
+            SECRET_ARN_VAR => secret_arn.clone().unwrap_or_default(),
             _ => v.as_str().map(String::from).unwrap_or_else(|| v.to_string()),
         };
         b = b.variables(k, v);
     }
-    let _ = ctx;
     b.build()
 }
 
@@ -297,7 +296,14 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
                         .ok_or_else(|| anyhow!("OpenSearch domain {d} has no endpoint yet; run init again once it has one"))?;
                 }
             }
-            let env = environment(ctx, &c.details, os_url, dlq_url);
+            // a secret created earlier in this run: its ARN now
+            let mut secret_arn = c.details["environment"][SECRET_ARN_VAR].as_str().map(String::from);
+            if secret_arn.as_deref().is_some_and(|a| a.starts_with('<')) {
+                secret_arn = Some(super::secretsmanager::secret_arn(ctx, aws).await?.ok_or_else(|| {
+                    anyhow!("secret {} does not exist in {}; run init again", ctx.secret_name(), ctx.home)
+                })?);
+            }
+            let env = environment(&c.details, os_url, dlq_url, secret_arn);
             let role = c.details["role"].as_str().unwrap_or_default().to_string();
             let zip = code_zip()?;
             let want_sha = code_sha256(&zip);
@@ -474,11 +480,33 @@ mod tests {
     #[test]
     fn desired_function_environment() {
         let ctx = super::super::test_ctx(crate::cli::TrailMode::PerRegion);
-        let d = desired_function(&ctx, "eu-west-1", "http://127.0.0.1:9200", "https://q", "abc");
+        let d = desired_function(&ctx, "eu-west-1", "http://127.0.0.1:9200", "<secret>", "https://q", "abc");
         assert_eq!(d["environment"]["OPENSEARCH_AUTH"], "none");
+        assert!(d["environment"].get(SECRET_ARN_VAR).is_none());
         assert_eq!(d["environment"]["INDEX_PREFIX"], "cloudtrail");
         assert_eq!(d["on_failure_destination"], "arn:aws:sqs:eu-west-1:123456789012:trailsetup-forwarder-dlq");
         let p = desired_permission(&ctx, "eu-west-1");
         assert_eq!(p["source_arn"], "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/cloudtrail/trailsetup:*");
+    }
+
+    #[test]
+    fn basic_auth_environment_names_the_secret_only() {
+        let mut ctx = super::super::test_ctx(crate::cli::TrailMode::MultiRegion);
+        ctx.opensearch_auth = Some(crate::cli::OpenSearchAuth::Basic);
+        ctx.basic_auth = Some(super::super::secretsmanager::BasicAuth::new("writer", "correct horse battery staple"));
+        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:trailsetup/opensearch-basic-auth-AbCdEf";
+        let d = desired_function(&ctx, "us-east-1", "https://search.example.com", arn, "https://q", "abc");
+        let keys: Vec<&str> = d["environment"].as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        assert_eq!(keys, ["DLQ_URL", "INDEX_PREFIX", "OPENSEARCH_AUTH", "OPENSEARCH_SECRET_ARN", "OPENSEARCH_URL"]);
+        assert_eq!(d["environment"]["OPENSEARCH_AUTH"], "basic");
+        assert_eq!(d["environment"][SECRET_ARN_VAR], arn);
+        assert!(!d.to_string().contains("horse"));
+        // the placeholder of a secret made by this apply is replaced by its ARN
+        let mut planned = d.clone();
+        planned["environment"][SECRET_ARN_VAR] = json!("<ARN of secret trailsetup/opensearch-basic-auth, known after apply>");
+        let env = environment(&planned, "https://search.example.com".into(), "https://q2".into(), Some(arn.into()));
+        let vars = env.variables().unwrap();
+        assert_eq!((vars[SECRET_ARN_VAR].as_str(), vars["DLQ_URL"].as_str()), (arn, "https://q2"));
+        assert_eq!(vars.len(), 5);
     }
 }

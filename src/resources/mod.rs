@@ -12,6 +12,7 @@ pub mod opensearch;
 pub mod pricing;
 pub mod reuse;
 pub mod s3;
+pub mod secretsmanager;
 pub mod sns;
 pub mod sqs;
 
@@ -79,6 +80,10 @@ pub struct Ctx {
     pub ingest_roles: Vec<String>,
     /// `--use-trail`: an existing trail to hang the pipeline from (no trail, bucket, topic or log group of ours)
     pub reuse: Option<reuse::Reuse>,
+    /// the forwarder's OpenSearch user and password (`--opensearch-auth basic`, from `TRAILSETUP_OPENSEARCH_USER` /
+    /// `_PASSWORD`), written into its Secrets Manager secret; `None` where nothing is written (`status`, `destroy`:
+    /// the secret's value is then not read). `Debug` never shows the password.
+    pub basic_auth: Option<secretsmanager::BasicAuth>,
 }
 
 /// The region that receives global service events (IAM, STS, CloudFront) in each partition ("CloudTrail
@@ -386,7 +391,26 @@ impl Ctx {
     pub fn forwarder_trust_policy(&self) -> Value {
         render(FORWARDER_TRUST, &self.vars(&[]))
     }
+    /// Does the forwarder sign in with a user and password (hence read them from its secret)?
+    pub fn uses_secret(&self) -> bool {
+        self.forwarder_auth() == "basic" && !self.forwarder_regions().is_empty()
+    }
+    /// The forwarder's basic-auth secret, in the home region.
+    pub fn secret_name(&self) -> String {
+        format!("{}/opensearch-basic-auth", self.stack)
+    }
+    /// The secret's ARN in a policy before the secret exists: Secrets Manager appends `-` and six random characters
+    /// to the name, and `??????` matches exactly those ("Permissions reference for Secrets Manager"; "Limiting
+    /// access to specific secrets": `*` would also match `<name>-<anything>-xxxxxx`).
+    pub fn secret_arn_pattern(&self) -> String {
+        format!("arn:{}:secretsmanager:{}:{}:secret:{}-??????", self.partition, self.home, self.account, self.secret_name())
+    }
+    /// The forwarder's policy before its secret exists (the secret's ARN as [`Ctx::secret_arn_pattern`]).
     pub fn forwarder_policy(&self) -> Value {
+        self.forwarder_policy_with(None)
+    }
+    /// The forwarder's policy; `secret_arn`: the secret's real ARN once it exists.
+    pub fn forwarder_policy_with(&self, secret_arn: Option<&str>) -> Value {
         let regions = self.forwarder_regions();
         let logs: Vec<String> = regions.iter().map(|r| self.forwarder_log_group_arn(r)).collect();
         let dlqs: Vec<String> = regions.iter().map(|r| self.queue_arn_in(r, &self.forwarder_dlq_name())).collect();
@@ -407,6 +431,20 @@ impl Ctx {
             let keys: Vec<String> = regions.iter().filter_map(|r| self.kms_key_for(r)).collect();
             if !keys.is_empty() {
                 st.push(kms_statement("EncryptDeadLetters", json!(["kms:GenerateDataKey", "kms:Decrypt"]), &keys));
+            }
+            // basic auth: read the one secret that holds the user and password, nothing else ("Use Secrets Manager
+            // secrets in Lambda functions": the execution role needs secretsmanager:GetSecretValue on the secret)
+            if self.uses_secret() {
+                let arn = secret_arn.map(String::from).unwrap_or_else(|| self.secret_arn_pattern());
+                st.push(json!({"Sid": "ReadOpenSearchSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": arn}));
+                // encrypted with the home region's key: decrypt through Secrets Manager only, for this secret
+                // ("Secret encryption and decryption in AWS Secrets Manager": kms:ViaService, SecretARN context)
+                if let Some(k) = self.kms_key_for(&self.home) {
+                    let mut s = kms_statement("DecryptOpenSearchSecret", json!("kms:Decrypt"), &[k]);
+                    s["Condition"]["StringEquals"]["kms:ViaService"] = json!(format!("secretsmanager.{}.amazonaws.com", self.home));
+                    s["Condition"]["StringLike"]["kms:EncryptionContext:SecretARN"] = json!(arn);
+                    st.push(s);
+                }
             }
         }
         p
@@ -719,6 +757,8 @@ pub struct Observed {
     pub key_policies: BTreeMap<String, kms::Observed>,
     /// the reused trail's topic subscription, bucket notification and log group filters
     pub reuse: reuse::Observed,
+    /// the forwarder's basic-auth secret
+    pub secret: secretsmanager::Observed,
 }
 
 /// Observe every resource (read calls only), all at once: one round trip of latency per resource chain
@@ -743,7 +783,7 @@ pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
             None => s3::observe(ctx, aws).await,
         }
     };
-    let (iam, s3, sqs, dlqs, per_region, search, forwarders, keys, reused) = futures::try_join!(
+    let (iam, s3, sqs, dlqs, per_region, search, forwarders, keys, reused, secret) = futures::try_join!(
         iam::observe(ctx, aws),
         s3,
         sqs::observe(ctx, aws),
@@ -753,8 +793,9 @@ pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
         forwarders,
         kms::observe(ctx, aws),
         reuse::observe(ctx, aws),
+        secretsmanager::observe(ctx, aws),
     )?;
-    let mut o = Observed { iam, s3, sqs, opensearch: search, key_policies: keys, reuse: reused, ..Default::default() };
+    let mut o = Observed { iam, s3, sqs, opensearch: search, key_policies: keys, reuse: reused, secret, ..Default::default() };
     o.forwarder_dlqs = dlqs.into_iter().collect();
     for (r, l, t, c) in per_region {
         o.log_groups.insert(r.clone(), l);
@@ -773,7 +814,9 @@ pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
 pub fn changes(ctx: &Ctx, o: &Observed) -> anyhow::Result<Plan> {
     let mut c: Vec<Change> = Vec::new();
     c.extend(kms::changes(ctx, &o.key_policies));
-    c.extend(iam::changes(ctx, &o.iam));
+    // the secret before the forwarder's policy, which names its ARN (apply: same chain, in this order)
+    c.extend(secretsmanager::changes(ctx, &o.secret));
+    c.extend(iam::changes(ctx, &o.iam, o.secret.arn.as_deref()));
     if ctx.reuse.is_none() {
         c.extend(s3::changes(ctx, &o.s3));
     }
@@ -790,9 +833,10 @@ pub fn changes(ctx: &Ctx, o: &Observed) -> anyhow::Result<Plan> {
     c.extend(reuse::changes(ctx, &o.reuse)?);
     c.extend(opensearch::changes(ctx, &o.opensearch));
     let endpoint = lambda::opensearch_endpoint(ctx, &o.opensearch);
+    let secret_arn = secretsmanager::arn_or_placeholder(ctx, &o.secret);
     for r in ctx.forwarder_regions() {
         let f = o.functions.get(&r).cloned().unwrap_or_default();
-        c.extend(lambda::changes(ctx, &r, &endpoint, &f)?);
+        c.extend(lambda::changes(ctx, &r, &endpoint, &secret_arn, &f)?);
         c.extend(logs::subscription_changes(ctx, &r, o.subscription_filters.get(&r).cloned().flatten()));
     }
     Ok(Plan::new(c))
@@ -830,6 +874,7 @@ pub(crate) fn test_ctx(mode: TrailMode) -> Ctx {
         index_prefix: "cloudtrail".into(),
         ingest_roles: vec![],
         reuse: None,
+        basic_auth: None,
     }
 }
 
@@ -871,6 +916,31 @@ mod tests {
         assert_eq!(c.forwarder_index_arn().unwrap(), "arn:aws:es:eu-west-1:123456789012:domain/my-logs/cloudtrail*");
         c.opensearch_auth = Some(OpenSearchAuth::Basic);
         assert_eq!(c.forwarder_index_arn(), None);
+    }
+
+    #[test]
+    fn basic_auth_forwarder_reads_one_secret() {
+        let mut c = test_ctx(TrailMode::MultiRegion);
+        assert!(!c.uses_secret());
+        c.opensearch_auth = Some(OpenSearchAuth::Basic);
+        assert!(c.uses_secret());
+        let sts = statements(&c.forwarder_policy());
+        let read = sts.iter().find(|s| s["Sid"] == "ReadOpenSearchSecret").unwrap();
+        assert_eq!(read["Action"], "secretsmanager:GetSecretValue");
+        assert_eq!(read["Resource"], "arn:aws:secretsmanager:us-east-1:123456789012:secret:trailsetup/opensearch-basic-auth-??????");
+        assert!(sts.iter().all(|s| s["Sid"] != "DecryptOpenSearchSecret"), "the AWS managed key needs no statement");
+        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:trailsetup/opensearch-basic-auth-AbCdEf";
+        c.kms = Some(KmsKeys { given: "k".into(), keys: [("us-east-1".to_string(), "arn:aws:kms:us-east-1:123456789012:key/1".to_string())].into(), resolved: true });
+        let sts = statements(&c.forwarder_policy_with(Some(arn)));
+        assert_eq!(sts.iter().find(|s| s["Sid"] == "ReadOpenSearchSecret").unwrap()["Resource"], arn);
+        let dec = sts.iter().find(|s| s["Sid"] == "DecryptOpenSearchSecret").unwrap();
+        assert_eq!(dec["Action"], "kms:Decrypt");
+        assert_eq!(dec["Resource"], json!(["arn:aws:kms:us-east-1:123456789012:key/1"]));
+        assert_eq!(dec["Condition"], json!({"StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"},
+            "StringLike": {"kms:EncryptionContext:SecretARN": arn}}));
+        // no forwarder (a reused trail without log group): no secret
+        c.reuse = Some(reuse::Reuse { name: "t".into(), ..Default::default() });
+        assert!(!c.uses_secret());
     }
 
     #[test]

@@ -517,16 +517,17 @@ pub fn unreachable_warning(plan: &crate::plan::Plan) -> Option<String> {
 
 // --- apply ---
 
-pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<Option<String>> {
+pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<crate::apply::Outcome> {
+    use crate::apply::Outcome;
     match c.kind.as_str() {
-        "opensearch-domain" => apply_domain(ctx, aws, c).await.map(Some),
+        "opensearch-domain" => apply_domain(ctx, aws, c).await.map(Outcome::Endpoint),
         "opensearch-role-mapping" => {
             let Some(client) = reachable_client(aws, "the fine-grained access control role mapping").await else {
-                eprintln!(
-                    "warning: OpenSearch is not reachable from here; map the roles from a machine that reaches it:\n{}",
+                return Ok(Outcome::Deferred(format!(
+                    "OpenSearch does not answer from this machine: run `trailsetup init` again from one that reaches it \
+                     (inside the domain's VPC), or send these requests there as the master user:\n{}",
                     serde_json::to_string_pretty(&c.details["requests"]).unwrap_or_default()
-                );
-                return Ok(None);
+                )));
             };
             for r in c.details["requests"].as_array().into_iter().flatten() {
                 let path = r["path"].as_str().unwrap_or_default();
@@ -543,16 +544,19 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<Option<St
                     return Err(anyhow!("PUT {path}: HTTP {}: {}", resp.status, resp.text()));
                 }
             }
-            Ok(None)
+            Ok(Outcome::Done)
         }
         "opensearch-index-template" => {
             let Some(client) = reachable_client(aws, "the index template").await else {
-                eprintln!("warning: OpenSearch is not reachable from here; the index template will be installed by backfill/ingest");
-                return Ok(None);
+                return Ok(Outcome::Deferred(
+                    "OpenSearch does not answer from this machine: `trailsetup backfill` or `trailsetup ingest`, run where it \
+                     answers, installs the template before the first document"
+                        .into(),
+                ));
             };
             template::install(&client, &ctx.index_prefix).await?;
             tracing::info!("index template {} installed", template::name(&ctx.index_prefix));
-            Ok(None)
+            Ok(Outcome::Done)
         }
         other => Err(anyhow!("opensearch cannot apply {other}")),
     }

@@ -9,7 +9,9 @@ delivery of the same event is a 409 duplicate, not a second copy).
 Environment:
   OPENSEARCH_URL            endpoint, e.g. https://search-x.us-east-1.es.amazonaws.com (required)
   OPENSEARCH_AUTH           sigv4 (default) | basic | none
-  OPENSEARCH_USER/_PASSWORD for basic
+  OPENSEARCH_SECRET_ARN     for basic: the Secrets Manager secret holding {"username": ..., "password": ...}
+                            (never the password itself in the environment); read once per container, at the
+                            first invocation, with the function's role (secretsmanager:GetSecretValue on it)
   OPENSEARCH_REGION         the domain's region, for sigv4 (init sets it). Without it: the region in the
                             endpoint host (`….<region>.es.amazonaws.com`), else AWS_REGION. The Lambda's
                             own region is not the domain's when a per-region forwarder writes to a domain
@@ -63,6 +65,47 @@ def _log(msg: str, **fields: Any) -> None:
     print(json.dumps({"msg": msg, **fields}, default=str), file=sys.stderr, flush=True)
 
 
+# OPENSEARCH_SECRET_ARN -> (user, password), for the life of the container
+_SECRETS: dict = {}
+
+
+def region_from_secret_arn(arn: str) -> str:
+    """`arn:aws:secretsmanager:eu-west-1:123456789012:secret:name-AbCdEf` -> eu-west-1."""
+    parts = arn.split(":")
+    if len(parts) < 7 or parts[0] != "arn" or parts[2] != "secretsmanager" or not parts[3]:
+        raise RuntimeError(f"OPENSEARCH_SECRET_ARN is not a Secrets Manager secret ARN: {arn!r}")
+    return parts[3]
+
+
+def basic_credentials() -> tuple[str, str]:
+    """The user and password from the secret OPENSEARCH_SECRET_ARN names, read once and cached. A missing variable,
+    an unreadable secret or one without both values raises RuntimeError: the invocation fails (Lambda retries it,
+    then hands it to the on-failure destination), never an empty password."""
+    arn = os.environ.get("OPENSEARCH_SECRET_ARN", "").strip()
+    if not arn:
+        raise RuntimeError("OPENSEARCH_AUTH=basic but OPENSEARCH_SECRET_ARN is not set (run `trailsetup init` again)")
+    if arn in _SECRETS:
+        return _SECRETS[arn]
+    region = region_from_secret_arn(arn)
+    try:
+        import boto3
+
+        value = boto3.client("secretsmanager", region_name=region).get_secret_value(SecretId=arn)
+    except Exception as e:  # noqa: BLE001 - any failure to read is fatal for this invocation
+        raise RuntimeError(f"cannot read the OpenSearch credentials from secret {arn}: {type(e).__name__}: {e}"
+                           " (the function's role needs secretsmanager:GetSecretValue on it)") from None
+    try:
+        doc = json.loads(value.get("SecretString") or "")
+    except ValueError:
+        doc = None
+    user = doc.get("username") if isinstance(doc, dict) else None
+    pw = doc.get("password") if isinstance(doc, dict) else None
+    if not (isinstance(user, str) and user and isinstance(pw, str) and pw):
+        raise RuntimeError(f"secret {arn} must hold a JSON object with a non-empty \"username\" and \"password\"")
+    _SECRETS[arn] = (user, pw)
+    return user, pw
+
+
 def _env_int(name: str, default: int) -> int:
     try:
         return int(os.environ.get(name, "") or default)
@@ -109,8 +152,7 @@ class Sink:
                 raise RuntimeError("OPENSEARCH_AUTH=sigv4 but no AWS credentials found")
             self._signer = SigV4Auth(creds, service, region)
         elif auth == "basic":
-            user = os.environ.get("OPENSEARCH_USER", "")
-            pw = os.environ.get("OPENSEARCH_PASSWORD", "")
+            user, pw = basic_credentials()
             self._basic = "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
         elif auth != "none":
             raise RuntimeError(f"OPENSEARCH_AUTH must be sigv4, basic or none, not {auth!r}")

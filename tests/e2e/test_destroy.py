@@ -61,7 +61,7 @@ def test_destroy_removes_what_init_made_and_keeps_the_bucket(mode, moto_reset, r
     retained = [c for c in doc["plan"]["changes"] if c["details"].get("retained")]
     # (the index template stays with the indices it shapes: the endpoint is not ours)
     assert sorted((c["kind"], c["action"]) for c in retained) == [("opensearch-index-template", "no-op"), ("s3-bucket", "no-op")]
-    assert bucket_sids(boto) == {"TrailsetupDenyInsecureTransport"}
+    assert bucket_sids(boto) == {"TrailsetupDenyInsecureTransportTrailsetup"}
     # idempotent
     again = run_json(run_cli, ["destroy", "--yes"])
     s = again["plan"]["summary"]
@@ -86,7 +86,7 @@ def test_destroy_never_deletes_an_adopted_bucket(moto_reset, run_cli, boto, open
               "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/*"}
     s3.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps({"Version": "2012-10-17", "Statement": [theirs]}))
     init(run_cli, "multi-region", opensearch_url, os_clean)
-    assert "TrailsetupCloudTrailWrite" in bucket_sids(boto)
+    assert "TrailsetupCloudTrailWriteTrailsetup" in bucket_sids(boto)
     doc = run_json(run_cli, ["destroy", "--yes", "--delete-bucket"])
     assert BUCKET in [b["Name"] for b in s3.list_buckets()["Buckets"]]
     assert json.loads(s3.get_bucket_policy(Bucket=BUCKET)["Policy"])["Statement"] == [theirs]

@@ -80,14 +80,14 @@ def check_common(boto, mode: str, opensearch_url: str, prefix: str, aws_env) -> 
     trail_arns = sorted(f"arn:aws:cloudtrail:{r}:{ACCOUNT}:trail/{n}" for r, n in trails.items())
 
     st = statements(s3.get_bucket_policy(Bucket=bucket)["Policy"])
-    acl = st["TrailsetupCloudTrailAclCheck"]
+    acl = st["TrailsetupCloudTrailAclCheckTrailsetup"]
     assert acl["Action"] == "s3:GetBucketAcl" and acl["Principal"] == {"Service": "cloudtrail.amazonaws.com"}
     assert sorted(as_list(acl["Condition"]["StringEquals"]["aws:SourceArn"])) == trail_arns
-    wr = st["TrailsetupCloudTrailWrite"]
+    wr = st["TrailsetupCloudTrailWriteTrailsetup"]
     assert wr["Resource"] == f"arn:aws:s3:::{bucket}/AWSLogs/{ACCOUNT}/*"
     assert wr["Condition"]["StringEquals"]["s3:x-amz-acl"] == "bucket-owner-full-control"
     assert sorted(as_list(wr["Condition"]["StringEquals"]["aws:SourceArn"])) == trail_arns
-    deny = st["TrailsetupDenyInsecureTransport"]
+    deny = st["TrailsetupDenyInsecureTransportTrailsetup"]
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
     queue_arn = f"arn:aws:sqs:{HOME}:{ACCOUNT}:trailsetup-notifications"
@@ -109,7 +109,7 @@ def check_common(boto, mode: str, opensearch_url: str, prefix: str, aws_env) -> 
 
         sns = boto("sns", region)
         topic = f"arn:aws:sns:{region}:{ACCOUNT}:trailsetup-cloudtrail"
-        tp = statements(sns.get_topic_attributes(TopicArn=topic)["Attributes"]["Policy"])["TrailsetupCloudTrailPublish"]
+        tp = statements(sns.get_topic_attributes(TopicArn=topic)["Attributes"]["Policy"])["TrailsetupCloudTrailPublishTrailsetup"]
         assert tp["Principal"] == {"Service": "cloudtrail.amazonaws.com"}
         assert as_list(tp["Condition"]["StringEquals"]["aws:SourceArn"]) == [f"arn:aws:cloudtrail:{region}:{ACCOUNT}:trail/{name}"]
         subs = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
@@ -128,7 +128,9 @@ def check_common(boto, mode: str, opensearch_url: str, prefix: str, aws_env) -> 
     )
     assert a["SqsManagedSseEnabled"] == "true"
     # one statement per topic (SNS developer guide, "Subscribing an Amazon SQS queue to an Amazon SNS topic")
-    qps = [s for sid, s in statements(a["Policy"]).items() if sid.startswith("TrailsetupTopicsSend")]
+    qsids = [sid for sid in statements(a["Policy"]) if sid.startswith("TrailsetupTopicsSend")]
+    assert qsids and all(sid.endswith("Trailsetup") for sid in qsids), qsids  # the stack names its statements
+    qps = [statements(a["Policy"])[sid] for sid in qsids]
     assert all(qp["Principal"] == {"Service": "sns.amazonaws.com"} and qp["Action"] == "sqs:SendMessage" for qp in qps)
     topic_arns = sorted(f"arn:aws:sns:{r}:{ACCOUNT}:trailsetup-cloudtrail" for r in trails)
     assert sorted(qp["Condition"]["ArnEquals"]["aws:SourceArn"] for qp in qps) == topic_arns

@@ -72,7 +72,7 @@ def test_assumed_role_caller_and_unreachable_domain(recording_moto, run_cli, bot
     assert doc["applied"] is True
     role_arn = f"arn:aws:iam::{ACCOUNT}:role/ci/deployer"
     d = boto("opensearch").describe_domain(DomainName="audit")["DomainStatus"]
-    principals = as_list(sts_of(d["AccessPolicies"])["TrailsetupAccess"]["Principal"]["AWS"])
+    principals = as_list(sts_of(d["AccessPolicies"])["TrailsetupAccessTrailsetup"]["Principal"]["AWS"])
     assert role_arn in principals and not any(":sts::" in p for p in principals), principals
     # what CreateDomain was sent (DescribeDomain does not return the master user): the role, not the session
     create = [json.loads(c["body"]) for c in calls if c["method"] == "POST" and c["path"].endswith("/opensearch/domain")]
@@ -129,16 +129,16 @@ def test_kms_alias_is_resolved_and_second_run_is_a_no_op(moto_reset, run_cli, bo
     policy = sts_of(kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"])
     # the key's own statements are kept; ours are added, each limited to our resources
     assert any(s.get("Principal", {}).get("AWS") == f"arn:aws:iam::{ACCOUNT}:root" for s in policy.values())
-    enc_logs = policy["TrailsetupCloudTrailEncryptLogs"]
+    enc_logs = policy["TrailsetupCloudTrailEncryptLogsTrailsetup"]
     assert enc_logs["Principal"] == {"Service": "cloudtrail.amazonaws.com"} and enc_logs["Action"] == "kms:GenerateDataKey*"
     assert enc_logs["Condition"]["StringEquals"]["aws:SourceArn"] in ([f"arn:aws:cloudtrail:{HOME}:{ACCOUNT}:trail/trailsetup"],
                                                                        f"arn:aws:cloudtrail:{HOME}:{ACCOUNT}:trail/trailsetup")
     assert enc_logs["Condition"]["StringLike"]["kms:EncryptionContext:aws:cloudtrail:arn"] == f"arn:aws:cloudtrail:*:{ACCOUNT}:trail/*"
-    cwl = policy["TrailsetupCloudWatchLogs"]
+    cwl = policy["TrailsetupCloudWatchLogsTrailsetup"]
     assert cwl["Principal"] == {"Service": f"logs.{HOME}.amazonaws.com"}
     assert cwl["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"] == f"arn:aws:logs:{HOME}:{ACCOUNT}:log-group:/aws/cloudtrail/trailsetup"
-    assert as_list(policy["TrailsetupSnsToQueue"]["Condition"]["ArnEquals"]["aws:SourceArn"]) == [f"arn:aws:sns:{HOME}:{ACCOUNT}:trailsetup-cloudtrail"]
-    assert policy["TrailsetupCloudTrailDecrypt"]["Action"] == "kms:Decrypt"  # the bucket has an S3 Bucket Key
+    assert as_list(policy["TrailsetupSnsToQueueTrailsetup"]["Condition"]["ArnEquals"]["aws:SourceArn"]) == [f"arn:aws:sns:{HOME}:{ACCOUNT}:trailsetup-cloudtrail"]
+    assert policy["TrailsetupCloudTrailDecryptTrailsetup"]["Action"] == "kms:Decrypt"  # the bucket has an S3 Bucket Key
     # key policy first: applied alone, before anything else
     kinds = [c["kind"] for c in doc["plan"]["changes"]]
     assert kinds[0] == "kms-key-policy"
@@ -169,7 +169,7 @@ def test_kms_multi_region_key_gives_each_region_its_replica(moto_reset, run_cli,
     # the eu-west-1 trail still uses the bucket's (us-east-1) key: the key and the bucket in the same region
     assert boto("cloudtrail", "eu-west-1").get_trail(Name="trailsetup-eu-west-1")["Trail"]["KmsKeyId"] == key["Arn"]
     rp = sts_of(boto("kms", "eu-west-1").get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"])
-    assert rp["TrailsetupCloudWatchLogs"]["Principal"] == {"Service": "logs.eu-west-1.amazonaws.com"}
+    assert rp["TrailsetupCloudWatchLogsTrailsetup"]["Principal"] == {"Service": "logs.eu-west-1.amazonaws.com"}
     again, _ = run_json(run_cli, args)
     assert no_changes(again), pending(again)
 
@@ -200,7 +200,7 @@ def test_adopted_domain_keeps_its_statements_and_key(moto_reset, run_cli, boto, 
     d = boto("opensearch").describe_domain(DomainName="shared")["DomainStatus"]
     st = sts_of(d["AccessPolicies"])
     assert st["Analysts"] == theirs
-    assert "TrailsetupAccess" in st
+    assert "TrailsetupAccessTrailsetup" in st
     assert d["EncryptionAtRestOptions"]["KmsKeyId"] == their_key  # not resent: their key stays
     assert d["DomainEndpointOptions"]["TLSSecurityPolicy"] == "Policy-Min-TLS-1-2-PFS-2023-10"
     assert d["ClusterConfig"]["InstanceCount"] == 3 and d["EngineVersion"] == "OpenSearch_2.11"
@@ -353,7 +353,7 @@ def test_unreadable_key_policy_stops_before_any_change(moto_reset, run_cli, boto
                 "--index-prefix", os_clean]
         rc, out, err = run_cli(args, env=env)
         assert rc == 1, err
-        assert "nothing was changed" in err and "TrailsetupCloudTrailEncryptLogs" in err and "--no-kms-key-policy" in err
+        assert "nothing was changed" in err and "TrailsetupCloudTrailEncryptLogsTrailsetup" in err and "--no-kms-key-policy" in err
         assert "kms:GetKeyPolicy" in err
         assert boto("s3").list_buckets()["Buckets"] == [] and boto("cloudtrail").describe_trails()["trailList"] == []
         # the key's owner added the statements: go on without reading or writing the key policy
@@ -386,9 +386,9 @@ def test_opt_in_region_topic_gets_its_regional_principal(moto_reset, run_cli, bo
         sqs = boto("sqs")
         q = sqs.get_queue_url(QueueName="trailsetup-notifications")["QueueUrl"]
         st = sts_of(sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["Policy"])["Attributes"]["Policy"])
-        assert st["TrailsetupTopicsSendMeSouth1"]["Principal"] == {"Service": "sns.me-south-1.amazonaws.com"}
-        assert st["TrailsetupTopicsSendMeSouth1"]["Condition"]["ArnEquals"]["aws:SourceArn"] == f"arn:aws:sns:me-south-1:{ACCOUNT}:trailsetup-cloudtrail"
-        assert st["TrailsetupTopicsSendUsEast1"]["Principal"] == {"Service": "sns.amazonaws.com"}
+        assert st["TrailsetupTopicsSendMeSouth1Trailsetup"]["Principal"] == {"Service": "sns.me-south-1.amazonaws.com"}
+        assert st["TrailsetupTopicsSendMeSouth1Trailsetup"]["Condition"]["ArnEquals"]["aws:SourceArn"] == f"arn:aws:sns:me-south-1:{ACCOUNT}:trailsetup-cloudtrail"
+        assert st["TrailsetupTopicsSendUsEast1Trailsetup"]["Principal"] == {"Service": "sns.amazonaws.com"}
         again, _ = run_json(run_cli, args, env=env)
         assert no_changes(again), pending(again)
     finally:
