@@ -102,6 +102,7 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, plan: &Plan, note: impl Fn(Event<'_>) +
                     if matches!(c.kind, Kind::OpenSearchRoleMapping | Kind::OpenSearchIndexTemplate) && aws.search.is_none() {
                         if let Some(ep) = endpoint.as_deref() {
                             aws.search = Some(domain_client(&aws, ep, &ctx.home)?);
+                            aws.fresh_domain = true;
                         }
                     }
                     note(Event::Started(c));

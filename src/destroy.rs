@@ -290,7 +290,7 @@ pub async fn run(common: &Common, a: &DestroyArgs, out: &Output) -> anyhow::Resu
         }
         OpenSearchTarget::Domain(_) => None,
     };
-    let aws = Aws { cfg: cfg.clone(), search };
+    let aws = Aws { cfg: cfg.clone(), search, fresh_domain: false };
     let mut observed = resources::observe(&ctx, &aws).await?;
     // lost state: the multi-region trail by its name too
     if state.is_none() {

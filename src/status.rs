@@ -146,7 +146,7 @@ pub async fn run(common: &Common, a: &StatusArgs, out: &Output) -> anyhow::Resul
         }
         _ => None,
     };
-    let aws = Aws { cfg, search };
+    let aws = Aws { cfg, search, fresh_domain: false };
     let stale = Duration::from_secs(a.stale_minutes.unwrap_or(60) * 60);
     loop {
         let mut all = checks(&ctx, &aws, stale).await?;

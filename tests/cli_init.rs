@@ -64,9 +64,36 @@ fn no_tty_without_yes_names_what_to_pass() {
 fn single_region_key_for_per_region_trails_is_refused() {
     let (code, out, err) = run(&[
         "init", "--offline", "--dry-run", "--yes", "--account", "123456789012", "--region", "us-east-1", "--regions",
-        "us-east-1,eu-west-1", "--trail-mode", "per-region", "--kms-key", "alias/cloudtrail",
+        "us-east-1,eu-west-1", "--trail-mode", "per-region", "--kms-key", "arn:aws:kms:us-east-1:123456789012:key/1234abcd",
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(out.is_empty());
     settings().bind(|| insta::assert_snapshot!(err));
+}
+
+/// A bare alias is a regional name ("Aliases in AWS KMS"): the same alias in each region is each region's key.
+#[test]
+fn bare_alias_is_resolved_in_each_region() {
+    let (code, out, err) = run(&[
+        "init", "--offline", "--dry-run", "--yes", "--account", "123456789012", "--region", "us-east-1", "--regions",
+        "us-east-1,eu-west-1", "--trail-mode", "per-region", "--kms-key", "alias/cloudtrail", "--output", "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let groups: Vec<(String, String)> = plan["plan"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "logs-log-group" && c["name"] == "/aws/cloudtrail/trailsetup")
+        .map(|c| (c["region"].as_str().unwrap().to_string(), c["details"]["kms_key"].as_str().unwrap_or_default().to_string()))
+        .collect();
+    let mut groups = groups;
+    groups.sort();
+    assert_eq!(
+        groups,
+        [
+            ("eu-west-1".to_string(), "arn:aws:kms:eu-west-1:123456789012:alias/cloudtrail".to_string()),
+            ("us-east-1".to_string(), "arn:aws:kms:us-east-1:123456789012:alias/cloudtrail".to_string())
+        ]
+    );
 }

@@ -288,7 +288,7 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
 
     // --- discovery: the trails that already record this account (read-only) ---
     let found = match &cfg {
-        Some(cfg) => resources::reuse::discover(&Aws { cfg: cfg.clone(), search: None }, &home).await?,
+        Some(cfg) => resources::reuse::discover(&Aws { cfg: cfg.clone(), search: None, fresh_domain: false }, &home).await?,
         None => Vec::new(),
     };
     // a stack set up before keeps its choice (a second run is a no-op, whatever trails appeared since)
@@ -304,7 +304,7 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     // --- wizard: only the missing values ---
     let asking = !(common.yes || !wizard::interactive());
     let (buckets, kms_aliases, domains) = match (&cfg, asking) {
-        (Some(cfg), true) => choices(&Aws { cfg: cfg.clone(), search: None }, &home).await,
+        (Some(cfg), true) => choices(&Aws { cfg: cfg.clone(), search: None, fresh_domain: false }, &home).await,
         _ => Default::default(),
     };
     let facts = Facts {
@@ -377,11 +377,11 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
             r.source_role = source_role.clone();
             if !r.visible && r.organization && r.org_id.is_none() {
                 if let Some(cfg) = &cfg {
-                    r.org_id = resources::reuse::organization_id(&Aws { cfg: cfg.clone(), search: None }, &home).await;
+                    r.org_id = resources::reuse::organization_id(&Aws { cfg: cfg.clone(), search: None, fresh_domain: false }, &home).await;
                 }
             }
             if let Some(cfg) = &cfg {
-                let aws = Aws { cfg: cfg.clone(), search: None };
+                let aws = Aws { cfg: cfg.clone(), search: None, fresh_domain: false };
                 if !r.visible {
                     r.bucket_owned = resources::reuse::bucket_owned(&aws, &home, &r.bucket).await?;
                 }
@@ -480,7 +480,7 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
                 }
                 OpenSearchTarget::Domain(_) => None,
             };
-            Some(Aws { cfg: cfg.clone(), search })
+            Some(Aws { cfg: cfg.clone(), search, fresh_domain: false })
         }
     };
     // the caller as an IAM principal (an assumed-role session becomes its role, with its path)

@@ -55,7 +55,8 @@ pub fn regions_needing_keys(home: &str, trail_regions: &[String]) -> Vec<String>
 fn advice(regions: &[String]) -> String {
     format!(
         "keys are regional and resources live in {}: pass a multi-Region key (mrk-…, replicated to each of those \
-         regions) or one key per region as --kms-key REGION=KEY,REGION=KEY (env TRAILSETUP_KMS_KEY, config key kms_key)",
+         regions), an alias that exists in each of them (alias/NAME), or one key per region as --kms-key \
+         REGION=KEY,REGION=KEY (env TRAILSETUP_KMS_KEY, config key kms_key)",
         regions.join(", ")
     )
 }
@@ -66,7 +67,17 @@ fn advice(regions: &[String]) -> String {
 pub async fn resolve(spec: &str, partition: &str, account: &str, regions: &[String], aws: Option<&Aws>) -> anyhow::Result<KmsKeys> {
     let home = regions.first().cloned().unwrap_or_default();
     let mut wanted: BTreeMap<String, String> = BTreeMap::new();
-    if spec.contains('=') {
+    // A bare alias (`alias/cloudtrail`) is a regional name: users create the same alias in each region ("Aliases
+    // in AWS KMS": "an alias is ... in a particular AWS Region"). It is resolved in every region of the plan.
+    let bare_alias = !spec.contains('=') && spec.starts_with("alias/");
+    if bare_alias {
+        for r in regions {
+            wanted.insert(r.clone(), spec.to_string());
+        }
+        if wanted.is_empty() {
+            wanted.insert(home.clone(), spec.to_string());
+        }
+    } else if spec.contains('=') {
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (r, k) = part.split_once('=').ok_or_else(|| {
                 usage(format!("--kms-key {spec:?}: mix of REGION=KEY and a bare key; {}", advice(regions)))
@@ -92,8 +103,16 @@ pub async fn resolve(spec: &str, partition: &str, account: &str, regions: &[Stri
     }
     let mut keys = BTreeMap::new();
     let mut resolved = true;
+    let mut missing_alias: Vec<String> = Vec::new();
     for (r, k) in &wanted {
         match aws {
+            Some(a) if bare_alias => match describe(a, r, k).await {
+                Ok(arn) => {
+                    keys.insert(r.clone(), arn);
+                }
+                Err(e) if e.to_string().starts_with("--kms-key: no key") => missing_alias.push(r.clone()),
+                Err(e) => return Err(e),
+            },
             Some(a) => {
                 let arn = describe(a, r, k).await?;
                 keys.insert(r.clone(), arn);
@@ -105,8 +124,16 @@ pub async fn resolve(spec: &str, partition: &str, account: &str, regions: &[Stri
             }
         }
     }
+    if !missing_alias.is_empty() {
+        return Err(usage(format!(
+            "--kms-key {spec}: the alias does not exist in {} (aliases are regional: create it there too, e.g. `aws kms \
+             create-alias --alias-name {spec} --target-key-id <key> --region <region>`); {}",
+            missing_alias.join(", "),
+            advice(regions)
+        )));
+    }
     // a single key: the other regions get its multi-Region replicas, or it is refused
-    if !spec.contains('=') {
+    if !spec.contains('=') && !bare_alias {
         let (r0, arn0) = keys.iter().next().map(|(a, b)| (a.clone(), b.clone())).ok_or_else(|| anyhow!("no key"))?;
         if r0 != home && !regions.is_empty() {
             // an ARN in another region than the bucket: CloudTrail needs the key in the bucket's region
@@ -453,8 +480,13 @@ mod tests {
         // one single-Region key, resources in two regions: refused
         let e = resolve("arn:aws:kms:us-east-1:123456789012:key/abc", "aws", "123456789012", &regions, None).await.unwrap_err();
         assert!(e.to_string().contains("multi-Region key"), "{e}");
-        // a bare alias: refused the same way (it names another key in each region)
-        assert!(resolve("alias/logs", "aws", "123456789012", &regions, None).await.is_err());
+        // a bare alias: a regional name, resolved in each region (offline: the alias ARN of each region,
+        // unresolved); an alias ARN names one region's alias and is refused like a single-Region key
+        let k = resolve("alias/logs", "aws", "123456789012", &regions, None).await.unwrap();
+        assert!(!k.resolved);
+        assert_eq!(k.keys["eu-west-1"], "arn:aws:kms:eu-west-1:123456789012:alias/logs");
+        assert_eq!(k.keys["us-east-1"], "arn:aws:kms:us-east-1:123456789012:alias/logs");
+        assert!(resolve("arn:aws:kms:us-east-1:123456789012:alias/logs", "aws", "123456789012", &regions, None).await.is_err());
         // a multi-Region key: its replica in each region
         let k = resolve("arn:aws:kms:us-east-1:123456789012:key/mrk-1234", "aws", "123456789012", &regions, None).await.unwrap();
         assert_eq!(k.keys["eu-west-1"], "arn:aws:kms:eu-west-1:123456789012:key/mrk-1234");

@@ -723,6 +723,9 @@ pub struct Aws {
     pub cfg: SdkConfig,
     /// the OpenSearch endpoint's client, when one is known (`--opensearch-url`)
     pub search: Option<crate::ingest::opensearch::Client>,
+    /// the domain was created or changed moments ago in this apply: its security plugin may still refuse
+    /// (401/403/503) for a few minutes
+    pub fresh_domain: bool,
 }
 
 impl Aws {

@@ -45,6 +45,8 @@ pub const TLS_POLICY: &str = "Policy-Min-TLS-1-2-PFS-2023-10";
 /// The TLS policies DomainEndpointOptions accepts (OpenSearch Service API reference, `DomainEndpointOptions`).
 pub const TLS_POLICIES: &[&str] = &["Policy-Min-TLS-1-0-2019-07", "Policy-Min-TLS-1-2-2019-07", "Policy-Min-TLS-1-2-PFS-2023-10"];
 const DOMAIN_WAIT: Duration = Duration::from_secs(45 * 60);
+/// How long a domain created or changed in this apply may answer 401/403/503 on the security plugin's API.
+const SECURITY_SETTLE: Duration = Duration::from_secs(5 * 60);
 
 /// What a read of something inside the domain (index template, security role) found.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -531,7 +533,19 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<crate::ap
             };
             for r in c.details["requests"].as_array().into_iter().flatten() {
                 let path = r["path"].as_str().unwrap_or_default();
-                let resp = client.json(Method::PUT, path, Some(&r["body"])).await?;
+                // a domain created or changed moments ago: its security plugin answers 401/403/503 for a few
+                // minutes while the master user's mapping and the plugin's index settle
+                let wait = if aws.fresh_domain { SECURITY_SETTLE } else { Duration::ZERO };
+                let (cl, body) = (&client, &r["body"]);
+                let settled = crate::aws::eventual::until(&format!("the security plugin of {}", client.base_redacted()), wait, || async move {
+                    let resp = cl.json(Method::PUT, path, Some(body)).await?;
+                    Ok((!matches!(resp.status.as_u16(), 401 | 403 | 503)).then_some(resp))
+                })
+                .await?;
+                let resp = match settled {
+                    Some(resp) => resp,
+                    None => client.json(Method::PUT, path, Some(body)).await?,
+                };
                 if resp.status == reqwest::StatusCode::FORBIDDEN || resp.status == reqwest::StatusCode::UNAUTHORIZED {
                     return Err(anyhow!(
                         "OpenSearch refused PUT {path} ({}): only the domain's master user (or a user with the security_manager \
@@ -653,11 +667,26 @@ async fn apply_domain(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<String
             .await
             .map_err(|e| explain(e, &format!("tagging OpenSearch domain {name}"), "es:AddTags"))?;
     }
-    // bounded, visible wait for the endpoint
+    // bounded, visible wait for the endpoint, then for the change to finish (`Processing: false`, "DomainStatus",
+    // OpenSearch Service API reference): the security plugin's API answers reliably only after that
     let started = Instant::now();
     let mut delay = Duration::from_secs(5);
     loop {
         if let Some((_, Some(ep))) = describe_domain(ctx, aws, name).await? {
+            let os = &os;
+            let settled = crate::aws::eventual::until(&format!("OpenSearch domain {name} is still processing a change"), DOMAIN_WAIT, || async move {
+                let r = os
+                    .describe_domain()
+                    .domain_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| explain(e, &format!("reading OpenSearch domain {name}"), "es:DescribeDomain"))?;
+                Ok(r.domain_status.is_some_and(|s| s.processing() != Some(true)).then_some(()))
+            })
+            .await?;
+            if settled.is_none() {
+                tracing::warn!("OpenSearch domain {name} is still processing a change; going on with its endpoint");
+            }
             return Ok(ep);
         }
         if started.elapsed() > DOMAIN_WAIT {
