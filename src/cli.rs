@@ -208,6 +208,19 @@ pub struct InitArgs {
     /// After apply, do not load the logs already in the bucket
     #[arg(long, overrides_with = "backfill")]
     pub no_backfill: bool,
+
+    /// With --dry-run: save the plan to FILE (for review; `init --yes --plan FILE` applies exactly it)
+    #[arg(long, value_name = "FILE", help_heading = "Saved plans (CI)")]
+    pub plan_out: Option<PathBuf>,
+
+    /// Apply exactly the plan saved with --plan-out: refused, with nothing changed, when the account (or the
+    /// settings) no longer give that plan
+    #[arg(long, value_name = "FILE", conflicts_with = "plan_out", help_heading = "Saved plans (CI)")]
+    pub plan: Option<PathBuf>,
+
+    /// With --dry-run: exit 4 when changes are pending, 0 when the account matches the plan
+    #[arg(long, help_heading = "Saved plans (CI)")]
+    pub detailed_exitcode: bool,
 }
 
 impl InitArgs {
@@ -236,6 +249,9 @@ impl InitArgs {
             no_kms_key_policy: self.no_kms_key_policy || other.no_kms_key_policy,
             backfill: self.backfill || other.backfill,
             no_backfill: self.no_backfill || other.no_backfill,
+            plan_out: self.plan_out.or(other.plan_out),
+            plan: self.plan.or(other.plan),
+            detailed_exitcode: self.detailed_exitcode || other.detailed_exitcode,
         }
     }
 }

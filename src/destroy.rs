@@ -98,9 +98,13 @@ pub fn changes(ctx: &Ctx, o: &Observed, created: &std::collections::BTreeSet<Str
             } else {
                 let adopted = !made || !ours(ctx, v);
                 let reason = if adopted { "adopted: not ours to delete" } else { "data is kept unless --delete-domain" };
-                // an adopted domain loses our statement; a retained domain of ours keeps the access it was made with
+                // an adopted domain loses our statement, and so does one another stack still uses (its statement
+                // stays); a retained domain of ours used by no other stack keeps the access it was made with
                 let policy = v["access_policy"].clone();
-                let left = if adopted { without(&policy, |s| ctx.owns_sid(s)) } else { policy.clone() };
+                let shared = resources::statements(&policy)
+                    .iter()
+                    .any(|s| s["Sid"].as_str().is_some_and(|x| x.starts_with("Trailsetup") && !ctx.owns_sid(x)));
+                let left = if adopted || shared { without(&policy, |s| ctx.owns_sid(s)) } else { policy.clone() };
                 let action = if left != policy { Action::Update } else { Action::NoOp };
                 let mut details = json!({"retained": true, "reason": reason});
                 if action == Action::Update {

@@ -9,6 +9,8 @@ pub enum Exit {
     Failure = 1,
     Usage = 2,
     Quarantined = 3,
+    /// `--dry-run --detailed-exitcode`: the account differs from the plan.
+    ChangesPending = 4,
 }
 
 /// A usage error or missing input: exit code 2. The message says what to pass.

@@ -99,7 +99,7 @@ fn scenarios() -> Vec<(&'static str, Ctx, Observed)> {
         ("af-south-1", "arn:aws:kms:af-south-1:123456789012:key/mrk-0a1b2c"),
     ]));
     let mut o = Observed::default();
-    for (_, k) in &c.kms.as_ref().unwrap().keys {
+    for k in c.kms.as_ref().unwrap().keys.values() {
         o.key_policies.insert(k.clone(), kms::Observed::Policy(default_key_policy()));
     }
     v.push(("per-region, opt-in af-south-1, multi-Region key", c, o));
@@ -152,7 +152,7 @@ fn scenarios() -> Vec<(&'static str, Ctx, Observed)> {
         ..Default::default()
     });
     let mut o = Observed::default();
-    for (_, k) in &c.kms.as_ref().unwrap().keys {
+    for k in c.kms.as_ref().unwrap().keys.values() {
         o.key_policies.insert(k.clone(), kms::Observed::Policy(default_key_policy()));
     }
     v.push(("reuse: own multi-region trail with a topic in another region and a log group, key", c, o));

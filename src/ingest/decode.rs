@@ -69,7 +69,7 @@ pub fn read_log<R: Read>(input: R, on_record: impl FnMut(Rec<'_>) -> Flow) -> Ou
 pub fn read_log_capped<R: Read>(input: R, cap: usize, on_record: impl FnMut(Rec<'_>) -> Flow) -> Outcome {
     let mut br = BufReader::with_capacity(256 * 1024, input);
     let gz = match br.fill_buf() {
-        Ok(b) if b.is_empty() => return Outcome::Skipped(Skip::Empty),
+        Ok([]) => return Outcome::Skipped(Skip::Empty),
         Ok(b) => b.len() >= 2 && b[0] == 0x1f && b[1] == 0x8b,
         Err(e) => return Outcome::Damaged { records: 0, reason: format!("read error: {e}") },
     };
@@ -165,7 +165,7 @@ impl<R: BufRead> Scanner<R> {
                 // number, true, false, null: up to the next delimiter
                 loop {
                     let buf = match self.r.fill_buf()? {
-                        b if b.is_empty() => return Ok(()), // a bare scalar at the end of input
+                        [] => return Ok(()), // a bare scalar at the end of input
                         b => b,
                     };
                     let n = buf

@@ -183,7 +183,7 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
                     let permit = sem.clone().acquire_owned().await.expect("never closed");
                     let (p, client, q, s3, tx) = (pipeline.clone(), sqs_client.clone(), queue_url.clone(), s3.clone(), res_tx.clone());
                     tasks.spawn(async move {
-                        let ok = handle(&p, &client, &q, &s3, &m, files, &tx, visibility).await;
+                        let ok = handle(&p, Followed { client: &client, queue: &q, visibility }, &s3, &m, files, &tx).await;
                         drop(permit);
                         ok
                     });
@@ -265,17 +265,23 @@ async fn delete(client: &aws_sdk_sqs::Client, queue: &str, m: &Message) -> anyho
     Ok(())
 }
 
+/// The queue a worker follows: client, URL, and the visibility it asks for.
+struct Followed<'a> {
+    client: &'a aws_sdk_sqs::Client,
+    queue: &'a str,
+    visibility: i32,
+}
+
 /// Load every file a message names; delete the message only when all of them are settled.
 async fn handle(
     p: &Pipeline,
-    client: &aws_sdk_sqs::Client,
-    queue: &str,
+    q: Followed<'_>,
     s3: &aws_sdk_s3::Client,
     m: &Message,
     files: Vec<(String, String)>,
     tx: &tokio::sync::mpsc::UnboundedSender<(String, FileResult)>,
-    visibility: i32,
 ) -> anyhow::Result<()> {
+    let Followed { client, queue, visibility } = q;
     let handle = m.receipt_handle().unwrap_or_default().to_string();
     // Keep the message invisible while its files are in flight.
     let keeper = {

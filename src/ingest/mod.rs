@@ -796,11 +796,35 @@ async fn dry_run(
     Ok(Exit::Success)
 }
 
+/// Quarantined documents handed to the pipeline at once by a replay.
+const REPLAY_BATCH: usize = 1000;
+
 /// `--replay-quarantine FILE`: send the quarantined documents again; what still fails goes to a new quarantine
 /// file, and the replayed file is renamed `*.replayed` so a second replay does not double-count.
 async fn replay(common: &Common, a: &BackfillArgs, file: &std::path::Path, state: Option<&State>, out: &Output) -> anyhow::Result<Exit> {
     let started = Instant::now();
-    let text = std::fs::read_to_string(file).map_err(|e| usage(format!("--replay-quarantine {}: {e}", file.display())))?;
+    // The file is read line by line, twice, never whole: a first pass checks every line (a bad line stops the
+    // replay before anything is sent), the second loads the documents in batches.
+    let lines = || -> anyhow::Result<_> {
+        use std::io::BufRead as _;
+        let f = std::fs::File::open(file).map_err(|e| usage(format!("--replay-quarantine {}: {e}", file.display())))?;
+        Ok(std::io::BufReader::new(f).lines().enumerate())
+    };
+    for (n, line) in lines()? {
+        let line = line.with_context(|| format!("reading {}", file.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let e: quarantine::Entry = serde_json::from_str(&line).map_err(|e| usage(format!("{}:{}: not a quarantine line: {e}", file.display(), n + 1)))?;
+        let ok = match e.kind.as_str() {
+            "document" => e.index.as_deref().is_some_and(|i| !i.is_empty()) && e.id.is_some() && e.document.is_some(),
+            "record" | "file" => true,
+            _ => false,
+        };
+        if !ok {
+            return Err(usage(format!("{}:{}: quarantine line without a document", file.display(), n + 1)));
+        }
+    }
     let mut s = sink(common, &a.sink, state, None).await?;
     if s.quarantine == file {
         s.quarantine = file.with_extension("retry.jsonl");
@@ -810,8 +834,16 @@ async fn replay(common: &Common, a: &BackfillArgs, file: &std::path::Path, state
     let pipeline = Pipeline::start(s.client.clone(), s.rules.clone(), TimeFilter::default(), s.opts.clone(), quarantine.clone());
     let mut docs = Vec::new();
     let mut report = Report::default();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let e: quarantine::Entry = serde_json::from_str(line).map_err(|e| usage(format!("{}:{}: not a quarantine line: {e}", file.display(), n + 1)))?;
+    let name: Arc<str> = Arc::from(file.display().to_string());
+    for (n, line) in lines()? {
+        let line = line.with_context(|| format!("reading {}", file.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let e: quarantine::Entry = serde_json::from_str(&line).map_err(|e| usage(format!("{}:{}: not a quarantine line: {e}", file.display(), n + 1)))?;
+        if docs.len() >= REPLAY_BATCH {
+            pipeline.load_docs(name.clone(), std::mem::take(&mut docs)).await;
+        }
         match (e.kind.as_str(), e.index, e.id, e.document) {
             ("document", Some(index), Some(id), Some(doc)) if !index.is_empty() => docs.push((index, id, doc)),
             ("record", ..) => {
@@ -837,7 +869,7 @@ async fn replay(common: &Common, a: &BackfillArgs, file: &std::path::Path, state
         }
     }
     // The per-file result is not needed: the run's totals below say everything about a replay.
-    pipeline.load_docs(Arc::from(file.display().to_string()), docs).await;
+    pipeline.load_docs(name, docs).await;
     let fatal = pipeline.fatal();
     let stats = pipeline.finish().await;
     if fatal.is_none() {

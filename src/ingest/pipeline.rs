@@ -303,10 +303,8 @@ impl Pipeline {
                         t2.settle(Settle::Quarantined, &stats);
                     }
                 }
-                if chunk.body.len() >= chunk_bytes {
-                    if tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
-                        return Flow::Stop;
-                    }
+                if chunk.body.len() >= chunk_bytes && tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
+                    return Flow::Stop;
                 }
                 Flow::Continue
             });

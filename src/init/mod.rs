@@ -188,6 +188,15 @@ fn home_region(common: &Common) -> Option<String> {
 
 pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<Exit> {
     let dry = common.dry_run || common.offline;
+    if !dry && a.plan_out.is_some() {
+        return Err(usage("--plan-out saves the plan of a dry run: add --dry-run (then apply it with `init --yes --plan FILE`)"));
+    }
+    if !dry && a.detailed_exitcode {
+        return Err(usage("--detailed-exitcode goes with --dry-run (exit 4: changes pending, 0: none)"));
+    }
+    if a.plan.is_some() && common.offline {
+        return Err(usage("--plan compares the saved plan with the account: it cannot be used with --offline"));
+    }
     let mut d = draft(common, a);
     // Without a TTY and without --yes: fail at once, before any call, naming what to pass.
     if !common.yes && !wizard::interactive() {
@@ -302,7 +311,7 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     }
 
     // --- wizard: only the missing values ---
-    let asking = !(common.yes || !wizard::interactive());
+    let asking = !common.yes && wizard::interactive();
     let (buckets, kms_aliases, domains) = match (&cfg, asking) {
         (Some(cfg), true) => choices(&Aws { cfg: cfg.clone(), search: None, fresh_domain: false }, &home).await,
         _ => Default::default(),
@@ -561,7 +570,34 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     if !out.json {
         out.line(plan.render_human(&header, common.verbose > 0));
     }
+    // a saved plan: applied only when the account and settings give exactly the same changes
+    if let Some(p) = &a.plan {
+        let saved = crate::plan::saved::load(p)?;
+        if saved.stack != stack || saved.account != account {
+            return Err(usage(format!(
+                "--plan {} is for stack {} of account {}, this run is for stack {stack} of account {account}; nothing was changed",
+                p.display(),
+                saved.stack,
+                saved.account
+            )));
+        }
+        let diff = crate::plan::saved::differences(&saved.changes, &plan);
+        if !diff.is_empty() {
+            return Err(anyhow::anyhow!(
+                "the account (or the settings) no longer give the plan saved in {}; nothing was changed. What moved:\n  {}\n\
+                 Compute and review a new plan (`trailsetup --dry-run --plan-out FILE`), then apply that one.",
+                p.display(),
+                diff.join("\n  ")
+            ));
+        }
+        out.note(format!("The plan equals the one saved in {}.", p.display()));
+    }
     if dry {
+        if let Some(p) = &a.plan_out {
+            crate::plan::saved::save(p, &stack, &account, &plan)?;
+            out.note(format!("Plan saved to {} (apply exactly it with `trailsetup init --yes --plan {}`).", p.display(), p.display()));
+        }
+        let exit = if a.detailed_exitcode && plan.has_changes() { Exit::ChangesPending } else { Exit::Success };
         if out.json {
             out.json_doc(&plan.to_json(&header, false));
         } else {
@@ -571,7 +607,7 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
                 "Dry run: nothing was changed."
             });
         }
-        return Ok(Exit::Success);
+        return Ok(exit);
     }
     let Some(aws) = aws else { return Err(anyhow::anyhow!("internal: no AWS config outside --offline")) };
     if let Some(e) = resources::kms::unreadable_error(&plan) {

@@ -2,6 +2,7 @@
 //! struct; `apply` executes it. Human and JSON rendering of the same data.
 
 pub mod check;
+pub mod saved;
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -271,13 +272,12 @@ impl Plan {
             }
             match c.action {
                 // an update of something that could not be read (offline): what it will hold
-                Action::Update if c.current.is_none() => {
-                    if verbose {
-                        for line in pretty(&c.details).lines() {
-                            o.push_str(&format!("        {line}\n"));
-                        }
+                Action::Update if c.current.is_none() && verbose => {
+                    for line in pretty(&c.details).lines() {
+                        o.push_str(&format!("        {line}\n"));
                     }
                 }
+                Action::Update if c.current.is_none() => {}
                 Action::Update => {
                     let cur = pretty(c.current.as_ref().unwrap_or(&Value::Null));
                     let want = pretty(&c.details);

@@ -418,6 +418,11 @@ pub fn changes(ctx: &Ctx, o: &Observed) -> Vec<Change> {
                         want[k] = cur[k].clone();
                     }
                     want["access_policy"] = merged_access_policy(ctx, domain, cur["access_policy"].as_object().map(|_| &cur["access_policy"]));
+                    // a domain another stack tagged (two stacks sharing one domain) keeps its tag: re-tagging it
+                    // would make each stack's init undo the other's, and make it "ours" to the other's destroy
+                    if cur["tags"][TAG_KEY].as_str().is_some_and(|t| t != ctx.stack) {
+                        want["tags"] = cur["tags"].clone();
+                    }
                 }
                 None => {
                     want["master_user_arn"] = json!(ctx.principal_arn);
@@ -659,13 +664,16 @@ async fn apply_domain(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<String
         crate::aws::eventual::retry("UpdateDomainConfig", &format!("OpenSearch domain {name}"), || req.clone().send())
             .await
             .map_err(|e| explain(e, &format!("updating OpenSearch domain {name}"), "es:UpdateDomainConfig"))?;
-        let arn = format!("arn:{}:es:{}:{}:domain/{name}", ctx.partition, ctx.home, ctx.account);
-        os.add_tags()
-            .arn(arn)
-            .tag_list(Tag::builder().key(TAG_KEY).value(&ctx.stack).build()?)
-            .send()
-            .await
-            .map_err(|e| explain(e, &format!("tagging OpenSearch domain {name}"), "es:AddTags"))?;
+        // tagged ours only when no other stack's tag is there (the plan keeps another stack's tag)
+        if d["tags"][TAG_KEY].as_str() == Some(ctx.stack.as_str()) {
+            let arn = format!("arn:{}:es:{}:{}:domain/{name}", ctx.partition, ctx.home, ctx.account);
+            os.add_tags()
+                .arn(arn)
+                .tag_list(tag.clone())
+                .send()
+                .await
+                .map_err(|e| explain(e, &format!("tagging OpenSearch domain {name}"), "es:AddTags"))?;
+        }
     }
     // bounded, visible wait for the endpoint, then for the change to finish (`Processing: false`, "DomainStatus",
     // OpenSearch Service API reference): the security plugin's API answers reliably only after that

@@ -738,13 +738,13 @@ mod tests {
     #[test]
     fn pick_by_name_arn_or_invisible_arn() {
         let t = Reuse { name: "main".into(), arn: "arn:aws:cloudtrail:us-east-1:111:trail/main".into(), multi_region: true, ..Default::default() };
-        assert_eq!(pick(&[t.clone()], "main", None, None).unwrap().arn, t.arn);
-        assert_eq!(pick(&[t.clone()], &t.arn, None, None).unwrap().name, "main");
-        assert!(pick(&[t.clone()], "nope", None, None).unwrap_err().to_string().contains("trails found: main"));
+        assert_eq!(pick(std::slice::from_ref(&t), "main", None, None).unwrap().arn, t.arn);
+        assert_eq!(pick(std::slice::from_ref(&t), &t.arn, None, None).unwrap().name, "main");
+        assert!(pick(std::slice::from_ref(&t), "nope", None, None).unwrap_err().to_string().contains("trails found: main"));
         let org = "arn:aws:cloudtrail:us-east-1:999:trail/org";
         assert!(pick(&[], org, None, None).unwrap_err().to_string().contains("--bucket"));
         let r = pick(&[], org, Some("archive"), Some("p/AWSLogs/")).unwrap();
         assert_eq!((r.visible, r.bucket.as_str(), r.key_prefix.as_deref(), r.home_region.as_str()), (false, "archive", Some("p"), "us-east-1"));
-        assert_eq!(best(&[t.clone()]).map(|x| x.name.as_str()), Some("main"));
+        assert_eq!(best(std::slice::from_ref(&t)).map(|x| x.name.as_str()), Some("main"));
     }
 }

@@ -3,7 +3,9 @@
 1. every shared vector (tests/vectors/vectors.jsonl) against ctdoc.py;
 2. the handler on CloudWatch Logs payloads built from the fixture records, against the real node;
 3. `_bulk` triage through tests/e2e/faultproxy.py: request-level 429/500, per-item 429 and 400,
-   slow answers; no record lost, rejects reach the dead-letter queue (moto SQS) or stdout.
+   slow answers; no record lost, rejects reach the dead-letter queue (moto SQS) or stdout;
+4. basic auth from the Secrets Manager secret OPENSEARCH_SECRET_ARN names (moto), read once per container; no
+   readable secret -> the invocation raises, nothing is sent.
 """
 
 from __future__ import annotations
@@ -80,8 +82,9 @@ def run(texts: list[str], chunk: int = 200) -> dict:
 @pytest.fixture
 def fw_env(monkeypatch, opensearch_url, os_clean):
     """Forwarder environment for a per-test prefix, direct to the node, fast backoff."""
-    for k in ("DLQ_URL", "OPENSEARCH_USER", "OPENSEARCH_PASSWORD"):
+    for k in ("DLQ_URL", "OPENSEARCH_USER", "OPENSEARCH_PASSWORD", "OPENSEARCH_SECRET_ARN"):
         monkeypatch.delenv(k, raising=False)
+    monkeypatch.setattr(forwarder, "_SECRETS", {})
     monkeypatch.setenv("OPENSEARCH_URL", opensearch_url)
     monkeypatch.setenv("OPENSEARCH_AUTH", "none")
     monkeypatch.setenv("INDEX_PREFIX", os_clean)
@@ -316,3 +319,69 @@ def test_forwarder_signs_for_the_domain_region(monkeypatch, opensearch_region, u
     h = s._headers("POST", url + "/cloudtrail/_bulk", b"{}\n")
     auth = h["Authorization"]
     assert f"/{want}/es/aws4_request" in auth, auth
+
+
+# --- basic auth: the user and password come from Secrets Manager, never from the environment ("Working with Lambda
+# environment variables": use Secrets Manager for credentials; "Use Secrets Manager secrets in Lambda functions") -----
+
+@pytest.fixture
+def moto_aws(monkeypatch, moto_reset):
+    """boto3 inside the forwarder talks to this test's moto (the function's own region: us-east-1)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_reset)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return moto_reset
+
+
+def basic_header(user: str, pw: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
+
+
+def test_basic_auth_reads_the_secret_once_and_sends_it(fw_env, opensearch_url, fixture_texts, monkeypatch, boto, moto_aws):
+    prefix = fw_env
+    texts = fixture_texts[:50]
+    # the secret in another region than the function's: the client goes to the ARN's region
+    sm = boto("secretsmanager", "eu-west-1")
+    arn = sm.create_secret(Name="trailsetup/opensearch-basic-auth",
+                           SecretString=json.dumps({"username": "writer", "password": "pw-1 with: colon"}))["ARN"]
+    monkeypatch.setenv("OPENSEARCH_AUTH", "basic")
+    monkeypatch.setenv("OPENSEARCH_SECRET_ARN", arn)
+    with FaultProxy(opensearch_url) as p:
+        monkeypatch.setenv("OPENSEARCH_URL", p.url)
+        s = forwarder.handler(cwl_event(texts), None)
+        assert p.last_auth == basic_header("writer", "pw-1 with: colon")
+        assert s["records"] == 50 and s["rejected"] == 0 and s["indexed"] + s["duplicates"] == 50
+        # cached for the life of the container: a new value is read by the next cold start only
+        sm.put_secret_value(SecretId=arn, SecretString=json.dumps({"username": "writer", "password": "pw-2"}))
+        sm.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
+        forwarder.handler(cwl_event(texts[:5]), None)
+        assert p.last_auth == basic_header("writer", "pw-1 with: colon")
+    assert count(opensearch_url, prefix) == expected_unique(texts, prefix)
+    assert forwarder.region_from_secret_arn(arn) == "eu-west-1"
+
+
+@pytest.mark.parametrize("case", ["no variable", "no secret", "not json", "no password", "empty password", "not an arn"])
+def test_basic_auth_without_a_readable_secret_raises(fw_env, opensearch_url, fixture_texts, monkeypatch, boto, moto_aws, case):
+    sm = boto("secretsmanager")
+    values = {"not json": "writer:pw", "no password": json.dumps({"username": "writer"}),
+              "empty password": json.dumps({"username": "writer", "password": ""})}
+    monkeypatch.setenv("OPENSEARCH_AUTH", "basic")
+    if case in values:
+        monkeypatch.setenv("OPENSEARCH_SECRET_ARN", sm.create_secret(Name=f"t-{len(case)}", SecretString=values[case])["ARN"])
+    elif case == "no secret":
+        monkeypatch.setenv("OPENSEARCH_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:trailsetup/gone-AbCdEf")
+    elif case == "not an arn":
+        monkeypatch.setenv("OPENSEARCH_SECRET_ARN", "trailsetup/opensearch-basic-auth")
+    with FaultProxy(opensearch_url) as p:
+        monkeypatch.setenv("OPENSEARCH_URL", p.url)
+        with pytest.raises(RuntimeError) as e:
+            forwarder.handler(cwl_event(fixture_texts[:3]), None)
+        assert p.requests == 0, "nothing is sent without credentials"
+    msg = str(e.value)
+    want = {"no variable": "OPENSEARCH_SECRET_ARN is not set", "no secret": "cannot read the OpenSearch credentials",
+            "not an arn": "not a Secrets Manager secret ARN"}.get(case, "non-empty \"username\" and \"password\"")
+    assert want in msg, msg
+    assert "pw" not in msg.replace("password", "")
+    assert forwarder._SECRETS == {}

@@ -86,7 +86,9 @@ def test_assumed_role_caller_and_unreachable_domain(recording_moto, run_cli, bot
     assert [(r["method"], r["path"]) for r in reqs] == [
         ("PUT", "_plugins/_security/api/roles/trailsetup-writer"), ("PUT", "_plugins/_security/api/rolesmapping/trailsetup-writer")]
     # the endpoint does not resolve here: said once, not a failure
-    assert err.count("OpenSearch is not reachable from here; the index template") == 1, err
+    # the template and the role mapping could not be sent from here: reported as deferred, once each, never created
+    assert "2 deferred" in err and err.count("deferred: opensearch-index-template") == 1, err
+    assert "created opensearch-index-template" not in err and "created opensearch-role-mapping" not in err, err
     state = json.loads(open(f'{aws_env["XDG_STATE_HOME"]}/trailsetup/trailsetup.json').read())
     assert state["opensearch_reachable"] is False  # known after the first run already
     # the forwarder signs for the domain's region
