@@ -198,6 +198,44 @@ def _retry_after(headers: dict) -> Optional[float]:
 
 # --- dead letters ----------------------------------------------------------------------------------
 
+def redact_session_tokens(text: str) -> str:
+    """Every `"sessionToken": "<value>"` in a record's text (which may not be JSON) with its value replaced by
+    REDACTED, also in the escaped spelling of a JSON string holding JSON — the same rule as the Rust quarantine
+    (src/ingest/quarantine.rs, redact_session_tokens)."""
+    for q in ('"', '\\"'):
+        key = f"{q}sessionToken{q}"
+        out, i = [], 0
+        while True:
+            k = text.find(key, i)
+            if k < 0:
+                break
+            j = k + len(key)
+            while j < len(text) and text[j].isspace():
+                j += 1
+            if j < len(text) and text[j] == ":":
+                j += 1
+                while j < len(text) and text[j].isspace():
+                    j += 1
+                if text.startswith(q, j):
+                    start = j + len(q)
+                    if q == '"':
+                        e = start
+                        while e < len(text) and text[e] != '"':
+                            e += 2 if text[e] == "\\" else 1
+                    else:
+                        e = text.find(q, start)
+                        e = len(text) if e < 0 else e
+                    out.append(text[i:start])
+                    out.append(ctdoc.REDACTED)
+                    i = min(e, len(text))
+                    continue
+            out.append(text[i:k + len(key)])
+            i = k + len(key)
+        out.append(text[i:])
+        text = "".join(out)
+    return text
+
+
 class DeadLetters:
     def __init__(self) -> None:
         self.url = os.environ.get("DLQ_URL", "").strip()
@@ -251,6 +289,9 @@ class Forwarder:
 
     def reject(self, reason: str, index: Optional[str], id_: Optional[str], document: Any) -> None:
         self.stats["rejected"] += 1
+        if self.redact and isinstance(document, str):
+            # a record that never became a document keeps its credentials no more than the index does
+            document = redact_session_tokens(document)
         self.dlq.send(reason, index, id_, document)
 
     def run(self, messages: list) -> dict:

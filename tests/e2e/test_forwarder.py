@@ -271,6 +271,24 @@ def test_rejects_without_dlq_are_logged_to_stdout(fw_env, opensearch_url, fixtur
     assert m["id"] == target.id and m["index"] == target.index and m["document"] == target.document()
 
 
+def test_rejected_raw_records_are_redacted_in_dead_letters(fw_env, opensearch_url, boto, moto_reset, monkeypatch):
+    """A log event that is not a document (here: a JSON array, and a cut-off object) goes to the dead-letter queue
+    as text; its session tokens are redacted there as the documents are (the same rule as the Rust quarantine)."""
+    queue = boto("sqs").create_queue(QueueName="trailsetup-forwarder-dlq")["QueueUrl"]
+    monkeypatch.setenv("DLQ_URL", queue)
+    for k, v in {"AWS_ENDPOINT_URL": moto_reset, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    bad = ['[{"responseElements": {"credentials": {"sessionToken": "SECRETTOKEN123"}}}]',
+           '{"eventID": "x", "responseElements": {"credentials": {"sessionToken": "SECRETTOKEN456"']
+    s = forwarder.handler(cwl_event(bad), None)
+    assert s["rejected"] == 2
+    got = boto("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    bodies = [m["Body"] for m in got]
+    assert len(bodies) == 2
+    assert all("SECRETTOKEN" not in b and "REDACTED" in b for b in bodies), bodies
+
+
 # --- 4. the forwarder and backfill build the same documents ----------------------------------------
 
 def test_forwarder_then_backfill_adds_nothing_and_the_other_way_round(fw_env, opensearch_url, fixture_texts, run_cli, monkeypatch):
