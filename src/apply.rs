@@ -101,8 +101,12 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, plan: &Plan, note: impl Fn(Event<'_>) +
                 for c in &chain {
                     if matches!(c.kind, Kind::OpenSearchRoleMapping | Kind::OpenSearchIndexTemplate) && aws.search.is_none() {
                         if let Some(ep) = endpoint.as_deref() {
+                            // the domain was created or changed just before, in this chain
                             aws.search = Some(domain_client(&aws, ep, &ctx.home)?);
                             aws.fresh_domain = true;
+                        } else if let Some(ep) = resources::opensearch::current_endpoint(ctx, &aws).await? {
+                            // an adopted domain that needed no change: its endpoint as it is
+                            aws.search = Some(domain_client(&aws, &ep, &ctx.home)?);
                         }
                     }
                     note(Event::Started(c));

@@ -273,13 +273,13 @@ pub async fn run(common: &Common, a: &DestroyArgs, out: &Output) -> anyhow::Resu
     }
     let state = State::load(&common.state_dir, a.name.as_deref())?;
     let cfg = crate::aws::sdk_config(common).await;
-    let (account, partition, caller) = crate::init::identity(&cfg).await?;
+    let (account, partition, caller) = crate::aws::identity(&cfg).await?;
     if let Some(s) = &state {
         if s.account != account {
             return Err(usage(format!("the state file of stack {} is for account {}, the credentials are of {account}", s.stack, s.account)));
         }
     }
-    let enabled = if state.is_none() { crate::init::enabled_regions(&cfg, &partition).await?.0 } else { Vec::new() };
+    let enabled = if state.is_none() { crate::aws::enabled_regions(&cfg, &partition).await?.0 } else { Vec::new() };
     if state.is_none() {
         out.note("No state file: finding the stack by its name and tags in every enabled region.");
     }

@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod output;
 pub mod settings;
 pub mod signals;
+pub mod stack;
 pub mod state;
 
 use cli::{Cli, Command};

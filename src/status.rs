@@ -136,7 +136,7 @@ pub async fn run(common: &Common, a: &StatusArgs, out: &Output) -> anyhow::Resul
         usage("no state file: run `trailsetup init` first, or pass --name (and --state-dir) of the stack to check")
     })?;
     let cfg = crate::aws::sdk_config(common).await;
-    let (account, partition, caller) = crate::init::identity(&cfg).await?;
+    let (account, partition, caller) = crate::aws::identity(&cfg).await?;
     let da = DestroyArgs { name: a.name.clone(), ..Default::default() };
     let ctx = crate::destroy::ctx_for(common, &da, Some(&state), &account, &partition, &caller, &[])?;
     let search = match (&ctx.opensearch, &state.opensearch_url) {

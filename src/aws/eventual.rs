@@ -174,28 +174,47 @@ where
     }
 }
 
-/// The same bounded, jittered wait for answers that are not SDK errors (a domain still `Deleted: true`, the
+/// The same bounded, jittered wait for answers that are not SDK errors (a domain still processing a change, the
 /// security plugin answering 401/403/503 right after the domain got its endpoint): call `poll` until it says
-/// `Some`, or `wait` is over (`None`).
-pub async fn until<T, F, Fut>(what: &str, wait: Duration, mut poll: F) -> anyhow::Result<Option<T>>
+/// `Done`, or `wait` is over. The last answer is returned either way, and nothing is asked once more after the
+/// wait (with a zero wait, `poll` runs exactly once).
+pub async fn until<T, F, Fut>(what: &str, wait: Duration, mut poll: F) -> anyhow::Result<Polled<T>>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<Option<T>>>,
+    Fut: Future<Output = anyhow::Result<Polled<T>>>,
 {
     let started = Instant::now();
     let scale = scale();
     let mut delay = Duration::from_secs(2).mul_f64(scale);
     loop {
-        if let Some(v) = poll().await? {
-            return Ok(Some(v));
-        }
+        let last = match poll().await? {
+            Polled::Done(v) => return Ok(Polled::Done(v)),
+            Polled::NotYet(v) => v,
+        };
         let sleep = delay.mul_f64(0.5 + fastrand::f64() / 2.0);
         if started.elapsed() + sleep > wait.mul_f64(scale) {
-            return Ok(None);
+            return Ok(Polled::NotYet(last));
         }
         tracing::info!("{what}: waiting ({:.0?} so far)", started.elapsed());
         tokio::time::sleep(sleep).await;
         delay = (delay * 2).min(Duration::from_secs(15).mul_f64(scale));
+    }
+}
+
+/// What one poll of [`until`] found.
+pub enum Polled<T> {
+    Done(T),
+    NotYet(T),
+}
+
+impl<T> Polled<T> {
+    pub fn into_inner(self) -> T {
+        match self {
+            Polled::Done(v) | Polled::NotYet(v) => v,
+        }
+    }
+    pub fn is_done(&self) -> bool {
+        matches!(self, Polled::Done(_))
     }
 }
 

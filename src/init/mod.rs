@@ -144,41 +144,7 @@ pub fn parse_domain_instance_count(s: &str, instance_type: &str) -> anyhow::Resu
     Ok(n)
 }
 
-/// Who is calling, from STS (never iam:GetUser, which fails under roles).
-pub async fn identity(cfg: &aws_config::SdkConfig) -> anyhow::Result<(String, String, String)> {
-    let r = aws_sdk_sts::Client::new(cfg)
-        .get_caller_identity()
-        .send()
-        .await
-        .map_err(|e| crate::aws::explain(e, "finding out who is calling (STS GetCallerIdentity)", "sts:GetCallerIdentity"))?;
-    let account = r.account().unwrap_or_default().to_string();
-    let arn = r.arn().unwrap_or_default().to_string();
-    let partition = arn.split(':').nth(1).filter(|p| !p.is_empty()).unwrap_or("aws").to_string();
-    Ok((account, partition, arn))
-}
-
-/// Regions enabled for the account (opt-in status respected), in the caller's partition only; and which of them
-/// are opt-in regions (status `opted-in`).
-pub async fn enabled_regions(cfg: &aws_config::SdkConfig, partition: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-    let r = aws_sdk_ec2::Client::new(cfg)
-        .describe_regions()
-        .all_regions(true)
-        .send()
-        .await
-        .map_err(|e| crate::aws::explain(e, "listing the account's regions (EC2 DescribeRegions)", "ec2:DescribeRegions"))?;
-    let ours = |x: &&aws_sdk_ec2::types::Region| x.region_name().is_some_and(|n| partition_of_region(n) == partition);
-    let mut v: Vec<String> = r
-        .regions()
-        .iter()
-        .filter(ours)
-        .filter(|x| matches!(x.opt_in_status(), Some("opt-in-not-required") | Some("opted-in")))
-        .filter_map(|x| x.region_name().map(String::from))
-        .collect();
-    v.sort();
-    let opted: Vec<String> =
-        r.regions().iter().filter(ours).filter(|x| x.opt_in_status() == Some("opted-in")).filter_map(|x| x.region_name().map(String::from)).collect();
-    Ok((v, opted))
-}
+pub use crate::aws::{enabled_regions, identity};
 
 fn home_region(common: &Common) -> Option<String> {
     common.region.clone().or_else(|| {
@@ -672,7 +638,7 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
                 .await
                 .map_err(|e| crate::aws::explain(e, &format!("reading the endpoint of OpenSearch domain {dn} (DescribeDomain)"), "es:DescribeDomain"))?
                 .domain_status
-                .and_then(|s| s.endpoint().map(|e| format!("https://{e}")));
+                .and_then(|s| s.endpoint().map(resources::opensearch::endpoint_url));
             (ep, Some(OpenSearchAuth::Sigv4))
         }
     };

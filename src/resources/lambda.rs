@@ -75,7 +75,7 @@ fn placeholder_endpoint(domain: &str) -> String {
 async fn domain_endpoint(aws: &Aws, region: &str, domain: &str) -> anyhow::Result<Option<String>> {
     let os = aws_sdk_opensearch::Client::new(&aws.at(region));
     match os.describe_domain().domain_name(domain).send().await {
-        Ok(r) => Ok(r.domain_status.filter(|s| s.deleted() != Some(true)).and_then(|s| s.endpoint().map(|e| format!("https://{e}")))),
+        Ok(r) => Ok(r.domain_status.filter(|s| s.deleted() != Some(true)).and_then(|s| s.endpoint().map(super::opensearch::endpoint_url))),
         Err(e) if code(&e).as_deref() == Some("ResourceNotFoundException") => Ok(None),
         Err(e) => Err(explain(e, &format!("reading OpenSearch domain {domain}"), "es:DescribeDomain")),
     }

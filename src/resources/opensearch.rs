@@ -241,6 +241,24 @@ pub fn domain_client(aws: &Aws, endpoint: &str, fallback_region: &str) -> anyhow
     )
 }
 
+/// A domain's `Endpoint` (a host name; the API gives no scheme) as the URL to call: `https://<host>`. One that
+/// already carries a scheme (a test double) is taken as it is.
+pub fn endpoint_url(endpoint: &str) -> String {
+    if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
+        endpoint.to_string()
+    } else {
+        format!("https://{endpoint}")
+    }
+}
+
+/// The endpoint of the stack's domain as it is now (`None`: no domain, or none yet; not for `--opensearch-url`).
+pub async fn current_endpoint(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Option<String>> {
+    match &ctx.opensearch {
+        OpenSearchTarget::Domain(d) => Ok(describe_domain(ctx, aws, d).await?.and_then(|(_, ep)| ep)),
+        OpenSearchTarget::Url(_) => Ok(None),
+    }
+}
+
 async fn describe_domain(ctx: &Ctx, aws: &Aws, domain: &str) -> anyhow::Result<Option<(Value, Option<String>)>> {
     let os = aws_sdk_opensearch::Client::new(&aws.at(&ctx.home));
     let d = match os.describe_domain().domain_name(domain).send().await {
@@ -287,7 +305,7 @@ async fn describe_domain(ctx: &Ctx, aws: &Aws, domain: &str) -> anyhow::Result<O
             "access_policy": policy,
             "tags": tag,
         }),
-        endpoint.map(|e| if e.starts_with("http") { e } else { format!("https://{e}") }),
+        endpoint.map(|e| endpoint_url(&e)),
     )))
 }
 
@@ -542,15 +560,16 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<crate::ap
                 // minutes while the master user's mapping and the plugin's index settle
                 let wait = if aws.fresh_domain { SECURITY_SETTLE } else { Duration::ZERO };
                 let (cl, body) = (&client, &r["body"]);
-                let settled = crate::aws::eventual::until(&format!("the security plugin of {}", client.base_redacted()), wait, || async move {
+                let resp = crate::aws::eventual::until(&format!("the security plugin of {}", client.base_redacted()), wait, || async move {
                     let resp = cl.json(Method::PUT, path, Some(body)).await?;
-                    Ok((!matches!(resp.status.as_u16(), 401 | 403 | 503)).then_some(resp))
+                    Ok(if matches!(resp.status.as_u16(), 401 | 403 | 503) {
+                        crate::aws::eventual::Polled::NotYet(resp)
+                    } else {
+                        crate::aws::eventual::Polled::Done(resp)
+                    })
                 })
-                .await?;
-                let resp = match settled {
-                    Some(resp) => resp,
-                    None => client.json(Method::PUT, path, Some(body)).await?,
-                };
+                .await?
+                .into_inner();
                 if resp.status == reqwest::StatusCode::FORBIDDEN || resp.status == reqwest::StatusCode::UNAUTHORIZED {
                     return Err(anyhow!(
                         "OpenSearch refused PUT {path} ({}): only the domain's master user (or a user with the security_manager \
@@ -689,10 +708,14 @@ async fn apply_domain(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<String
                     .send()
                     .await
                     .map_err(|e| explain(e, &format!("reading OpenSearch domain {name}"), "es:DescribeDomain"))?;
-                Ok(r.domain_status.is_some_and(|s| s.processing() != Some(true)).then_some(()))
+                Ok(if r.domain_status.is_some_and(|s| s.processing() != Some(true)) {
+                    crate::aws::eventual::Polled::Done(())
+                } else {
+                    crate::aws::eventual::Polled::NotYet(())
+                })
             })
             .await?;
-            if settled.is_none() {
+            if !settled.is_done() {
                 tracing::warn!("OpenSearch domain {name} is still processing a change; going on with its endpoint");
             }
             return Ok(ep);

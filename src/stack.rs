@@ -1,0 +1,180 @@
+//! The front door to a stack that exists: which stack, in which account, with which choices — from the state file,
+//! which is only a cache, or, when there is none (a fresh CI runner, a colleague's laptop), from the account.
+//!
+//! The account's copy ("the record") is the state, as JSON, gzip-compressed and base64-encoded, in the tags
+//! `trailsetup:record:NN` of the stack's ingest-worker policy (`<name>-ingest-worker`). The policy is IAM, so global:
+//! it is found from the stack name and the account alone, before the home region is known; every stack has it,
+//! `init` creates it first and `destroy` deletes it last. IAM allows 50 tags on a policy, each value up to 256
+//! characters of letters, digits, whitespace and `_ . : / = + - @` (IAM User Guide, "Tagging IAM resources" →
+//! "Rules for tagging"): base64 uses only those. Reading it needs `iam:ListPolicyTags` on that policy (the
+//! ingest-worker policy grants it to the workers holding it); writing, `iam:TagPolicy`/`iam:UntagPolicy`.
+
+use std::io::{Read as _, Write as _};
+
+use anyhow::Context as _;
+use aws_config::SdkConfig;
+use base64::Engine as _;
+
+use crate::aws::{code, explain};
+use crate::settings::Common;
+use crate::state::State;
+
+/// Prefix of the record's tag keys: `trailsetup:record:00`, `…:01`, …
+pub const RECORD_TAG: &str = "trailsetup:record:";
+/// IAM: at most 256 characters in a tag value.
+const CHUNK: usize = 256;
+/// IAM: at most 50 tags on a policy; the stack tag and a few of the user's stay possible.
+const MAX_CHUNKS: usize = 40;
+
+/// Where a stack's state came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The state file in the state directory (the cache).
+    File,
+    /// The record in the account (no state file here).
+    Account,
+}
+
+/// The ARN of the stack's ingest-worker policy, which holds the record.
+pub fn record_policy_arn(partition: &str, account: &str, stack: &str) -> String {
+    format!("arn:{partition}:iam::{account}:policy/{stack}-ingest-worker")
+}
+
+/// The state as record tags, in order.
+pub fn encode(state: &State) -> anyhow::Result<Vec<(String, String)>> {
+    let json = serde_json::to_vec(state)?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&json)?;
+    let text = base64::engine::general_purpose::STANDARD.encode(gz.finish()?);
+    let chunks: Vec<(String, String)> =
+        text.as_bytes().chunks(CHUNK).enumerate().map(|(i, c)| (format!("{RECORD_TAG}{i:02}"), String::from_utf8_lossy(c).into_owned())).collect();
+    if chunks.len() > MAX_CHUNKS {
+        anyhow::bail!("the stack's record is {} bytes encoded, over the {} IAM tags it may take", text.len(), MAX_CHUNKS);
+    }
+    Ok(chunks)
+}
+
+/// The state from record tags (any other tag is ignored); `None` when there is no record.
+pub fn decode(tags: &[(String, String)]) -> anyhow::Result<Option<State>> {
+    let mut parts: Vec<(usize, &str)> =
+        tags.iter().filter_map(|(k, v)| k.strip_prefix(RECORD_TAG).and_then(|n| n.parse::<usize>().ok()).map(|n| (n, v.as_str()))).collect();
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    parts.sort();
+    if parts.iter().enumerate().any(|(i, (n, _))| i != *n) {
+        anyhow::bail!("the stack's record is incomplete (tags {RECORD_TAG}NN are not 00..{:02})", parts.len() - 1);
+    }
+    let text: String = parts.iter().map(|(_, v)| *v).collect();
+    let gz = base64::engine::general_purpose::STANDARD.decode(text.trim()).context("the stack's record is not base64")?;
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut json).context("the stack's record is not gzip")?;
+    Ok(Some(serde_json::from_slice(&json).context("the stack's record is not a state")?))
+}
+
+/// Write `state` as the record of its stack (after `init`): tag the ingest-worker policy, and remove record tags
+/// a longer earlier record left.
+pub async fn save_record(cfg: &SdkConfig, state: &State) -> anyhow::Result<()> {
+    let iam = aws_sdk_iam::Client::new(cfg);
+    let arn = record_policy_arn(&state.partition, &state.account, &state.stack);
+    let chunks = encode(state)?;
+    let old = list_tags(&iam, &arn).await?.unwrap_or_default();
+    let stale: Vec<String> = old.iter().map(|(k, _)| k).filter(|k| k.starts_with(RECORD_TAG) && !chunks.iter().any(|(c, _)| c == *k)).cloned().collect();
+    if !stale.is_empty() {
+        iam.untag_policy()
+            .policy_arn(&arn)
+            .set_tag_keys(Some(stale))
+            .send()
+            .await
+            .map_err(|e| explain(e, &format!("updating the stack's record on policy {arn}"), "iam:UntagPolicy"))?;
+    }
+    let tags = chunks
+        .into_iter()
+        .map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build())
+        .collect::<Result<Vec<_>, _>>()?;
+    iam.tag_policy()
+        .policy_arn(&arn)
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .map_err(|e| explain(e, &format!("writing the stack's record on policy {arn}"), "iam:TagPolicy"))?;
+    Ok(())
+}
+
+/// Every tag of the policy, or `None` when it does not exist.
+async fn list_tags(iam: &aws_sdk_iam::Client, arn: &str) -> anyhow::Result<Option<Vec<(String, String)>>> {
+    let mut out = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let r = match iam.list_policy_tags().policy_arn(arn).set_marker(marker.clone()).send().await {
+            Ok(r) => r,
+            Err(e) if code(&e).as_deref() == Some("NoSuchEntity") => return Ok(None),
+            Err(e) => return Err(explain(e, &format!("reading the stack's record on policy {arn}"), "iam:ListPolicyTags")),
+        };
+        out.extend(r.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())));
+        match r.marker().filter(|_| r.is_truncated()) {
+            Some(m) => marker = Some(m.to_string()),
+            None => return Ok(Some(out)),
+        }
+    }
+}
+
+/// The record of `stack` in the caller's account, if there is one.
+pub async fn read_record(cfg: &SdkConfig, stack: &str) -> anyhow::Result<Option<State>> {
+    let (account, partition, _) = crate::aws::identity(cfg).await?;
+    let iam = aws_sdk_iam::Client::new(cfg);
+    let arn = record_policy_arn(&partition, &account, stack);
+    match list_tags(&iam, &arn).await? {
+        Some(tags) => decode(&tags).with_context(|| format!("reading the stack's record on policy {arn}")),
+        None => Ok(None),
+    }
+}
+
+/// The state of stack `name` (default: the only stack of the state directory, else `trailsetup`): the state file
+/// when there is one, else the record in the account reached with `cfg` (made when needed), which is then
+/// written to the state directory as its cache.
+pub async fn load(common: &Common, name: Option<&str>, cfg: Option<&SdkConfig>) -> anyhow::Result<Option<(State, Source)>> {
+    if let Some(s) = State::load(&common.state_dir, name)? {
+        return Ok(Some((s, Source::File)));
+    }
+    let stack = name.unwrap_or(crate::wizard::DEFAULT_NAME);
+    let cfg = match cfg {
+        Some(c) => c.clone(),
+        None => crate::aws::sdk_config(common).await,
+    };
+    let Some(state) = read_record(&cfg, stack).await? else { return Ok(None) };
+    tracing::info!("stack {stack}: no state file here, read from the account (policy {stack}-ingest-worker)");
+    // the cache, for the next command on this machine (a failure to write it is not this command's failure)
+    if let Err(e) = state.save(&common.state_dir) {
+        tracing::warn!("could not cache the stack's state in {}: {e:#}", common.state_dir.display());
+    }
+    Ok(Some((state, Source::Account)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_round_trips_through_iam_tags() {
+        let mut s = State { stack: "prod-audit".into(), account: "123456789012".into(), partition: "aws".into(), ..Default::default() };
+        s.regions = (0..17).map(|i| format!("xx-region-{i}")).collect();
+        for i in 0..200 {
+            s.created.insert(format!("logs-log-group/eu-west-{i}/aws/cloudtrail/prod-audit"));
+        }
+        let tags = encode(&s).unwrap();
+        assert!(tags.len() <= MAX_CHUNKS && tags.iter().all(|(k, v)| k.len() <= 128 && v.len() <= CHUNK));
+        // IAM's allowed characters for tag values
+        assert!(tags.iter().all(|(_, v)| v.chars().all(|c| c.is_ascii_alphanumeric() || " _.:/=+-@".contains(c))));
+        let mut with_others = vec![("trailsetup:stack".to_string(), "prod-audit".to_string())];
+        with_others.extend(tags.iter().rev().cloned());
+        let back = decode(&with_others).unwrap().unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), serde_json::to_value(&s).unwrap());
+        assert!(decode(&[("trailsetup:stack".into(), "x".into())]).unwrap().is_none());
+        // a missing chunk is an error, not a wrong state
+        let holed: Vec<_> = tags.iter().enumerate().filter(|(i, _)| *i != 0).map(|(_, t)| t.clone()).collect();
+        if !holed.is_empty() {
+            assert!(decode(&holed).is_err());
+        }
+    }
+}
