@@ -349,6 +349,11 @@ pub struct SelectArgs {
 
 #[derive(Debug, Clone, Args, Default)]
 pub struct BackfillArgs {
+    /// Stack whose defaults to take (bucket, endpoint, prefix): from the state file, or from the account when
+    /// there is none [default: the state file's, else trailsetup]
+    #[arg(long, env = "TRAILSETUP_NAME")]
+    pub name: Option<String>,
+
     /// S3 bucket holding the logs [default: from init's state]
     #[arg(long, env = "TRAILSETUP_BUCKET", conflicts_with = "source_dir", help_heading = SOURCE)]
     pub bucket: Option<String>,
@@ -400,6 +405,11 @@ pub struct BackfillArgs {
 
 #[derive(Debug, Clone, Args, Default)]
 pub struct IngestArgs {
+    /// Stack whose defaults to take (queue, bucket, endpoint): from the state file, or from the account when there
+    /// is none [default: the state file's, else trailsetup]
+    #[arg(long, env = "TRAILSETUP_NAME")]
+    pub name: Option<String>,
+
     /// The SQS queue CloudTrail notifications arrive on [default: from init's state]
     #[arg(long, env = "TRAILSETUP_QUEUE_URL", help_heading = SOURCE)]
     pub queue_url: Option<String>,

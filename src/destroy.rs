@@ -271,8 +271,9 @@ pub async fn run(common: &Common, a: &DestroyArgs, out: &Output) -> anyhow::Resu
     if common.offline {
         return Err(usage("destroy reads what exists: --offline is not possible here (use --dry-run)"));
     }
-    let state = State::load(&common.state_dir, a.name.as_deref())?;
     let cfg = crate::aws::sdk_config(common).await;
+    // the state file, or the stack's record in the account (then the lost-state search below is not needed)
+    let state = crate::stack::load(common, a.name.as_deref(), Some(&cfg)).await?.map(|(s, _)| s);
     let (account, partition, caller) = crate::aws::identity(&cfg).await?;
     if let Some(s) = &state {
         if s.account != account {

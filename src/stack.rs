@@ -151,6 +151,26 @@ pub async fn load(common: &Common, name: Option<&str>, cfg: Option<&SdkConfig>) 
     Ok(Some((state, Source::Account)))
 }
 
+/// For `backfill` and `ingest`: the state of the stack whose defaults a run takes. The state file when there is
+/// one; else, unless everything needed was given (`given`: then no AWS call is made for it, and a run with
+/// `--source-dir` and an endpoint needs no credentials at all), the account's record. A record that cannot be
+/// read is said once and the run goes on without defaults (the flags then name what is missing).
+pub async fn defaults(common: &Common, name: Option<&str>, given: bool) -> anyhow::Result<Option<State>> {
+    if let Some(s) = State::load(&common.state_dir, name)? {
+        return Ok(Some(s));
+    }
+    if given {
+        return Ok(None);
+    }
+    match load(common, name, None).await {
+        Ok(s) => Ok(s.map(|(s, _)| s)),
+        Err(e) => {
+            tracing::warn!("no state file, and the stack's record in the account could not be read: {e:#}");
+            Ok(None)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,6 @@ use crate::plan::check::{found, Check, Level};
 use crate::plan::{Action, Kind};
 use crate::resources::{self, Aws, Ctx, OpenSearchTarget};
 use crate::settings::Common;
-use crate::state::State;
 
 /// Every planned resource: present and as planned (ok), differing (warn), missing (fail).
 pub fn resource_checks(plan: &crate::plan::Plan) -> Vec<Check> {
@@ -132,10 +131,17 @@ async fn canary(ctx: &Ctx, aws: &Aws, client: Option<crate::ingest::opensearch::
 }
 
 pub async fn run(common: &Common, a: &StatusArgs, out: &Output) -> anyhow::Result<Exit> {
-    let state = State::load(&common.state_dir, a.name.as_deref())?.ok_or_else(|| {
-        usage("no state file: run `trailsetup init` first, or pass --name (and --state-dir) of the stack to check")
-    })?;
     let cfg = crate::aws::sdk_config(common).await;
+    // the state file, or on a machine without one (a CI runner) the stack's record in the account
+    let (state, _) = crate::stack::load(common, a.name.as_deref(), Some(&cfg)).await?.ok_or_else(|| {
+        usage(format!(
+            "stack {} not found: no state file in {}, and no record in the account (policy {}-ingest-worker); run \
+             `trailsetup init` first, or pass --name of the stack to check",
+            a.name.as_deref().unwrap_or(crate::wizard::DEFAULT_NAME),
+            common.state_dir.display(),
+            a.name.as_deref().unwrap_or(crate::wizard::DEFAULT_NAME)
+        ))
+    })?;
     let (account, partition, caller) = crate::aws::identity(&cfg).await?;
     let da = DestroyArgs { name: a.name.clone(), ..Default::default() };
     let ctx = crate::destroy::ctx_for(common, &da, Some(&state), &account, &partition, &caller, &[])?;

@@ -17,14 +17,17 @@ use crate::cli::IngestArgs;
 use crate::error::{usage, Exit};
 use crate::output::Output;
 use crate::settings::Common;
-use crate::state::State;
 
 /// Visibility we ask for while a message is being worked on (renewed at a third of it) by default.
 const VISIBILITY: i32 = 120;
 
 pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Result<Exit> {
     let started = Instant::now();
-    let state = State::load(&common.state_dir, None)?;
+    // the stack's defaults: the state file, or the account's record when the queue, bucket or sink is not given
+    let given = (a.queue_url.is_some() || common.file.queue_url.is_some())
+        && (a.bucket.is_some() || common.file.bucket.is_some())
+        && (a.sink.opensearch_url.is_some() || common.file.opensearch_url.is_some());
+    let state = crate::stack::defaults(common, a.name.as_deref(), given).await?;
     let queue_url = a
         .queue_url
         .clone()

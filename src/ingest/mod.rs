@@ -247,7 +247,10 @@ struct Report {
 
 pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow::Result<Exit> {
     let started = Instant::now();
-    let state = State::load(&common.state_dir, None)?;
+    // the stack's defaults: the state file, or the account's record when the source or the sink is not given
+    let given = (a.bucket.is_some() || a.source_dir.is_some() || a.replay_quarantine.is_some() || common.file.bucket.is_some())
+        && (a.sink.opensearch_url.is_some() || common.file.opensearch_url.is_some() || a.dump_bulk.is_some() || a.enqueue.is_some());
+    let state = crate::stack::defaults(common, a.name.as_deref(), given).await?;
     let (sel, filter) = select(common, &a.select)?;
 
     if let Some(q) = &a.replay_quarantine {

@@ -270,8 +270,12 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     if d.use_trail.is_none() {
         let stack = d.name.clone().unwrap_or_else(|| wizard::DEFAULT_NAME.into());
         // an unreadable state file stops init before anything changes: overwriting it would lose what destroy
-        // relies on (`created`)
-        if let Some(s) = State::load(&common.state_dir, Some(&stack))? {
+        // relies on (`created`); without a state file here (a CI runner), the stack's record in the account
+        let before = match &cfg {
+            Some(c) => crate::stack::load(common, Some(&stack), Some(c)).await?.map(|(s, _)| s),
+            None => State::load(&common.state_dir, Some(&stack))?,
+        };
+        if let Some(s) = before {
             d.use_trail = Some(s.use_trail.map(|t| t.arn).unwrap_or_else(|| "none".into()));
         }
     }
@@ -642,7 +646,8 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
             (ep, Some(OpenSearchAuth::Sigv4))
         }
     };
-    let mut state = State::load(&common.state_dir, Some(&stack))?.unwrap_or_default();
+    // what earlier runs recorded (`created` above all): the state file, or the account's record
+    let mut state = crate::stack::load(common, Some(&stack), Some(&aws.cfg)).await?.map(|(s, _)| s).unwrap_or_default();
     state.version = 1;
     state.stack = stack.clone();
     state.account = account.clone();
@@ -690,6 +695,16 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     state.resources.insert("sqs-queue/dlq".into(), ctx.queue_arn(&ctx.dlq_name()));
     let state_path = state.save(&common.state_dir)?;
     out.note(format!("State saved to {}", state_path.display()));
+    // the account is the record: other machines (CI runners) find the stack from its name and the credentials
+    if applied || !plan.has_changes() {
+        if let Err(e) = crate::stack::save_record(&aws.cfg, &state).await {
+            out.note(format!(
+                "warning: the stack's record was not written to the account ({e:#}); commands on machines without {} \
+                 will not find the stack",
+                state_path.display()
+            ));
+        }
+    }
 
     if !out.json && !out.quiet {
         out.line(finish_summary(&ctx, &plan, applied, &deferred, opensearch_url.as_deref(), &state_path));

@@ -505,7 +505,10 @@ impl Ctx {
     pub fn ingest_worker_policy(&self) -> Value {
         let objects: Vec<String> = self.read_objects().iter().map(|o| format!("arn:{}:s3:::{}/{o}", self.partition, self.bucket)).collect();
         let objects = if objects.len() == 1 { json!(objects[0]) } else { json!(objects) };
-        let mut p = render(INGEST_POLICY, &self.vars(&[("ReadObjects", objects), ("ListPrefixes", json!(self.list_prefixes()))]));
+        let mut p = render(
+            INGEST_POLICY,
+            &self.vars(&[("ReadObjects", objects), ("ListPrefixes", json!(self.list_prefixes())), ("IngestPolicy", json!(self.ingest_policy()))]),
+        );
         if let Some(st) = p["Statement"].as_array_mut() {
             // the log files are encrypted with the bucket's key (ours, or the reused trail's), the queue with
             // the home region's
