@@ -13,9 +13,9 @@ use crate::cli::{DestroyArgs, TrailMode};
 use crate::error::{usage, Exit};
 use crate::output::Output;
 use crate::plan::{Action, Change, Header, Kind, Plan};
-use crate::resources::{self, opensearch, Aws, Ctx, KmsKeys, Observed, OpenSearchTarget, TAG_KEY};
+use crate::resources::{self, opensearch, Aws, Ctx, Observed, OpenSearchTarget, TAG_KEY};
 use crate::settings::Common;
-use crate::state::{created_key, State};
+use crate::state::created_key;
 
 /// What the user asked to delete beyond the default.
 #[derive(Debug, Clone, Copy, Default)]
@@ -219,51 +219,6 @@ pub async fn apply_one(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
     }
 }
 
-/// The stack's context from its state file, or from `--name` and the defaults when the state is lost.
-pub(crate) fn ctx_for(common: &Common, a: &DestroyArgs, state: Option<&State>, account: &str, partition: &str, caller: &str, enabled: &[String]) -> anyhow::Result<Ctx> {
-    let home = common.region.clone().or_else(|| state.map(|s| s.home_region.clone())).unwrap_or_else(|| "us-east-1".into());
-    let stack = a.name.clone().or_else(|| state.map(|s| s.stack.clone())).unwrap_or_else(|| crate::wizard::DEFAULT_NAME.into());
-    let (regions, trail_mode) = match state {
-        Some(s) => (s.regions.clone(), s.trail_mode.unwrap_or(TrailMode::MultiRegion)),
-        // lost state: every enabled region may hold a per-region trail's resources; the multi-region trail is
-        // looked for too (trails_of)
-        None => (enabled.to_vec(), TrailMode::PerRegion),
-    };
-    let opensearch = match state {
-        Some(s) => match (&s.opensearch_domain, &s.opensearch_url) {
-            (Some(d), _) => OpenSearchTarget::Domain(d.clone()),
-            (None, Some(u)) => OpenSearchTarget::Url(u.clone()),
-            (None, None) => OpenSearchTarget::Domain(stack.clone()),
-        },
-        None => OpenSearchTarget::Domain(a.opensearch_domain.clone().unwrap_or_else(|| stack.clone())),
-    };
-    let kms = state.filter(|s| !s.kms_keys.is_empty()).map(|s| KmsKeys { given: "state".into(), keys: s.kms_keys.clone(), resolved: true });
-    Ok(Ctx {
-        stack: stack.clone(),
-        account: account.into(),
-        partition: partition.into(),
-        caller_arn: caller.into(),
-        principal_arn: state.and_then(|s| s.principal_arn.clone()).unwrap_or_else(|| caller.into()),
-        home: home.clone(),
-        regions,
-        opt_in_regions: state.map(|s| s.opt_in_regions.clone()).unwrap_or_default(),
-        trail_mode,
-        bucket: a.bucket.clone().or_else(|| state.and_then(|s| s.bucket.clone())).unwrap_or_else(|| format!("{stack}-{account}-{home}")),
-        kms,
-        kms_policy_external: false,
-        retention_days: state.and_then(|s| s.retention_days).unwrap_or(crate::wizard::DEFAULT_RETENTION),
-        opensearch,
-        // destroy never creates a domain: the size is not looked at
-        domain_size: Default::default(),
-        opensearch_auth: state.and_then(|s| s.opensearch_auth),
-        index_prefix: state.and_then(|s| s.index_prefix.clone()).unwrap_or_else(|| crate::ingest::DEFAULT_PREFIX.into()),
-        ingest_roles: state.map(|s| s.ingest_roles.clone()).unwrap_or_default(),
-        reuse: state.and_then(|s| s.use_trail.clone()),
-        // the secret's value is neither read nor written here
-        basic_auth: None,
-    })
-}
-
 pub async fn run(common: &Common, a: &DestroyArgs, out: &Output) -> anyhow::Result<Exit> {
     if !common.yes && !common.dry_run && !crate::wizard::interactive() {
         return Err(usage("no terminal to confirm on and --yes was not given: pass --yes to delete, or --dry-run to see the plan"));
@@ -284,7 +239,13 @@ pub async fn run(common: &Common, a: &DestroyArgs, out: &Output) -> anyhow::Resu
     if state.is_none() {
         out.note("No state file: finding the stack by its name and tags in every enabled region.");
     }
-    let mut ctx = ctx_for(common, a, state.as_ref(), &account, &partition, &caller, &enabled)?;
+    let mut ctx = crate::stack::context(
+        common,
+        &crate::stack::Lookup { name: a.name.clone(), bucket: a.bucket.clone(), opensearch_domain: a.opensearch_domain.clone() },
+        state.as_ref(),
+        &crate::stack::Caller { account: account.clone(), partition: partition.clone(), arn: caller.clone() },
+        &enabled,
+    )?;
     if let Some(r) = &common.region {
         ctx.home = r.clone();
     }

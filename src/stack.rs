@@ -17,6 +17,8 @@ use base64::Engine as _;
 
 use crate::aws::{code, explain};
 use crate::settings::Common;
+use crate::cli::TrailMode;
+use crate::resources::{Ctx, KmsKeys, OpenSearchTarget};
 use crate::state::State;
 
 /// Prefix of the record's tag keys: `trailsetup:record:00`, `…:01`, …
@@ -170,6 +172,70 @@ pub async fn defaults(common: &Common, name: Option<&str>, given: bool) -> anyho
         }
     }
 }
+
+/// What names a stack when its state is lost: `--name`, and the non-derived names `--bucket`, `--opensearch-domain`.
+#[derive(Debug, Clone, Default)]
+pub struct Lookup {
+    pub name: Option<String>,
+    pub bucket: Option<String>,
+    pub opensearch_domain: Option<String>,
+}
+
+/// Who calls: account, partition and the caller's ARN (STS GetCallerIdentity).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub account: String,
+    pub partition: String,
+    pub arn: String,
+}
+
+/// The stack's context (what every command works on) from its state — the state file or the account's record —
+/// or, when neither is found, from `--name` and the defaults (destroy then searches every enabled region).
+pub fn context(common: &Common, a: &Lookup, state: Option<&State>, who: &Caller, enabled: &[String]) -> anyhow::Result<Ctx> {
+    let (account, partition, caller) = (who.account.as_str(), who.partition.as_str(), who.arn.as_str());
+    let home = common.region.clone().or_else(|| state.map(|s| s.home_region.clone())).unwrap_or_else(|| "us-east-1".into());
+    let stack = a.name.clone().or_else(|| state.map(|s| s.stack.clone())).unwrap_or_else(|| crate::wizard::DEFAULT_NAME.into());
+    let (regions, trail_mode) = match state {
+        Some(s) => (s.regions.clone(), s.trail_mode.unwrap_or(TrailMode::MultiRegion)),
+        // lost state: every enabled region may hold a per-region trail's resources; the multi-region trail is
+        // looked for too (trails_of)
+        None => (enabled.to_vec(), TrailMode::PerRegion),
+    };
+    let opensearch = match state {
+        Some(s) => match (&s.opensearch_domain, &s.opensearch_url) {
+            (Some(d), _) => OpenSearchTarget::Domain(d.clone()),
+            (None, Some(u)) => OpenSearchTarget::Url(u.clone()),
+            (None, None) => OpenSearchTarget::Domain(stack.clone()),
+        },
+        None => OpenSearchTarget::Domain(a.opensearch_domain.clone().unwrap_or_else(|| stack.clone())),
+    };
+    let kms = state.filter(|s| !s.kms_keys.is_empty()).map(|s| KmsKeys { given: "state".into(), keys: s.kms_keys.clone(), resolved: true });
+    Ok(Ctx {
+        stack: stack.clone(),
+        account: account.into(),
+        partition: partition.into(),
+        caller_arn: caller.into(),
+        principal_arn: state.and_then(|s| s.principal_arn.clone()).unwrap_or_else(|| caller.into()),
+        home: home.clone(),
+        regions,
+        opt_in_regions: state.map(|s| s.opt_in_regions.clone()).unwrap_or_default(),
+        trail_mode,
+        bucket: a.bucket.clone().or_else(|| state.and_then(|s| s.bucket.clone())).unwrap_or_else(|| format!("{stack}-{account}-{home}")),
+        kms,
+        kms_policy_external: false,
+        retention_days: state.and_then(|s| s.retention_days).unwrap_or(crate::wizard::DEFAULT_RETENTION),
+        opensearch,
+        // destroy never creates a domain: the size is not looked at
+        domain_size: Default::default(),
+        opensearch_auth: state.and_then(|s| s.opensearch_auth),
+        index_prefix: state.and_then(|s| s.index_prefix.clone()).unwrap_or_else(|| crate::ingest::DEFAULT_PREFIX.into()),
+        ingest_roles: state.map(|s| s.ingest_roles.clone()).unwrap_or_default(),
+        reuse: state.and_then(|s| s.use_trail.clone()),
+        // the secret's value is neither read nor written here
+        basic_auth: None,
+    })
+}
+
 
 #[cfg(test)]
 mod tests {

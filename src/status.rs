@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::cli::{DestroyArgs, StatusArgs};
+use crate::cli::StatusArgs;
 use crate::error::{usage, Exit};
 use crate::output::Output;
 use crate::plan::check::{found, Check, Level};
@@ -143,8 +143,8 @@ pub async fn run(common: &Common, a: &StatusArgs, out: &Output) -> anyhow::Resul
         ))
     })?;
     let (account, partition, caller) = crate::aws::identity(&cfg).await?;
-    let da = DestroyArgs { name: a.name.clone(), ..Default::default() };
-    let ctx = crate::destroy::ctx_for(common, &da, Some(&state), &account, &partition, &caller, &[])?;
+    let ctx = crate::stack::context(common, &crate::stack::Lookup { name: a.name.clone(), ..Default::default() }, Some(&state),
+        &crate::stack::Caller { account, partition, arn: caller }, &[])?;
     let search = match (&ctx.opensearch, &state.opensearch_url) {
         (_, Some(u)) => {
             let args = crate::cli::SinkArgs { opensearch_url: Some(u.clone()), opensearch_auth: state.opensearch_auth, ..Default::default() };

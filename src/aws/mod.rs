@@ -127,7 +127,7 @@ pub async fn enabled_regions(cfg: &aws_config::SdkConfig, partition: &str) -> an
         .send()
         .await
         .map_err(|e| crate::aws::explain(e, "listing the account's regions (EC2 DescribeRegions)", "ec2:DescribeRegions"))?;
-    let ours = |x: &&aws_sdk_ec2::types::Region| x.region_name().is_some_and(|n| crate::init::partition_of_region(n) == partition);
+    let ours = |x: &&aws_sdk_ec2::types::Region| x.region_name().is_some_and(|n| partition_of_region(n) == partition);
     let mut v: Vec<String> = r
         .regions()
         .iter()
@@ -141,6 +141,21 @@ pub async fn enabled_regions(cfg: &aws_config::SdkConfig, partition: &str) -> an
     Ok((v, opted))
 }
 
+
+/// The partition a region belongs to, by its name.
+pub fn partition_of_region(r: &str) -> &'static str {
+    if r.starts_with("cn-") {
+        "aws-cn"
+    } else if r.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else if r.starts_with("us-isob-") {
+        "aws-iso-b"
+    } else if r.starts_with("us-iso-") {
+        "aws-iso"
+    } else {
+        "aws"
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -48,19 +48,6 @@ pub fn looks_like_region(r: &str) -> bool {
         && parts.last().is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
 }
 
-pub fn partition_of_region(r: &str) -> &'static str {
-    if r.starts_with("cn-") {
-        "aws-cn"
-    } else if r.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else if r.starts_with("us-isob-") {
-        "aws-iso-b"
-    } else if r.starts_with("us-iso-") {
-        "aws-iso"
-    } else {
-        "aws"
-    }
-}
 
 /// Valid CloudWatch Logs retention values.
 pub const RETENTIONS: &[i32] = &[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
@@ -144,7 +131,7 @@ pub fn parse_domain_instance_count(s: &str, instance_type: &str) -> anyhow::Resu
     Ok(n)
 }
 
-pub use crate::aws::{enabled_regions, identity};
+pub use crate::aws::{enabled_regions, identity, partition_of_region};
 
 fn home_region(common: &Common) -> Option<String> {
     common.region.clone().or_else(|| {
