@@ -130,7 +130,7 @@ pub fn changes(ctx: &Ctx, o: &Observed, created: &std::collections::BTreeSet<Str
             }
         }
         if let opensearch::Probe::Found(Some(_)) = &o.opensearch.template {
-            c.push(change(Action::NoOp, Kind::OpenSearchIndexTemplate, crate::ingest::template::name(&ctx.index_prefix), "-",
+            c.push(change(Action::NoOp, Kind::OpenSearchIndexTemplate, crate::opensearch::template::name(&ctx.index_prefix), "-",
                 json!({"retained": true, "reason": "kept with the indices it shapes"}), None));
         }
     }
@@ -252,7 +252,7 @@ pub async fn run(common: &Common, a: &DestroyArgs, out: &Output) -> anyhow::Resu
     let search = match &ctx.opensearch {
         OpenSearchTarget::Url(u) => {
             let args = crate::cli::SinkArgs { opensearch_url: Some(u.clone()), opensearch_auth: ctx.opensearch_auth, ..Default::default() };
-            crate::ingest::sink(common, &args, state.as_ref(), Some(&cfg)).await.ok().map(|s| s.client)
+            crate::opensearch::connect(common, &args, state.as_ref(), Some(&cfg)).await.ok().map(|c| c.0)
         }
         OpenSearchTarget::Domain(_) => None,
     };

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod error;
 pub mod fsutil;
 pub mod ingest;
+pub mod opensearch;
 pub mod output;
 pub mod settings;
 pub mod signals;

@@ -228,7 +228,7 @@ pub fn context(common: &Common, a: &Lookup, state: Option<&State>, who: &Caller,
         // destroy never creates a domain: the size is not looked at
         domain_size: Default::default(),
         opensearch_auth: state.and_then(|s| s.opensearch_auth),
-        index_prefix: state.and_then(|s| s.index_prefix.clone()).unwrap_or_else(|| crate::ingest::DEFAULT_PREFIX.into()),
+        index_prefix: state.and_then(|s| s.index_prefix.clone()).unwrap_or_else(|| crate::opensearch::DEFAULT_PREFIX.into()),
         ingest_roles: state.map(|s| s.ingest_roles.clone()).unwrap_or_default(),
         reuse: state.and_then(|s| s.use_trail.clone()),
         // the secret's value is neither read nor written here

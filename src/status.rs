@@ -89,7 +89,7 @@ fn table(checks: &[Check]) -> String {
 
 /// The canary: one harmless, recorded call (`cloudtrail:GetTrail` on our home-region trail, read-only) whose user
 /// agent carries a unique marker, then a bounded wait until OpenSearch holds its event.
-async fn canary(ctx: &Ctx, aws: &Aws, client: Option<crate::ingest::opensearch::Client>, timeout: Duration, out: &Output) -> Check {
+async fn canary(ctx: &Ctx, aws: &Aws, client: Option<crate::opensearch::client::Client>, timeout: Duration, out: &Output) -> Check {
     let marker = format!("trailsetup-canary-{:08x}", fastrand::u32(..));
     let (region, trail) = ctx.trails().into_iter().find(|(r, _)| *r == ctx.home).or_else(|| ctx.trails().into_iter().next()).unwrap_or_default();
     let Some(client) = client else {
@@ -148,7 +148,7 @@ pub async fn run(common: &Common, a: &StatusArgs, out: &Output) -> anyhow::Resul
     let search = match (&ctx.opensearch, &state.opensearch_url) {
         (_, Some(u)) => {
             let args = crate::cli::SinkArgs { opensearch_url: Some(u.clone()), opensearch_auth: state.opensearch_auth, ..Default::default() };
-            crate::ingest::sink(common, &args, Some(&state), Some(&cfg)).await.ok().map(|s| s.client)
+            crate::opensearch::connect(common, &args, Some(&state), Some(&cfg)).await.ok().map(|c| c.0)
         }
         _ => None,
     };

@@ -5,12 +5,12 @@ pub mod checkpoint;
 pub mod follow;
 pub mod decode;
 pub mod doc;
-pub mod opensearch;
+pub use crate::opensearch::client as opensearch;
 pub mod pipeline;
 pub mod quarantine;
 pub mod source;
 pub mod sqs;
-pub mod template;
+pub use crate::opensearch::template;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::sync::mpsc;
 
-use crate::cli::{BackfillArgs, OpenSearchAuth, SelectArgs, SinkArgs};
+use crate::cli::{BackfillArgs, SelectArgs, SinkArgs};
 use crate::error::{usage, Exit};
 use crate::output::{self, Output};
 use crate::settings::{split_list, Common};
@@ -29,7 +29,7 @@ use crate::state::State;
 use pipeline::{FileResult, Pipeline, SinkOptions, Stats, TimeFilter};
 use source::{Listed, S3Source, Select};
 
-pub const DEFAULT_PREFIX: &str = "cloudtrail";
+pub use crate::opensearch::DEFAULT_PREFIX;
 
 /// Everything about where documents go.
 pub struct Sink {
@@ -81,7 +81,7 @@ pub fn select(common: &Common, a: &SelectArgs) -> anyhow::Result<(Select, TimeFi
 
 /// The OpenSearch endpoint from flag, env, config file or state, as given.
 fn sink_url(common: &Common, a: &SinkArgs, state: Option<&State>) -> Option<String> {
-    a.opensearch_url.clone().or_else(|| common.file.opensearch_url.clone()).or_else(|| state.and_then(|s| s.opensearch_url.clone()))
+    crate::opensearch::endpoint_url(common, a, state)
 }
 
 /// The index prefix from flag, env, config file or state, else the default (not yet validated).
@@ -102,70 +102,7 @@ fn backfill_id(source: &Source, sel: &Select, follow_links: bool, url: &str, pre
 
 /// Resolve the sink from flags > env > config > init's state.
 pub async fn sink(common: &Common, a: &SinkArgs, state: Option<&State>, aws: Option<&aws_config::SdkConfig>) -> anyhow::Result<Sink> {
-    let url = sink_url(common, a, state)
-        .ok_or_else(|| {
-            usage(
-                "no OpenSearch endpoint: pass --opensearch-url (env TRAILSETUP_OPENSEARCH_URL, config key \
-                 opensearch_url), or run `trailsetup init` first so the state file names it",
-            )
-        })?;
-    let parsed = opensearch::parse_url(&url)?;
-    let hint = parsed.host_str().and_then(opensearch::aws_host_hint);
-    let auth_kind = a
-        .opensearch_auth
-        .or(common.file.opensearch_auth)
-        .or_else(|| state.and_then(|s| s.opensearch_auth))
-        .unwrap_or(if hint.is_some() { OpenSearchAuth::Sigv4 } else { OpenSearchAuth::None });
-    let auth = match auth_kind {
-        OpenSearchAuth::None => opensearch::Auth::None,
-        OpenSearchAuth::Basic => {
-            let user = std::env::var("TRAILSETUP_OPENSEARCH_USER").map_err(|_| {
-                usage("--opensearch-auth basic needs TRAILSETUP_OPENSEARCH_USER and TRAILSETUP_OPENSEARCH_PASSWORD")
-            })?;
-            let password = std::env::var("TRAILSETUP_OPENSEARCH_PASSWORD")
-                .map_err(|_| usage("--opensearch-auth basic needs TRAILSETUP_OPENSEARCH_PASSWORD"))?;
-            opensearch::Auth::Basic { user, password }
-        }
-        OpenSearchAuth::Sigv4 => {
-            let service = a
-                .sigv4_service
-                .clone()
-                .or_else(|| common.file.sigv4_service.clone())
-                .or_else(|| hint.as_ref().map(|h| h.0.to_string()))
-                .unwrap_or_else(|| "es".into());
-            if service != "es" && service != "aoss" {
-                return Err(usage(format!("--sigv4-service {service:?}: expected es or aoss")));
-            }
-            let cfg = match aws {
-                Some(c) => c.clone(),
-                None => crate::aws::sdk_config(common).await,
-            };
-            // the domain's region: SigV4 scoped to another region is refused
-            let region = a
-                .sigv4_region
-                .clone()
-                .or_else(|| common.file.sigv4_region.clone())
-                .or_else(|| hint.map(|h| h.1))
-                .or_else(|| state.and_then(|s| s.opensearch_region.clone()))
-                .or_else(|| cfg.region().map(|r| r.to_string()))
-                .ok_or_else(|| usage("SigV4 needs a region: pass --region or set AWS_REGION"))?;
-            let credentials = cfg
-                .credentials_provider()
-                .ok_or_else(|| usage("SigV4 needs AWS credentials: set AWS_PROFILE (or --profile) or AWS_ACCESS_KEY_ID"))?;
-            opensearch::Auth::SigV4 { service, region, credentials }
-        }
-    };
-    if matches!(auth, opensearch::Auth::Basic { .. }) && parsed.scheme() == "http" && !opensearch::is_loopback(&parsed) && !common.allow_http_basic_auth {
-        return Err(usage(format!(
-            "--opensearch-auth basic over plain http:// to {} would send the password in clear text: use https://, or \
-             pass --allow-http-basic-auth (env TRAILSETUP_ALLOW_HTTP_BASIC_AUTH, config key allow_http_basic_auth) if \
-             the network path is trusted",
-            parsed.host_str().unwrap_or("the host")
-        )));
-    }
-    let ca = a.ca_bundle.clone().or_else(|| common.file.ca_bundle.clone());
-    let timeout = Duration::from_secs(a.timeout_secs.unwrap_or(120).max(1));
-    let client = opensearch::Client::new(&url, auth, ca.as_deref(), timeout)?;
+    let (client, url) = crate::opensearch::connect(common, a, state, aws).await?;
     let prefix = index_prefix(common, a, state);
     template::validate_prefix(&prefix)?;
     let compression = a.compression.clone().or_else(|| common.file.compression.clone()).unwrap_or_else(|| "auto".into());

@@ -178,8 +178,8 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         // the type's own limit once it is known (below, after the wizard)
         validate_domain_instance_count(n, d.domain_instance_type.as_deref().unwrap_or_default())?;
     }
-    let index_prefix = a.index_prefix.clone().or_else(|| common.file.index_prefix.clone()).unwrap_or_else(|| crate::ingest::DEFAULT_PREFIX.into());
-    crate::ingest::template::validate_prefix(&index_prefix)?;
+    let index_prefix = a.index_prefix.clone().or_else(|| common.file.index_prefix.clone()).unwrap_or_else(|| crate::opensearch::DEFAULT_PREFIX.into());
+    crate::opensearch::template::validate_prefix(&index_prefix)?;
 
     // --- preflight (read-only) ---
     if let Some(acct) = a.account.as_deref().or(common.file.account.as_deref()) {
@@ -375,7 +375,7 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     }
     let opensearch = match (&d.opensearch_url, &d.opensearch_domain) {
         (Some(u), _) => {
-            crate::ingest::opensearch::parse_url(u)?;
+            crate::opensearch::client::parse_url(u)?;
             OpenSearchTarget::Url(u.clone())
         }
         (None, Some(dn)) => OpenSearchTarget::Domain(dn.clone()),
@@ -442,7 +442,7 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
                         index_prefix: Some(index_prefix.clone()),
                         ..Default::default()
                     };
-                    Some(crate::ingest::sink(common, &args, None, Some(cfg)).await?.client)
+                    Some(crate::opensearch::connect(common, &args, None, Some(cfg)).await?.0)
                 }
                 OpenSearchTarget::Domain(_) => None,
             };
@@ -710,7 +710,7 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         format!(
             "the stack is set up, but OpenSearch{} does not answer from this machine: run `trailsetup backfill` (and \
              `trailsetup ingest`) from one that reaches it, e.g. inside the domain's VPC",
-            opensearch_url.as_deref().map(|u| format!(" at {}", crate::ingest::opensearch::redact_url(u))).unwrap_or_default()
+            opensearch_url.as_deref().map(|u| format!(" at {}", crate::opensearch::client::redact_url(u))).unwrap_or_default()
         )
     });
     let backfill = wanted && backfill_deferred.is_none();

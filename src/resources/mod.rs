@@ -498,8 +498,8 @@ impl Ctx {
         let domain = index.rsplit_once('/').map(|x| x.0.to_string()).unwrap_or_default();
         Some(json!({
             "write": [index],
-            "read": [format!("{domain}/"), format!("{domain}/_index_template/{}", crate::ingest::template::name(&self.index_prefix))],
-            "template": format!("{domain}/_index_template/{}", crate::ingest::template::name(&self.index_prefix)),
+            "read": [format!("{domain}/"), format!("{domain}/_index_template/{}", crate::opensearch::template::name(&self.index_prefix))],
+            "template": format!("{domain}/_index_template/{}", crate::opensearch::template::name(&self.index_prefix)),
         }))
     }
     pub fn ingest_worker_policy(&self) -> Value {
@@ -610,7 +610,7 @@ pub const FORWARDER_POLICY: &str = include_str!("../../policies/forwarder-policy
 pub fn aws_endpoint(url: &str) -> Option<(&'static str, String, Option<String>)> {
     let u = url::Url::parse(url).ok()?;
     let host = u.host_str()?.to_string();
-    let (svc, region) = crate::ingest::opensearch::aws_host_hint(&host)?;
+    let (svc, region) = crate::opensearch::client::aws_host_hint(&host)?;
     let first = host.split('.').next().unwrap_or_default();
     let domain = first
         .strip_prefix("search-")
@@ -725,7 +725,7 @@ pub fn parse_policy(s: &str) -> anyhow::Result<Value> {
 pub struct Aws {
     pub cfg: SdkConfig,
     /// the OpenSearch endpoint's client, when one is known (`--opensearch-url`)
-    pub search: Option<crate::ingest::opensearch::Client>,
+    pub search: Option<crate::opensearch::client::Client>,
     /// the domain was created or changed moments ago in this apply: its security plugin may still refuse
     /// (401/403/503) for a few minutes
     pub fresh_domain: bool,

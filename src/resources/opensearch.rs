@@ -23,8 +23,8 @@ use serde_json::{json, Value};
 
 use super::{Aws, Ctx, OpenSearchTarget, TAG_KEY};
 use crate::aws::{code, explain};
-use crate::ingest::opensearch::Client;
-use crate::ingest::template;
+use crate::opensearch::client::Client;
+use crate::opensearch::template;
 use crate::plan::{Kind, Action, Change};
 
 /// Engine versions are `OpenSearch_<major>.<minor>` (or `Elasticsearch_<x>.<y>`): CreateDomain `EngineVersion`.
@@ -231,11 +231,11 @@ pub fn domain_client(aws: &Aws, endpoint: &str, fallback_region: &str) -> anyhow
         .ok_or_else(|| anyhow!("no AWS credentials to sign OpenSearch requests with"))?;
     let region = url::Url::parse(endpoint)
         .ok()
-        .and_then(|u| u.host_str().and_then(crate::ingest::opensearch::aws_host_hint).map(|h| h.1))
+        .and_then(|u| u.host_str().and_then(crate::opensearch::client::aws_host_hint).map(|h| h.1))
         .unwrap_or_else(|| fallback_region.to_string());
     Client::new(
         endpoint,
-        crate::ingest::opensearch::Auth::SigV4 { service: "es".into(), region, credentials },
+        crate::opensearch::client::Auth::SigV4 { service: "es".into(), region, credentials },
         None,
         Duration::from_secs(60),
     )
@@ -787,7 +787,7 @@ fn domain_name(ctx: &Ctx) -> String {
 // --- status ---
 
 /// Cluster health and freshness: the newest `@timestamp` per region, and the documents of the last hour.
-pub async fn check(ctx: &Ctx, client: Option<crate::ingest::opensearch::Client>, stale: Duration) -> Vec<Check> {
+pub async fn check(ctx: &Ctx, client: Option<crate::opensearch::client::Client>, stale: Duration) -> Vec<Check> {
     let mut out = Vec::new();
     let Some(client) = client else {
         out.push(found("opensearch", "-", ctx.opensearch_region(), Level::Warn, "no endpoint known yet", "run `trailsetup init`"));

@@ -329,7 +329,7 @@ pub fn fill(d: &mut Draft, facts: &Facts, yes: bool, dry_run: bool) -> anyhow::R
                 d.opensearch_url = Some(
                     Input::<String>::with_theme(&theme)
                         .with_prompt("OpenSearch endpoint URL")
-                        .validate_with(|s: &String| match crate::ingest::opensearch::parse_url(s.trim()) {
+                        .validate_with(|s: &String| match crate::opensearch::client::parse_url(s.trim()) {
                             Ok(u) if u.host_str().is_some() => Ok(()),
                             Ok(_) => Err(format!("{s:?} is not an http(s) URL such as https://search.example.com")),
                             Err(e) => Err(format!("{e:#}")),

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context as _};
 use reqwest::Method;
 
-use super::opensearch::{check_auth, Client};
+use super::client::{check_auth, Client};
 
 /// The template, as shipped in `templates/index-template.json` (data, not code).
 pub const TEMPLATE: &str = include_str!("../../templates/index-template.json");
