@@ -153,7 +153,7 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
                 Notice::Ignore(what) => {
                     ignored += 1;
                     tracing::info!("deleting {what}");
-                    delete(&sqs_client, &queue_url, &m).await?;
+                    sqs::delete(&sqs_client, &queue_url, &m).await?;
                 }
                 Notice::Garbage(shown) => {
                     garbage += 1;
@@ -255,19 +255,6 @@ fn note_file(report: &mut Report, key: String, res: FileResult) {
     }
 }
 
-async fn delete(client: &aws_sdk_sqs::Client, queue: &str, m: &Message) -> anyhow::Result<()> {
-    if let Some(h) = m.receipt_handle() {
-        client
-            .delete_message()
-            .queue_url(queue)
-            .receipt_handle(h)
-            .send()
-            .await
-            .map_err(|e| crate::aws::explain(e, &format!("deleting a message from {queue}"), "sqs:DeleteMessage"))?;
-    }
-    Ok(())
-}
-
 /// The queue a worker follows: client, URL, and the visibility it asks for.
 struct Followed<'a> {
     client: &'a aws_sdk_sqs::Client,
@@ -329,7 +316,7 @@ async fn handle(
     }
     keeper.abort();
     if all_ok {
-        delete(client, queue, m).await?;
+        sqs::delete(client, queue, m).await?;
     }
     Ok(())
 }

@@ -280,14 +280,19 @@ pub async fn dead_letter(client: &aws_sdk_sqs::Client, queue_url: &str, dlq_url:
         .send()
         .await
         .map_err(|e| crate::aws::explain(e, &format!("sending a refused message to {dlq_url}"), "sqs:SendMessage"))?;
+    delete(client, queue_url, m).await
+}
+
+/// Delete a received message (by its receipt handle).
+pub async fn delete(client: &aws_sdk_sqs::Client, queue: &str, m: &aws_sdk_sqs::types::Message) -> anyhow::Result<()> {
     if let Some(h) = m.receipt_handle() {
         client
             .delete_message()
-            .queue_url(queue_url)
+            .queue_url(queue)
             .receipt_handle(h)
             .send()
             .await
-            .map_err(|e| crate::aws::explain(e, &format!("deleting a message from {queue_url}"), "sqs:DeleteMessage"))?;
+            .map_err(|e| crate::aws::explain(e, &format!("deleting a message from {queue}"), "sqs:DeleteMessage"))?;
     }
     Ok(())
 }

@@ -816,6 +816,17 @@ impl Progress {
     fn label(c: &crate::plan::Change) -> String {
         format!("{} {} [{}]", c.kind, c.name, c.region)
     }
+    /// One change ended: its line above the bar (or on stderr without one), and the bar one step on.
+    fn done(&self, line: String) {
+        match &self.bar {
+            Some(b) => {
+                b.println(line);
+                b.inc(1);
+            }
+            None if !self.quiet => eprintln!("{line}"),
+            None => {}
+        }
+    }
     fn event(&self, e: crate::apply::Event<'_>) {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         match e {
@@ -823,15 +834,7 @@ impl Progress {
             crate::apply::Event::Deferred(c, _) => {
                 let l = Self::label(c);
                 running.retain(|x| *x != l);
-                let line = format!("  … deferred {l}  (OpenSearch does not answer from here)");
-                match &self.bar {
-                    Some(b) => {
-                        b.println(line);
-                        b.inc(1);
-                    }
-                    None if !self.quiet => eprintln!("{line}"),
-                    None => {}
-                }
+                self.done(format!("  … deferred {l}  (OpenSearch does not answer from here)"));
             }
             crate::apply::Event::Finished(c, took) => {
                 let l = Self::label(c);
@@ -842,15 +845,7 @@ impl Progress {
                     crate::plan::Action::Delete => "deleted",
                     crate::plan::Action::NoOp => "checked",
                 };
-                let line = format!("  ✓ {verb:<8} {l}  {:.1}s", took.as_secs_f64());
-                match &self.bar {
-                    Some(b) => {
-                        b.println(line);
-                        b.inc(1);
-                    }
-                    None if !self.quiet => eprintln!("{line}"),
-                    None => {}
-                }
+                self.done(format!("  ✓ {verb:<8} {l}  {:.1}s", took.as_secs_f64()));
             }
         }
         if let Some(b) = &self.bar {
