@@ -150,9 +150,7 @@ where
     Fut: Future<Output = Result<T, SdkError<E, R>>>,
     E: ProvideErrorMetadata,
 {
-    let started = Instant::now();
-    let scale = scale();
-    let mut delay = Duration::from_secs(2).mul_f64(scale);
+    let mut backoff = Backoff::new();
     loop {
         let err = match f().await {
             Ok(v) => return Ok(v),
@@ -163,14 +161,12 @@ where
             _ => None,
         };
         let Some(n) = hit else { return Err(err) };
-        let sleep = delay.mul_f64(0.5 + fastrand::f64() / 2.0);
-        if started.elapsed() + sleep > n.wait.mul_f64(scale) {
-            tracing::warn!("{what}: still refused after {:.0?} of waiting for propagation ({}: see {})", started.elapsed(), n.code, n.page);
+        let Some(sleep) = backoff.next_within(n.wait) else {
+            tracing::warn!("{what}: still refused after {:.0?} of waiting for propagation ({}: see {})", backoff.elapsed(), n.code, n.page);
             return Err(err);
-        }
+        };
         tracing::info!("{what}: waiting for AWS to propagate a recent change ({} {}; {})", op, n.code, n.page);
         tokio::time::sleep(sleep).await;
-        delay = (delay * 2).min(Duration::from_secs(15).mul_f64(scale));
     }
 }
 
@@ -183,21 +179,44 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<Polled<T>>>,
 {
-    let started = Instant::now();
-    let scale = scale();
-    let mut delay = Duration::from_secs(2).mul_f64(scale);
+    let mut backoff = Backoff::new();
     loop {
         let last = match poll().await? {
             Polled::Done(v) => return Ok(Polled::Done(v)),
             Polled::NotYet(v) => v,
         };
-        let sleep = delay.mul_f64(0.5 + fastrand::f64() / 2.0);
-        if started.elapsed() + sleep > wait.mul_f64(scale) {
-            return Ok(Polled::NotYet(last));
-        }
-        tracing::info!("{what}: waiting ({:.0?} so far)", started.elapsed());
+        let Some(sleep) = backoff.next_within(wait) else { return Ok(Polled::NotYet(last)) };
+        tracing::info!("{what}: waiting ({:.0?} so far)", backoff.elapsed());
         tokio::time::sleep(sleep).await;
-        delay = (delay * 2).min(Duration::from_secs(15).mul_f64(scale));
+    }
+}
+
+/// The schedule both waits share: 2 s doubling to 15 s, half to full jitter, all scaled by
+/// `TRAILSETUP_RETRY_SCALE`, and no sleep that would end past the (scaled) wait.
+struct Backoff {
+    started: Instant,
+    scale: f64,
+    delay: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        let scale = scale();
+        Backoff { started: Instant::now(), scale, delay: Duration::from_secs(2).mul_f64(scale) }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The next sleep, or `None` when it would end after `wait` from the start.
+    fn next_within(&mut self, wait: Duration) -> Option<Duration> {
+        let sleep = self.delay.mul_f64(0.5 + fastrand::f64() / 2.0);
+        if self.started.elapsed() + sleep > wait.mul_f64(self.scale) {
+            return None;
+        }
+        self.delay = (self.delay * 2).min(Duration::from_secs(15).mul_f64(self.scale));
+        Some(sleep)
     }
 }
 

@@ -217,6 +217,20 @@ def test_adopted_domain_keeps_its_statements_and_key(moto_reset, run_cli, boto, 
 # 404 {"status": "NOT_FOUND"}. The real plugin cannot be installed here: this server speaks that API.
 
 
+def read_back(store: dict, key: tuple) -> tuple:
+    """The security plugin's answer to GET roles/<name> or rolesmapping/<name>: (status, body), with the fields it adds
+    to what was PUT (OpenSearch "Get role" / "Get role mapping" APIs)."""
+    if key not in store:
+        return 404, {"status": "NOT_FOUND", "message": f"Resource '{key[1]}' not found."}
+    extra = {"reserved": False, "hidden": False, "static": False}
+    if key[0] == "roles":
+        v = dict(store[key], **extra, tenant_permissions=[])
+        v["index_permissions"] = [dict(p, fls=[], masked_fields=[]) for p in v["index_permissions"]]
+    else:
+        v = dict(store[key], **extra, and_backend_roles=[])
+    return 200, {key[1]: v}
+
+
 class SecurityApi(BaseHTTPRequestHandler):
     """A recording OpenSearch endpoint with the security plugin's documented REST shapes."""
 
@@ -244,15 +258,7 @@ class SecurityApi(BaseHTTPRequestHandler):
         if m:
             key = (m.group(1), m.group(2))
             if self.command == "GET":
-                if key not in self.store:
-                    return self._send(404, {"status": "NOT_FOUND", "message": f"Resource '{key[1]}' not found."})
-                extra = {"reserved": False, "hidden": False, "static": False}
-                if key[0] == "roles":
-                    v = dict(self.store[key], **extra, tenant_permissions=[])
-                    v["index_permissions"] = [dict(p, fls=[], masked_fields=[]) for p in v["index_permissions"]]
-                else:
-                    v = dict(self.store[key], **extra, and_backend_roles=[])
-                return self._send(200, {key[1]: v})
+                return self._send(*read_back(self.store, key))
             if self.command == "PUT":
                 created = key not in self.store
                 self.store[key] = body

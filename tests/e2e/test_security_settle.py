@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from awsproxy import start_proxy
+from test_init_real_aws import read_back
 
 ACCOUNT = "123456789012"
 HOME = "us-east-1"
@@ -106,15 +107,7 @@ class SettlingSecurityApi(BaseHTTPRequestHandler):
         if m:
             key = (m.group(1), m.group(2))
             if self.command == "GET":
-                if key not in self.store:
-                    return self._send(404, {"status": "NOT_FOUND", "message": f"Resource '{key[1]}' not found."})
-                extra = {"reserved": False, "hidden": False, "static": False}
-                if key[0] == "roles":
-                    v = dict(self.store[key], **extra, tenant_permissions=[])
-                    v["index_permissions"] = [dict(p, fls=[], masked_fields=[]) for p in v["index_permissions"]]
-                else:
-                    v = dict(self.store[key], **extra, and_backend_roles=[])
-                return self._send(200, {key[1]: v})
+                return self._send(*read_back(self.store, key))
             if self.command == "PUT":
                 queue = self.script.get(path) or []
                 if queue:
