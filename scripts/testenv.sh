@@ -2,7 +2,7 @@
 # Test environment for trailsetup: a moto server (AWS emulator) and a one-node
 # OpenSearch cluster, both on 127.0.0.1, everything under .cache/ in the repo.
 #
-#   scripts/testenv.sh setup    venv + pinned Python tools, OpenSearch classpath (idempotent)
+#   scripts/testenv.sh setup    venv + pinned Python tools, OpenSearch classpath, actionlint and jq, Chromium (idempotent)
 #   scripts/testenv.sh start    start both servers, wait until they answer, write .cache/run/env
 #   scripts/testenv.sh stop     stop what `start` started (by recorded PID / process group)
 #   scripts/testenv.sh status   show what runs and whether it answers
@@ -31,7 +31,14 @@ PY_PINS=(
   "pytest==9.2.0"
   "requests==2.34.2"
   "pexpect==4.9.0"
+  "PyYAML==6.0.4"
+  "selenium==4.51.0"
 )
+# actionlint (lints templates/ci/github-actions.yml in tests/e2e/test_ci_templates.py), built with the machine's Go
+# from the Go module proxy into .cache/bin
+ACTIONLINT_MODULE="github.com/rhysd/actionlint/cmd/actionlint"
+ACTIONLINT_VERSION="v1.7.12"
+BIN="$CACHE/bin"
 # OpenSearch 3.x runner needs Java 21+; 2.19.x runs on Java 17.
 RUNNER_V3="3.8.0.0"   # OpenSearch 3.8.0 (3.9.0.0 is listed but not served)
 RUNNER_V2="2.19.1.0"  # OpenSearch 2.19.1
@@ -144,10 +151,57 @@ setup_opensearch() {
   log "java: $JAVA_BIN (major $JAVA_MAJOR)"
 }
 
+# a Debian package's command, installed with apt-get when missing (as root)
+apt_tool() {
+  local cmd="$1" pkg="$2"
+  command -v "$cmd" >/dev/null 2>&1 && return 0
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "installing $pkg (apt-get)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$pkg" >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$pkg" >/dev/null; } \
+      || die "could not install $pkg"
+  else
+    die "$cmd not found: install the $pkg package"
+  fi
+}
+
+setup_ci_tools() {
+  apt_tool jq jq                  # the CI templates' plan and status summaries
+  apt_tool shellcheck shellcheck  # actionlint checks the workflow's run: scripts with it
+  if [[ -x "$BIN/actionlint" ]] && [[ "$("$BIN/actionlint" -version 2>/dev/null | head -n 1)" == "$ACTIONLINT_VERSION" ]]; then
+    log "actionlint $ACTIONLINT_VERSION up to date ($BIN/actionlint)"
+    return 0
+  fi
+  command -v go >/dev/null 2>&1 || die "go not found: the Go toolchain builds actionlint (install Go 1.22+)"
+  log "building actionlint $ACTIONLINT_VERSION into $BIN (go install)"
+  mkdir -p "$BIN"
+  GOBIN="$BIN" GOTOOLCHAIN=local go install "$ACTIONLINT_MODULE@$ACTIONLINT_VERSION" \
+    || die "go install $ACTIONLINT_MODULE@$ACTIONLINT_VERSION failed"
+}
+
+# Debian's Chromium and its driver, for tests/e2e/test_dashboards.py (headless, through the Dashboards proxy)
+setup_browser() {
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+    log "chromium and chromedriver present"
+    return 0
+  fi
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "installing chromium and chromium-driver (apt-get)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null \
+      || { apt-get update -q >/dev/null \
+           && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null; } \
+      || die "could not install chromium and chromium-driver"
+  else
+    die "chromium or chromedriver not found: install the Debian packages chromium and chromium-driver"
+  fi
+}
+
 cmd_setup() {
   mkdir -p "$CACHE"
   setup_venv
   setup_opensearch
+  setup_ci_tools
+  setup_browser
   log "setup done"
 }
 

@@ -41,7 +41,9 @@ fn stage(c: &Change) -> (u8, String) {
         Kind::LogsLogGroup | Kind::SnsTopic | Kind::SnsTopicPolicy | Kind::SnsSubscription | Kind::CloudTrailTrail => (2, c.region.clone()),
         // after the queue policy: S3 checks that it may send to the queue when the configuration is written
         Kind::S3BucketNotification => (2, format!("s3-notification/{}", c.region)),
-        Kind::OpenSearchDomain | Kind::OpenSearchRoleMapping | Kind::OpenSearchIndexTemplate => (3, "opensearch".into()),
+        Kind::OpenSearchDomain | Kind::OpenSearchRoleMapping | Kind::OpenSearchIndexTemplate | Kind::OpenSearchDashboardsObjects => {
+            (3, "opensearch".into())
+        }
         Kind::LambdaFunction | Kind::LambdaPermission | Kind::LogsSubscriptionFilter => (4, c.region.clone()),
     }
 }
@@ -74,7 +76,9 @@ async fn apply_one(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<Outcome> 
         Kind::SecretsManagerSecret => done(resources::secretsmanager::apply(ctx, aws, c).await),
         Kind::CloudTrailTrail => done(resources::cloudtrail::apply(ctx, aws, c).await),
         Kind::LambdaFunction | Kind::LambdaPermission => done(resources::lambda::apply(ctx, aws, c).await),
-        Kind::OpenSearchDomain | Kind::OpenSearchRoleMapping | Kind::OpenSearchIndexTemplate => resources::opensearch::apply(ctx, aws, c).await,
+        Kind::OpenSearchDomain | Kind::OpenSearchRoleMapping | Kind::OpenSearchIndexTemplate | Kind::OpenSearchDashboardsObjects => {
+            resources::opensearch::apply(ctx, aws, c).await
+        }
     };
     r.with_context(|| format!("{} {} [{}] was not applied", c.kind, c.name, c.region))
 }
@@ -99,7 +103,9 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, plan: &Plan, note: impl Fn(Event<'_>) +
                 let (mut done, mut deferred) = (0usize, Vec::new());
                 let mut aws = aws;
                 for c in &chain {
-                    if matches!(c.kind, Kind::OpenSearchRoleMapping | Kind::OpenSearchIndexTemplate) && aws.search.is_none() {
+                    if matches!(c.kind, Kind::OpenSearchRoleMapping | Kind::OpenSearchIndexTemplate | Kind::OpenSearchDashboardsObjects)
+                        && aws.search.is_none()
+                    {
                         if let Some(ep) = endpoint.as_deref() {
                             // the domain was created or changed just before, in this chain
                             aws.search = Some(domain_client(&aws, ep, &ctx.home)?);

@@ -35,6 +35,12 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Is audit data flowing end to end? Checks every resource, delivery, queues, forwarder and freshness
     Status(StatusArgs),
+    /// Who did what: find CloudTrail events in OpenSearch from the terminal (filters, named questions, counts)
+    Search(SearchArgs),
+    /// Bring indices made by an older trailsetup up to the current mapping (the investigation fields), in place
+    Migrate(MigrateArgs),
+    /// Install the saved objects, then open the domain's OpenSearch Dashboards through a local signing proxy
+    Dashboards(DashboardsArgs),
     /// Remove exactly what the stack made (the bucket and the domain are kept unless --delete-bucket/--delete-domain)
     Destroy(DestroyArgs),
 }
@@ -45,6 +51,10 @@ pub enum OutputFormat {
     #[default]
     Human,
     Json,
+    /// `search` only: one stored document per line
+    Jsonl,
+    /// `search` only: the event columns
+    Csv,
 }
 
 #[derive(Debug, Clone, Args, Default)]
@@ -100,20 +110,9 @@ pub struct GlobalArgs {
     pub quiet: u8,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TrailMode {
-    MultiRegion,
-    PerRegion,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OpenSearchAuth {
-    Sigv4,
-    Basic,
-    None,
-}
+// Domain types the flags name; they live with the code that gives them meaning.
+pub use crate::opensearch::OpenSearchAuth;
+pub use crate::stack::TrailMode;
 
 #[derive(Debug, Clone, Args, Default)]
 #[command(next_help_heading = "Setup (init)")]
@@ -172,6 +171,11 @@ pub struct InitArgs {
     #[arg(long, env = "TRAILSETUP_INDEX_PREFIX")]
     pub index_prefix: Option<String>,
 
+    /// One index per day or per month; auto: day only when the cluster holds five years of daily indices in half
+    /// its shard capacity [default: auto; an existing stack keeps its own]
+    #[arg(long, value_enum, env = "TRAILSETUP_INDEX_GRANULARITY")]
+    pub index_granularity: Option<crate::opensearch::layout::Choice>,
+
     /// IAM user or role ARN to make the domain's master user [default: the caller; an assumed-role session
     /// becomes its role]
     #[arg(long, env = "TRAILSETUP_MASTER_USER_ARN", value_name = "ARN")]
@@ -221,6 +225,30 @@ pub struct InitArgs {
     /// With --dry-run: exit 4 when changes are pending, 0 when the account matches the plan
     #[arg(long, help_heading = "Saved plans (CI)")]
     pub detailed_exitcode: bool,
+
+    // The flattened group stays last: clap's derive keeps its help heading for the fields after it.
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+/// The stack's lock in the account, taken by `init` (apply) and `destroy` so two runs never change one stack at once.
+#[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Lock (init, destroy)")]
+pub struct LockArgs {
+    /// How long to wait for the stack's lock while another run holds it, in seconds; 0 fails at once [default: 300]
+    #[arg(long, env = "TRAILSETUP_LOCK_TIMEOUT", value_name = "SECONDS")]
+    pub lock_timeout: Option<u64>,
+
+    /// Remove the stack's lock first, whoever holds it (a run that was killed left it), saying whose it was
+    #[arg(long)]
+    pub force_unlock: bool,
+}
+
+impl LockArgs {
+    /// These options, with any left unset taken from `other`.
+    pub fn or(self, other: LockArgs) -> LockArgs {
+        LockArgs { lock_timeout: self.lock_timeout.or(other.lock_timeout), force_unlock: self.force_unlock || other.force_unlock }
+    }
 }
 
 impl InitArgs {
@@ -241,6 +269,7 @@ impl InitArgs {
             opensearch_auth: self.opensearch_auth.or(other.opensearch_auth),
             account: self.account.or(other.account),
             index_prefix: self.index_prefix.or(other.index_prefix),
+            index_granularity: self.index_granularity.or(other.index_granularity),
             master_user_arn: self.master_user_arn.or(other.master_user_arn),
             ingest_role: self.ingest_role.or(other.ingest_role),
             use_trail: self.use_trail.or(other.use_trail),
@@ -252,6 +281,7 @@ impl InitArgs {
             plan_out: self.plan_out.or(other.plan_out),
             plan: self.plan.or(other.plan),
             detailed_exitcode: self.detailed_exitcode || other.detailed_exitcode,
+            lock: self.lock.or(other.lock),
         }
     }
 }
@@ -280,9 +310,13 @@ pub struct SinkArgs {
     #[arg(long, env = "TRAILSETUP_CA_BUNDLE", value_name = "FILE")]
     pub ca_bundle: Option<PathBuf>,
 
-    /// Index prefix: documents go to <prefix>-YYYY.MM.DD, alias <prefix> [default: cloudtrail]
+    /// Index prefix: documents go to <prefix>-YYYY.MM.DD (or <prefix>-YYYY.MM), alias <prefix> [default: cloudtrail]
     #[arg(long, env = "TRAILSETUP_INDEX_PREFIX")]
     pub index_prefix: Option<String>,
+
+    /// day or month indices [default: the stack's choice: its state, else the installed index template, else day]
+    #[arg(long, value_enum, env = "TRAILSETUP_INDEX_GRANULARITY")]
+    pub index_granularity: Option<crate::opensearch::layout::Granularity>,
 
     /// Parallel files being read (backfill) or messages in flight (ingest) [default: 4 per core, at least 8;
     /// ingest: 32]
@@ -460,6 +494,166 @@ pub struct DestroyArgs {
     /// Also delete the OpenSearch domain and its indices, if this stack created it
     #[arg(long)]
     pub delete_domain: bool,
+
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+/// Where `search`, `migrate` and `dashboards` read: the endpoint and the index prefix (defaults: the stack's state).
+#[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "OpenSearch")]
+pub struct EndpointArgs {
+    /// Stack whose endpoint and prefix to use [default: the state file's, else trailsetup]
+    #[arg(long, env = "TRAILSETUP_NAME")]
+    pub name: Option<String>,
+
+    /// OpenSearch endpoint [default: from the stack]
+    #[arg(long, env = "TRAILSETUP_OPENSEARCH_URL")]
+    pub opensearch_url: Option<String>,
+
+    /// sigv4, basic (TRAILSETUP_OPENSEARCH_USER/_PASSWORD) or none [default: sigv4 for AWS hosts, else none]
+    #[arg(long, value_enum, env = "TRAILSETUP_OPENSEARCH_AUTH")]
+    pub opensearch_auth: Option<OpenSearchAuth>,
+
+    /// SigV4 service name: `es` for domains, `aoss` for serverless collections [default: from the host name]
+    #[arg(long, env = "TRAILSETUP_SIGV4_SERVICE", value_name = "es|aoss")]
+    pub sigv4_service: Option<String>,
+
+    /// SigV4 region: the domain's region [default: from the host name, else the stack's, else --region]
+    #[arg(long, env = "TRAILSETUP_SIGV4_REGION", value_name = "REGION")]
+    pub sigv4_region: Option<String>,
+
+    /// PEM bundle of extra CA certificates to trust for the OpenSearch endpoint
+    #[arg(long, env = "TRAILSETUP_CA_BUNDLE", value_name = "FILE")]
+    pub ca_bundle: Option<PathBuf>,
+
+    /// Index prefix [default: the stack's, else cloudtrail]
+    #[arg(long, env = "TRAILSETUP_INDEX_PREFIX")]
+    pub index_prefix: Option<String>,
+
+    /// Timeout of one OpenSearch request, in seconds [default: 120]
+    #[arg(long = "timeout", value_name = "SECONDS")]
+    pub timeout_secs: Option<u64>,
+}
+
+impl EndpointArgs {
+    pub fn sink(&self) -> SinkArgs {
+        SinkArgs {
+            opensearch_url: self.opensearch_url.clone(),
+            opensearch_auth: self.opensearch_auth,
+            sigv4_service: self.sigv4_service.clone(),
+            sigv4_region: self.sigv4_region.clone(),
+            ca_bundle: self.ca_bundle.clone(),
+            index_prefix: self.index_prefix.clone(),
+            timeout_secs: self.timeout_secs,
+            ..Default::default()
+        }
+    }
+}
+
+/// `search`'s filters. `--region R` (events of these regions, a comma list) is the global option: in `search` it
+/// filters, and SigV4 takes the domain's region from its host name or the stack.
+#[derive(Debug, Clone, Args, Default)]
+pub struct SearchArgs {
+    /// Event names (comma list): e.g. TerminateInstances,StopInstances
+    #[arg(long, value_name = "NAME[,NAME]")]
+    pub event: Option<String>,
+
+    /// Service: ec2 or ec2.amazonaws.com (comma list)
+    #[arg(long, value_name = "SVC")]
+    pub source: Option<String>,
+
+    /// A resource the event names anywhere in its request, response, resources or details: an id (i-0abc), a
+    /// name, an ARN (an ARN stored in the event also matches its last part) (comma list)
+    #[arg(long, value_name = "ID")]
+    pub resource: Option<String>,
+
+    /// Who acted: an ARN, user name, principal id, or the role behind a session (its ARN or name) (comma list)
+    #[arg(long, value_name = "P")]
+    pub principal: Option<String>,
+
+    /// The access key the call was signed with (comma list)
+    #[arg(long, value_name = "KEY")]
+    pub access_key: Option<String>,
+
+    /// Source IP address (comma list)
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<String>,
+
+    /// Account that received the event (recipientAccountId) (comma list)
+    #[arg(long, value_name = "ID")]
+    pub account: Option<String>,
+
+    /// Only calls that failed (an errorCode)
+    #[arg(long)]
+    pub errors: bool,
+
+    /// A named question (CIS AWS Foundations monitoring, as AWS Security Hub's CloudWatch.1-14 define them);
+    /// `--preset list` prints them
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+
+    /// How far back: 30m, 12h, 7d, 2w, or all [default: 90d]
+    #[arg(long, value_name = "DURATION|all", conflicts_with_all = ["from", "to"])]
+    pub since: Option<String>,
+
+    /// From (inclusive): YYYY-MM-DD or RFC 3339
+    #[arg(long, value_name = "T")]
+    pub from: Option<String>,
+
+    /// To (inclusive): YYYY-MM-DD or RFC 3339
+    #[arg(long, value_name = "T")]
+    pub to: Option<String>,
+
+    /// How many events (or counts) to show, newest first [default: 50]
+    #[arg(long, value_name = "N", conflicts_with = "all")]
+    pub limit: Option<usize>,
+
+    /// Every matching event (paged with a point in time)
+    #[arg(long)]
+    pub all: bool,
+
+    /// Counts instead of events
+    #[arg(long, value_enum, value_name = "FIELD")]
+    pub count_by: Option<crate::opensearch::query::CountBy>,
+
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+}
+
+/// `dashboards`: the saved objects (index pattern, one saved search per `search` preset, the overview
+/// visualizations and dashboards), installed through the Dashboards API, then a local proxy that signs each
+/// request (SigV4 for an Amazon OpenSearch domain, basic auth otherwise).
+#[derive(Debug, Clone, Args, Default)]
+pub struct DashboardsArgs {
+    /// Local port of the proxy, on 127.0.0.1; 0 picks a free port [default: 0]
+    #[arg(long, value_name = "N", env = "TRAILSETUP_DASHBOARDS_PORT")]
+    pub port: Option<u16>,
+
+    /// Do not open a browser; only print the URL
+    #[arg(long)]
+    pub no_browser: bool,
+
+    /// Install (or update) the saved objects, then exit
+    #[arg(long, conflicts_with = "export")]
+    pub install_only: bool,
+
+    /// Print the saved objects as ndjson (what Dashboards' import takes) and exit, without any network call
+    #[arg(long)]
+    pub export: bool,
+
+    /// OpenSearch Dashboards, for a self-managed one [default: <endpoint>/_dashboards]
+    #[arg(long, value_name = "URL", env = "TRAILSETUP_DASHBOARDS_URL")]
+    pub dashboards_url: Option<String>,
+
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
 }
 
 #[derive(Debug, Clone, Args, Default)]

@@ -207,7 +207,9 @@ pub async fn apply_one(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
     match c.kind {
         Kind::LogsSubscriptionFilter | Kind::LogsLogGroup => logs::delete(ctx, aws, c).await,
         Kind::LambdaPermission | Kind::LambdaFunction => lambda::delete(ctx, aws, c).await,
-        Kind::OpenSearchDomain | Kind::OpenSearchRoleMapping | Kind::OpenSearchIndexTemplate => opensearch::delete(ctx, aws, c).await,
+        Kind::OpenSearchDomain | Kind::OpenSearchRoleMapping | Kind::OpenSearchIndexTemplate | Kind::OpenSearchDashboardsObjects => {
+            opensearch::delete(ctx, aws, c).await
+        }
         Kind::CloudTrailTrail => cloudtrail::delete(ctx, aws, c).await,
         Kind::SnsSubscription | Kind::SnsTopic | Kind::SnsTopicPolicy => sns::delete(ctx, aws, c).await,
         Kind::SqsQueue | Kind::SqsQueuePolicy => sqs::delete(aws, c).await,
@@ -220,11 +222,22 @@ pub async fn apply_one(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
 }
 
 pub async fn run(common: &Common, a: &DestroyArgs, out: &Output) -> anyhow::Result<Exit> {
+    // the stack's lock, once taken, is released on every way out (the signal handler's on Ctrl-C/SIGTERM)
+    let held = crate::lock::Held::default();
+    let r = run_holding(common, a, out, &held).await;
+    held.release().await;
+    r
+}
+
+async fn run_holding(common: &Common, a: &DestroyArgs, out: &Output, held: &crate::lock::Held) -> anyhow::Result<Exit> {
     if !common.yes && !common.dry_run && !crate::wizard::interactive() {
         return Err(usage("no terminal to confirm on and --yes was not given: pass --yes to delete, or --dry-run to see the plan"));
     }
     if common.offline {
         return Err(usage("destroy reads what exists: --offline is not possible here (use --dry-run)"));
+    }
+    if common.dry_run && a.lock.force_unlock {
+        return Err(usage("--force-unlock removes the stack's lock before a run that changes it; a dry run takes no lock (drop --dry-run)"));
     }
     let cfg = crate::aws::sdk_config(common).await;
     // the state file, or the stack's record in the account (then the lost-state search below is not needed)
@@ -257,6 +270,14 @@ pub async fn run(common: &Common, a: &DestroyArgs, out: &Output) -> anyhow::Resu
         OpenSearchTarget::Domain(_) => None,
     };
     let aws = Aws { cfg: cfg.clone(), search, fresh_domain: false };
+    // the stack's lock, taken before what is deleted is observed (a dry run takes none): no `init` changes the stack
+    // while it is taken apart. A leftover lock of a killed run is removed only with --force-unlock.
+    let applying = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut on_signal = None;
+    if !common.dry_run {
+        held.set(crate::lock::acquire(&aws.at(&ctx.home), &ctx.stack, &caller, "trailsetup destroy", &common.lock(&a.lock), out).await?);
+        on_signal = Some(crate::lock::release_on_signal(held, applying.clone(), "destroy", || {}));
+    }
     let mut observed = resources::observe(&ctx, &aws).await?;
     // lost state: the multi-region trail by its name too
     if state.is_none() {
@@ -309,6 +330,7 @@ pub async fn run(common: &Common, a: &DestroyArgs, out: &Output) -> anyhow::Resu
             return Ok(Exit::Success);
         }
     }
+    applying.store(true, std::sync::atomic::Ordering::SeqCst);
     for c in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
         apply_one(&ctx, &aws, c)
             .await
@@ -322,6 +344,10 @@ pub async fn run(common: &Common, a: &DestroyArgs, out: &Output) -> anyhow::Resu
         s.created.retain(|k| plan.changes.iter().any(|c| c.action == Action::NoOp && created_key(c.kind, &c.region, &c.name) == *k));
         s.save(&common.state_dir)?;
     }
+    if let Some(t) = on_signal.take() {
+        t.abort();
+    }
+    held.release().await;
     if out.json {
         out.json_doc(&plan.to_json(&header, true));
     } else {

@@ -5,9 +5,11 @@
 pub mod aws;
 pub mod blocking;
 pub mod cli;
+pub mod dashboards;
 pub mod error;
 pub mod fsutil;
 pub mod ingest;
+pub mod lock;
 pub mod opensearch;
 pub mod output;
 pub mod settings;
@@ -38,7 +40,13 @@ pub fn init_logging(verbose: u8, quiet: u8) {
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let common = settings::Common::resolve(&cli.global)?;
     let out = output::Output::new(&common);
+    if matches!(common.output, cli::OutputFormat::Jsonl | cli::OutputFormat::Csv) && !matches!(cli.command, Some(Command::Search(_))) {
+        return Err(error::usage("--output jsonl and --output csv are for `search`; other commands print human or json"));
+    }
     match cli.command {
+        Some(Command::Search(a)) => search::run(&common, &a, cli.global.region.as_deref(), &out).await,
+        Some(Command::Migrate(a)) => ingest::migrate::run(&common, &a, &out).await,
+        Some(Command::Dashboards(a)) => dashboards::run(&common, &a, &out).await,
         Some(Command::Backfill(a)) => ingest::backfill(&common, &a, &out).await,
         Some(Command::Ingest(a)) => ingest::follow::ingest(&common, &a, &out).await,
         Some(Command::Init(a)) => init::run(&common, &a.or(cli.init), &out).await,
@@ -57,4 +65,5 @@ pub mod status;
 pub mod plan;
 pub mod resources;
 pub mod rules;
+pub mod search;
 pub mod wizard;

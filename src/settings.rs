@@ -28,6 +28,7 @@ pub struct ConfigFile {
     pub opensearch_auth: Option<OpenSearchAuth>,
     pub account: Option<String>,
     pub index_prefix: Option<String>,
+    pub index_granularity: Option<crate::opensearch::layout::Choice>,
     pub backfill: Option<bool>,
     pub master_user_arn: Option<String>,
     pub ingest_role: Option<StringOrList>,
@@ -51,6 +52,8 @@ pub struct ConfigFile {
     pub sigv4_service: Option<String>,
     pub compression: Option<String>,
     pub allow_http_basic_auth: Option<bool>,
+    /// init/destroy: seconds to wait for the stack's lock
+    pub lock_timeout: Option<u64>,
 }
 
 /// `regions = "all"`, `regions = "us-east-1,eu-west-1"` or `regions = ["us-east-1", "eu-west-1"]`.
@@ -133,6 +136,15 @@ impl Common {
     pub fn json(&self) -> bool {
         self.output == OutputFormat::Json
     }
+
+    /// How `init` and `destroy` take the stack's lock: `--lock-timeout` (or TRAILSETUP_LOCK_TIMEOUT) > config key
+    /// `lock_timeout` > 300 s; `--force-unlock`.
+    pub fn lock(&self, a: &crate::cli::LockArgs) -> crate::lock::Options {
+        crate::lock::Options {
+            timeout: a.lock_timeout.or(self.file.lock_timeout).map(std::time::Duration::from_secs).unwrap_or(crate::lock::DEFAULT_TIMEOUT),
+            force_unlock: a.force_unlock,
+        }
+    }
 }
 
 /// `$XDG_STATE_HOME/trailsetup`, else `~/.local/state/trailsetup`, else `./.trailsetup`.
@@ -155,3 +167,19 @@ pub fn split_list(s: &str) -> Vec<String> {
 pub fn read_text(p: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
 }
+
+/// Parse an inclusive bound, `YYYY-MM-DD` or RFC 3339, into its UTC date (to prune key paths or indices) and its
+/// instant: a bare date starts at 00:00:00.000 (`--from`) or ends at 23:59:59.999 (`--to`, `end`); an RFC 3339 time
+/// is taken to the millisecond, its time of day included.
+pub fn parse_bound(flag: &str, s: &str, end: bool) -> anyhow::Result<(chrono::NaiveDate, chrono::NaiveDateTime)> {
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let t = if end { d.and_hms_milli_opt(23, 59, 59, 999) } else { d.and_hms_opt(0, 0, 0) };
+        return Ok((d, t.expect("a valid time of day")));
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        let t = t.with_timezone(&chrono::Utc).naive_utc();
+        return Ok((t.date(), t));
+    }
+    Err(crate::error::usage(format!("{flag} {s:?}: expected a date (YYYY-MM-DD) or an RFC 3339 time (2024-05-01T13:00:00Z)")))
+}
+

@@ -17,9 +17,16 @@ use base64::Engine as _;
 
 use crate::aws::{code, explain};
 use crate::settings::Common;
-use crate::cli::TrailMode;
 use crate::resources::{Ctx, KmsKeys, OpenSearchTarget};
 use crate::state::State;
+
+/// One multi-region trail (global events on), or one trail per region (global events in the home region only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrailMode {
+    MultiRegion,
+    PerRegion,
+}
 
 /// Prefix of the record's tag keys: `trailsetup:record:00`, `…:01`, …
 pub const RECORD_TAG: &str = "trailsetup:record:";
@@ -229,6 +236,7 @@ pub fn context(common: &Common, a: &Lookup, state: Option<&State>, who: &Caller,
         domain_size: Default::default(),
         opensearch_auth: state.and_then(|s| s.opensearch_auth),
         index_prefix: state.and_then(|s| s.index_prefix.clone()).unwrap_or_else(|| crate::opensearch::DEFAULT_PREFIX.into()),
+        index_granularity: state.and_then(|s| s.index_granularity).unwrap_or_default(),
         ingest_roles: state.map(|s| s.ingest_roles.clone()).unwrap_or_default(),
         reuse: state.and_then(|s| s.use_trail.clone()),
         // the secret's value is neither read nor written here

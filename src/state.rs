@@ -22,6 +22,9 @@ pub struct State {
     pub opensearch_url: Option<String>,
     pub opensearch_auth: Option<crate::cli::OpenSearchAuth>,
     pub index_prefix: Option<String>,
+    /// day or month indices: the stack's layout (see `opensearch::layout`); absent: made before layouts, day
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_granularity: Option<crate::opensearch::layout::Granularity>,
     /// the region SigV4 signs for (the domain's), when it is not in the endpoint's host name
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opensearch_region: Option<String>,

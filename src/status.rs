@@ -26,12 +26,18 @@ pub fn resource_checks(plan: &crate::plan::Plan) -> Vec<Check> {
                 Action::NoOp if c.details["unreachable"] == true => {
                     (Level::Warn, format!("not reachable from here: {}", c.details["reason"].as_str().unwrap_or_default()))
                 }
+                // an endpoint without OpenSearch Dashboards: nothing to install there, said
+                Action::NoOp if c.details["deferred"] == true => (Level::Ok, c.details["reason"].as_str().unwrap_or("deferred").to_string()),
                 Action::NoOp => (Level::Ok, "as planned".to_string()),
                 Action::Update => (Level::Warn, "differs from the plan (drift)".to_string()),
                 Action::Create => (Level::Fail, "missing".to_string()),
                 Action::Delete => (Level::Warn, "planned for deletion".to_string()),
             };
-            let fix = if level == Level::Ok { String::new() } else { "run `trailsetup init` (shows the difference, then repairs it)".into() };
+            let fix = match (level, c.kind) {
+                (Level::Ok, _) => String::new(),
+                (_, Kind::OpenSearchDashboardsObjects) => "run `trailsetup dashboards --install-only` (or `trailsetup init`)".into(),
+                _ => "run `trailsetup init` (shows the difference, then repairs it)".into(),
+            };
             found(&format!("resource {}", c.kind), &c.name, &c.region, level, detail, fix)
         })
         .collect()
@@ -49,21 +55,41 @@ pub async fn checks(ctx: &Ctx, aws: &Aws, stale: Duration) -> anyhow::Result<Vec
             (None, None) => None,
         },
     };
-    let (t, s, q, f, m, o) = futures::join!(
+    let (t, s, q, f, m, o, l) = futures::join!(
         resources::cloudtrail::check(ctx, aws),
         resources::sns::check(ctx, aws),
         resources::sqs::check(ctx, aws),
         resources::lambda::check(ctx, aws),
         resources::cloudwatch::check(ctx, aws),
         resources::opensearch::check(ctx, client, stale),
+        lock_check(ctx, aws),
     );
     let mut all = resource_checks(&plan);
     // a missing subscription is said by its own check, with its fix
     all.retain(|c| !(c.name == format!("resource {}", Kind::SnsSubscription) && c.level == Level::Fail));
-    for v in [t, s, q, f, m, o] {
+    for v in [t, s, q, f, m, o, l] {
         all.extend(v);
     }
     Ok(all)
+}
+
+/// The stack's lock (`crate::lock`): nothing when free; held by a run that is going (ok); held for over an hour,
+/// likely by a run that was killed (warn, with how to remove it).
+async fn lock_check(ctx: &Ctx, aws: &Aws) -> Vec<Check> {
+    let name = crate::lock::parameter_name(&ctx.stack);
+    match crate::lock::holder(&aws.at(&ctx.home), &ctx.stack).await {
+        Ok(None) => Vec::new(),
+        Ok(Some(h)) if h.age().is_none_or(|a| a > crate::lock::STALE_AFTER) => vec![found(
+            "lock",
+            name,
+            &ctx.home,
+            Level::Warn,
+            format!("held by {}: no init or destroy takes that long (a killed run left it?)", h.describe()),
+            "if no `trailsetup init` or `destroy` of this stack is running, remove it with `trailsetup init --force-unlock` (or `destroy --force-unlock`)",
+        )],
+        Ok(Some(h)) => vec![found("lock", name, &ctx.home, Level::Ok, format!("held by {} (an init or destroy is running)", h.describe()), "")],
+        Err(e) => vec![found("lock", name, &ctx.home, Level::Warn, format!("{e:#}"), format!("grant the caller {} on the parameter", "ssm:GetParameter"))],
+    }
 }
 
 fn table(checks: &[Check]) -> String {
@@ -168,6 +194,9 @@ pub async fn run(common: &Common, a: &StatusArgs, out: &Output) -> anyhow::Resul
             out.json_doc(&json!({"status": {"healthy": healthy, "checks": all}}));
         } else {
             out.line(table(&all));
+            if all.iter().any(|c| c.name == "opensearch health") {
+                out.line("Dashboards: `trailsetup dashboards` opens OpenSearch Dashboards (CloudTrail overview, CIS monitoring) through a local signing proxy.");
+            }
         }
         match a.watch {
             Some(n) if n > 0 => tokio::time::sleep(Duration::from_secs(n)).await,

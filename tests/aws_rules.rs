@@ -36,6 +36,7 @@ fn ctx(mode: TrailMode, home: &str, regions: &[&str]) -> Ctx {
         domain_size: Default::default(),
         opensearch_auth: None,
         index_prefix: "cloudtrail".into(),
+        index_granularity: trailsetup::opensearch::layout::Granularity::Day,
         ingest_roles: vec![],
         reuse: None,
         basic_auth: None,
@@ -77,6 +78,7 @@ fn adopted_domain(endpoint: &str, probe: opensearch::Probe) -> opensearch::Obser
             "tags": {}})),
         endpoint: Some(endpoint.into()),
         template: probe.clone(),
+        dashboards: probe.clone(),
         security: opensearch::Security::On(match probe {
             opensearch::Probe::Found(_) => opensearch::Probe::Found(Some(json!({"role": null,
                 "mapping": {"backend_roles": [format!("arn:aws:iam::{ACCOUNT}:role/other-writer")], "hosts": [], "users": []}}))),

@@ -84,6 +84,17 @@ fn init_help_has_the_setup_heading() {
 }
 
 #[test]
+fn init_and_destroy_list_the_lock_options() {
+    for cmd in [&["init", "--help"][..], &["destroy", "--help"], &["--help"]] {
+        let r = run(cmd);
+        assert_eq!(r.code, 0, "{}", r.err);
+        let lock = section(&r.out, "Lock (init, destroy)");
+        assert!(lists(&lock, "--lock-timeout") && lists(&lock, "--force-unlock"), "{cmd:?}:\n{}", r.out);
+        assert!(lock.contains("TRAILSETUP_LOCK_TIMEOUT"), "{cmd:?}:\n{lock}");
+    }
+}
+
+#[test]
 fn backfill_help_groups_source_selection_and_sink() {
     let r = run(&["backfill", "--help"]);
     assert_eq!(r.code, 0, "{}", r.err);

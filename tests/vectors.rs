@@ -1,7 +1,7 @@
 //! The shared test vectors (tests/vectors/vectors.jsonl): record in → index, `_id`, document out. The Python
 //! forwarder (templates/forwarder/ctdoc.py) runs the same file, so both paths build the same documents.
 
-use trailsetup::ingest::doc::{append_bulk, DocRules};
+use trailsetup::ingest::doc::{append_bulk, DocRules, Granularity};
 
 #[derive(serde::Deserialize)]
 struct Vector {
@@ -15,6 +15,9 @@ struct Vector {
     document_text: Option<String>,
     #[serde(default)]
     error: Option<serde_json::Value>,
+    /// Index granularity, `day` (the default) or `month`.
+    #[serde(default)]
+    granularity: Granularity,
 }
 
 #[test]
@@ -24,7 +27,7 @@ fn shared_vectors() {
     let mut fixtures = 0;
     for line in text.lines() {
         let v: Vector = serde_json::from_str(line).unwrap();
-        let rules = DocRules { prefix: v.prefix.clone(), redact: true };
+        let rules = DocRules { prefix: v.prefix.clone(), redact: true, granularity: v.granularity };
         let mut out = Vec::new();
         let r = append_bulk(&rules, &v.record_text, &mut out);
         match (&v.document, r) {

@@ -8,6 +8,21 @@
 //! - `_id` = `eventID` when it is a non-empty string, else `sha256:` + hex SHA-256 of the canonical JSON of the
 //!   record as delivered (keys sorted by code point, no whitespace, numbers as parsed).
 //! - `responseElements.credentials.sessionToken` is replaced by `"REDACTED"` unless redaction is off.
+//! - index granularity `month` (a stack's choice, see `opensearch::layout`): `<prefix>-YYYY.MM` instead.
+//! - `@trailsetup`, the investigation fields (indexed, never stored: the index template excludes it from
+//!   `_source`), written right after `@timestamp` unless the record has its own `@trailsetup`, and left out when
+//!   empty: `{"principal":P,"resources":[..],"fields":[..]}` (each key only when it has a value), from
+//!   - `principal`: the first non-empty string of `userIdentity.arn`, `.sessionContext.sessionIssuer.arn`,
+//!     `.userName`, `.principalId`, `.invokedBy`, `.accountId`;
+//!   - `resources`: every string value of at most 256 characters at any depth of `requestParameters`,
+//!     `responseElements`, `resources`, `additionalEventData`, `serviceEventDetails`, and for a value starting
+//!     `arn:` also its part after the last `/` or `:` (when not empty); sorted by code point, unique;
+//!   - `fields`: `path=value` for the scalar leaves of the same blobs (strings of at most 256 characters,
+//!     booleans, integers; path = keys joined by `.`, an array step written `[]`, at most 256 characters);
+//!     sorted, unique;
+//!   - with redaction on, `responseElements.credentials.sessionToken` is not taken;
+//!   - a blob (or `userIdentity`) that serde_json cannot read as a value (number out of range, lone surrogate,
+//!     nesting deeper than 127 levels) gives nothing; the duplicate of a key counts once, its last value.
 //! - everything else is the record as delivered.
 
 use serde::Deserialize;
@@ -46,9 +61,17 @@ pub struct Instant {
     pub milli: u32,
 }
 
+pub use crate::opensearch::layout::Granularity;
+
 impl Instant {
     pub fn index_suffix(&self) -> String {
         format!("{:04}.{:02}.{:02}", self.year, self.month, self.day)
+    }
+    pub fn index_suffix_for(&self, g: Granularity) -> String {
+        match g {
+            Granularity::Day => self.index_suffix(),
+            Granularity::Month => format!("{:04}.{:02}", self.year, self.month),
+        }
     }
     pub fn rfc3339(&self) -> String {
         format!(
@@ -144,6 +167,7 @@ pub struct Doc {
 pub struct DocRules {
     pub prefix: String,
     pub redact: bool,
+    pub granularity: Granularity,
 }
 
 /// Build the document for one record and append `{"create":{...}}\n<doc>\n` to `out`.
@@ -159,7 +183,7 @@ pub fn append_bulk(rules: &DocRules, text: &str, out: &mut Vec<u8>) -> Result<Do
         .and_then(|v| serde_json::from_str::<std::borrow::Cow<str>>(v.get()).ok())
         .and_then(|s| parse_time(&s));
     let index = match &time {
-        Some(t) => format!("{}-{}", rules.prefix, t.index_suffix()),
+        Some(t) => format!("{}-{}", rules.prefix, t.index_suffix_for(rules.granularity)),
         None => format!("{}-{}", rules.prefix, UNDATED),
     };
     let id = match head.event_id.and_then(|v| serde_json::from_str::<std::borrow::Cow<str>>(v.get()).ok()) {
@@ -177,6 +201,7 @@ pub fn append_bulk(rules: &DocRules, text: &str, out: &mut Vec<u8>) -> Result<Do
         (Some(t), false) => Some(t.rfc3339()),
         _ => None,
     };
+    let related = investigation_fields(text, rules.redact)?;
     if needs_redaction {
         // Rare path: rebuild the record with the token redacted (keys come out sorted; the content is the same).
         let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)?;
@@ -188,28 +213,36 @@ pub fn append_bulk(rules: &DocRules, text: &str, out: &mut Vec<u8>) -> Result<Do
             *tok = serde_json::Value::String(REDACTED.into());
         }
         let body = serde_json::to_vec(&v)?;
-        splice(out, &body, add_ts.as_deref());
+        splice(out, &body, add_ts.as_deref(), related.as_deref());
     } else {
-        splice(out, text.as_bytes(), add_ts.as_deref());
+        splice(out, text.as_bytes(), add_ts.as_deref(), related.as_deref());
     }
     out.push(b'\n');
     Ok(Doc { index, id, time })
 }
 
-/// Write `{"@timestamp":"..",<rest of record>` (or the record as is), on one line.
-fn splice(out: &mut Vec<u8>, obj: &[u8], ts: Option<&str>) {
+/// Write `{"@timestamp":"..","@trailsetup":{..},<rest of record>` (what applies), on one line.
+fn splice(out: &mut Vec<u8>, obj: &[u8], ts: Option<&str>, related: Option<&[u8]>) {
     let inner = &obj[1..];
-    match ts {
-        Some(ts) => {
-            out.extend_from_slice(b"{\"@timestamp\":\"");
-            out.extend_from_slice(ts.as_bytes());
-            out.push(b'"');
-            let empty = inner.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'}');
-            if !empty {
-                out.push(b',');
-            }
+    out.push(b'{');
+    let mut first = true;
+    if let Some(ts) = ts {
+        out.extend_from_slice(b"\"@timestamp\":\"");
+        out.extend_from_slice(ts.as_bytes());
+        out.push(b'"');
+        first = false;
+    }
+    if let Some(r) = related {
+        if !first {
+            out.push(b',');
         }
-        None => out.push(b'{'),
+        out.extend_from_slice(b"\"@trailsetup\":");
+        out.extend_from_slice(r);
+        first = false;
+    }
+    let empty = inner.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'}');
+    if !first && !empty {
+        out.push(b',');
     }
     if inner.contains(&b'\n') || inner.contains(&b'\r') {
         minify_into(out, inner);
@@ -238,6 +271,154 @@ fn minify_into(out: &mut Vec<u8>, s: &[u8]) {
         } else if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
             out.push(c);
         }
+    }
+}
+
+/// The blobs whose values are indexed for investigation (see the module docs), in the order of `Top`.
+pub const BLOBS: [&str; 5] = ["requestParameters", "responseElements", "resources", "additionalEventData", "serviceEventDetails"];
+/// Longest value (and path) indexed, in characters.
+pub const MAX_VALUE_CHARS: usize = 256;
+
+/// The top-level members `@trailsetup` is built from: the last of duplicates, like `serde_json::Value`.
+#[derive(Default)]
+struct Top<'a> {
+    blobs: [Option<&'a RawValue>; 5],
+    user_identity: Option<&'a RawValue>,
+    own: bool,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Top<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Top<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut m: M) -> Result<Top<'a>, M::Error> {
+                let mut top = Top::default();
+                while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if let Some(i) = BLOBS.iter().position(|b| *b == k) {
+                        top.blobs[i] = Some(m.next_value()?);
+                    } else if k == "userIdentity" {
+                        top.user_identity = Some(m.next_value()?);
+                    } else {
+                        top.own |= k == "@trailsetup";
+                        m.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(top)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+pub use crate::opensearch::query::principal_of;
+
+/// The `@trailsetup` object of a record (module docs), as JSON text; `None` when it would be empty or the record
+/// has its own.
+pub fn investigation_fields(text: &str, redact: bool) -> Result<Option<Vec<u8>>, serde_json::Error> {
+    use serde_json::Value;
+    let top: Top = serde_json::from_str(text)?;
+    if top.own {
+        return Ok(None);
+    }
+    let principal = top.user_identity.and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok()).and_then(|u| principal_of(&u));
+    let mut resources = std::collections::BTreeSet::new();
+    let mut fields = std::collections::BTreeSet::new();
+    for (name, raw) in BLOBS.iter().zip(top.blobs) {
+        let Some(raw) = raw else { continue };
+        let Ok(v) = serde_json::from_str::<Value>(raw.get()) else { continue };
+        let mut path = String::from(*name);
+        walk(&v, &mut path, redact, &mut resources, &mut fields);
+    }
+    if principal.is_none() && resources.is_empty() && fields.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(64 + 32 * (resources.len() + fields.len()));
+    out.push(b'{');
+    let mut first = true;
+    if let Some(p) = &principal {
+        out.extend_from_slice(b"\"principal\":");
+        write_json_str(&mut out, p);
+        first = false;
+    }
+    for (key, set) in [("resources", &resources), ("fields", &fields)] {
+        if set.is_empty() {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_json_str(&mut out, key);
+        out.extend_from_slice(b":[");
+        for (i, s) in set.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_json_str(&mut out, s);
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
+    Ok(Some(out))
+}
+
+fn short(s: &str) -> bool {
+    s.len() <= MAX_VALUE_CHARS || s.chars().count() <= MAX_VALUE_CHARS
+}
+
+fn walk(
+    v: &serde_json::Value,
+    path: &mut String,
+    redact: bool,
+    resources: &mut std::collections::BTreeSet<String>,
+    fields: &mut std::collections::BTreeSet<String>,
+) {
+    use serde_json::Value;
+    let leaf = |text: &str, fields: &mut std::collections::BTreeSet<String>, path: &str| {
+        if short(path) {
+            fields.insert(format!("{path}={text}"));
+        }
+    };
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let len = path.len();
+                path.push('.');
+                path.push_str(k);
+                if !(redact && path == "responseElements.credentials.sessionToken") {
+                    walk(x, path, redact, resources, fields);
+                }
+                path.truncate(len);
+            }
+        }
+        Value::Array(a) => {
+            let len = path.len();
+            path.push_str("[]");
+            for x in a {
+                walk(x, path, redact, resources, fields);
+            }
+            path.truncate(len);
+        }
+        Value::String(s) => {
+            if !short(s) {
+                return;
+            }
+            if let Some(rest) = s.strip_prefix("arn:") {
+                let cut = rest.rfind(['/', ':']).map_or("", |i| &rest[i + 1..]);
+                if !cut.is_empty() && cut != s {
+                    resources.insert(cut.to_owned());
+                }
+            }
+            resources.insert(s.clone());
+            leaf(s, fields, path);
+        }
+        Value::Bool(b) => leaf(if *b { "true" } else { "false" }, fields, path),
+        Value::Number(n) if n.is_i64() || n.is_u64() => leaf(&n.to_string(), fields, path),
+        Value::Number(_) | Value::Null => {}
     }
 }
 
@@ -318,7 +499,7 @@ mod tests {
     use super::*;
 
     fn build(rec: &str) -> (Doc, serde_json::Value, serde_json::Value) {
-        let rules = DocRules { prefix: "cloudtrail".into(), redact: true };
+        let rules = DocRules { prefix: "cloudtrail".into(), redact: true, granularity: Granularity::Day };
         let mut out = Vec::new();
         let d = append_bulk(&rules, rec, &mut out).unwrap();
         let s = std::str::from_utf8(&out).unwrap();
@@ -352,6 +533,7 @@ mod tests {
         assert_eq!(action, serde_json::json!({"create": {"_index": "cloudtrail-2022.08.18", "_id": "abc"}}));
         let mut want: serde_json::Value = serde_json::from_str(rec).unwrap();
         want["@timestamp"] = "2022-08-18T17:10:00.000Z".into();
+        want["@trailsetup"] = serde_json::json!({"resources": ["x"], "fields": ["requestParameters=x"]});
         assert_eq!(body, want);
     }
 
@@ -396,7 +578,7 @@ mod tests {
 
     #[test]
     fn non_object_rejected() {
-        let rules = DocRules { prefix: "p".into(), redact: true };
+        let rules = DocRules { prefix: "p".into(), redact: true, granularity: Granularity::Day };
         assert!(matches!(append_bulk(&rules, "[1]", &mut Vec::new()), Err(DocError::NotObject)));
         assert!(matches!(append_bulk(&rules, "{\"a\":1} x", &mut Vec::new()), Err(DocError::Json(_))));
         assert!(matches!(append_bulk(&rules, "{\"a\":", &mut Vec::new()), Err(DocError::Json(_))));

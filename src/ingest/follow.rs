@@ -64,7 +64,7 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
         Some(role) => crate::aws::s3(&crate::aws::with_role(&base, role).await),
         None => crate::aws::s3(&base),
     };
-    let sink = sink(common, &a.sink, state.as_ref(), Some(&base)).await?;
+    let mut sink = sink(common, &a.sink, state.as_ref(), Some(&base)).await?;
     if common.dry_run {
         let attrs = queue_attributes(&sqs_client, &queue_url, &[A::ApproximateNumberOfMessages]).await?;
         let n = attrs.get(&A::ApproximateNumberOfMessages).cloned().unwrap_or_default();
@@ -85,7 +85,7 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
     if !has_redrive {
         out.note(format!("warning: {queue_url} has no redrive policy: messages that are not notifications will keep coming back (init sets one up)"));
     }
-    prepare(&sink, out).await?;
+    prepare(&mut sink, out).await?;
     let quarantine = Arc::new(Quarantine::new(sink.quarantine.clone(), sink.rules.redact));
     let pipeline = Arc::new(Pipeline::start(sink.client.clone(), sink.rules.clone(), filter, sink.opts.clone(), quarantine));
     let stats = pipeline.stats.clone();

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod follow;
+pub mod migrate;
 pub mod decode;
 pub mod doc;
 pub use crate::opensearch::client as opensearch;
@@ -40,22 +41,11 @@ pub struct Sink {
     pub concurrency: Option<usize>,
     pub quarantine: PathBuf,
     pub url: String,
+    /// the granularity is settled (given, or the stack's); else `prepare` reads the installed template's
+    pub granularity_given: bool,
 }
 
-/// Parse an inclusive bound, `YYYY-MM-DD` or RFC 3339, into its UTC date (to prune key paths) and its instant
-/// (to filter eventTime): a bare date starts at 00:00:00.000 (`--from`) or ends at 23:59:59.999 (`--to`, `end`);
-/// an RFC 3339 time is taken to the millisecond, its time of day included.
-pub fn parse_bound(flag: &str, s: &str, end: bool) -> anyhow::Result<(chrono::NaiveDate, chrono::NaiveDateTime)> {
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        let t = if end { d.and_hms_milli_opt(23, 59, 59, 999) } else { d.and_hms_opt(0, 0, 0) };
-        return Ok((d, t.expect("a valid time of day")));
-    }
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        let t = t.with_timezone(&chrono::Utc).naive_utc();
-        return Ok((t.date(), t));
-    }
-    Err(usage(format!("{flag} {s:?}: expected a date (YYYY-MM-DD) or an RFC 3339 time (2024-05-01T13:00:00Z)")))
-}
+pub use crate::settings::parse_bound;
 
 pub fn select(common: &Common, a: &SelectArgs) -> anyhow::Result<(Select, TimeFilter)> {
     let from_b = a.from.as_deref().map(|s| parse_bound("--from", s, false)).transpose()?;
@@ -105,6 +95,10 @@ pub async fn sink(common: &Common, a: &SinkArgs, state: Option<&State>, aws: Opt
     let (client, url) = crate::opensearch::connect(common, a, state, aws).await?;
     let prefix = index_prefix(common, a, state);
     template::validate_prefix(&prefix)?;
+    let given_granularity = a
+        .index_granularity
+        .or_else(|| common.file.index_granularity.and_then(|c| c.fixed()))
+        .or_else(|| state.and_then(|s| s.index_granularity));
     let compression = a.compression.clone().or_else(|| common.file.compression.clone()).unwrap_or_else(|| "auto".into());
     let gzip = match compression.as_str() {
         "auto" => !client.is_loopback(),
@@ -136,7 +130,8 @@ pub async fn sink(common: &Common, a: &SinkArgs, state: Option<&State>, aws: Opt
         .unwrap_or_else(|| common.state_dir.join("quarantine.jsonl"));
     Ok(Sink {
         client,
-        rules: doc::DocRules { prefix, redact: !a.no_redact },
+        rules: doc::DocRules { prefix, redact: !a.no_redact, granularity: given_granularity.unwrap_or_default() },
+        granularity_given: given_granularity.is_some(),
         opts,
         concurrency,
         quarantine,
@@ -144,16 +139,24 @@ pub async fn sink(common: &Common, a: &SinkArgs, state: Option<&State>, aws: Opt
     })
 }
 
-/// Ping, then install the template before the first document.
-pub async fn prepare(sink: &Sink, out: &Output) -> anyhow::Result<()> {
+/// Ping, settle the layout (the granularity given or recorded, else the installed template's, else day), then
+/// install the template before the first document.
+pub async fn prepare(sink: &mut Sink, out: &Output) -> anyhow::Result<()> {
     let version = sink.client.ping().await?;
     tracing::info!("OpenSearch {version} at {}", sink.url);
-    template::install(&sink.client, &sink.rules.prefix).await?;
+    if !sink.granularity_given {
+        if let Some(g) = template::recorded_granularity(&sink.client, &sink.rules.prefix).await? {
+            sink.rules.granularity = g;
+        }
+        sink.granularity_given = true;
+    }
+    template::install(&sink.client, &sink.rules.prefix, sink.rules.granularity).await?;
     out.note(format!(
-        "OpenSearch {version} at {}: index template {} installed for {}-*",
+        "OpenSearch {version} at {}: index template {} installed for {}-* ({} indices)",
         sink.url,
         template::name(&sink.rules.prefix),
-        sink.rules.prefix
+        sink.rules.prefix,
+        sink.rules.granularity,
     ));
     Ok(())
 }
@@ -308,7 +311,7 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
         crate::fsutil::private_dir_all(dir)?;
         sink.opts.dump_dir = Some(dir.clone());
     } else {
-        prepare(&sink, out).await?;
+        prepare(&mut sink, out).await?;
     }
 
     let source_id = backfill_id(&source, &sel, a.follow_symlinks, &sink.url, &sink.rules.prefix);
@@ -769,7 +772,7 @@ async fn replay(common: &Common, a: &BackfillArgs, file: &std::path::Path, state
     if s.quarantine == file {
         s.quarantine = file.with_extension("retry.jsonl");
     }
-    prepare(&s, out).await?;
+    prepare(&mut s, out).await?;
     let quarantine = Arc::new(quarantine::Quarantine::new(s.quarantine.clone(), s.rules.redact));
     let pipeline = Pipeline::start(s.client.clone(), s.rules.clone(), TimeFilter::default(), s.opts.clone(), quarantine.clone());
     let mut docs = Vec::new();

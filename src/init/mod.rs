@@ -139,7 +139,48 @@ fn home_region(common: &Common) -> Option<String> {
     })
 }
 
+/// `--index-granularity auto` for a new stack: an endpoint's installed template keeps its layout, else the cluster's
+/// shard capacity decides (`opensearch::layout::for_capacity`); a domain to create is sized from its planned nodes
+/// at OpenSearch Service's default of 1,000 shards per node; an endpoint that does not answer gets daily indices.
+async fn auto_granularity(ctx: &resources::Ctx, aws: Option<&Aws>) -> crate::opensearch::layout::Granularity {
+    use crate::opensearch::layout::{self, Granularity};
+    match (&ctx.opensearch, aws.and_then(|a| a.search.as_ref())) {
+        (OpenSearchTarget::Url(_), Some(client)) => {
+            match crate::opensearch::template::recorded_granularity(client, &ctx.index_prefix).await {
+                Ok(Some(g)) => return g,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::info!("index layout: the endpoint's template could not be read ({e:#}); daily indices");
+                    return Granularity::Day;
+                }
+            }
+            match layout::capacity(client).await {
+                Ok((nodes, max)) => layout::for_capacity(nodes, max),
+                Err(e) => {
+                    tracing::info!("index layout: the cluster's capacity could not be read ({e:#}); daily indices");
+                    Granularity::Day
+                }
+            }
+        }
+        (OpenSearchTarget::Domain(_), _) => layout::for_capacity(ctx.domain_size.instance_count.max(1) as u64, 1000),
+        (OpenSearchTarget::Url(_), None) => Granularity::Day,
+    }
+}
+
 pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<Exit> {
+    // The stack's lock, once taken, is released on every way out: before the backfill when the run went well, here
+    // after an error or an early return, by the signal handler on Ctrl-C/SIGTERM.
+    let held = crate::lock::Held::default();
+    let r = run_holding(common, a, out, &held).await;
+    held.release().await;
+    r
+}
+
+fn show_cursor() {
+    let _ = console::Term::stderr().show_cursor();
+}
+
+async fn run_holding(common: &Common, a: &InitArgs, out: &Output, held: &crate::lock::Held) -> anyhow::Result<Exit> {
     let dry = common.dry_run || common.offline;
     if !dry && a.plan_out.is_some() {
         return Err(usage("--plan-out saves the plan of a dry run: add --dry-run (then apply it with `init --yes --plan FILE`)"));
@@ -149,6 +190,9 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     }
     if a.plan.is_some() && common.offline {
         return Err(usage("--plan compares the saved plan with the account: it cannot be used with --offline"));
+    }
+    if dry && a.lock.force_unlock {
+        return Err(usage("--force-unlock removes the stack's lock before a run that changes it; a dry run takes no lock (drop --dry-run)"));
     }
     let mut d = draft(common, a);
     // Without a TTY and without --yes: fail at once, before any call, naming what to pass.
@@ -231,21 +275,13 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         )));
     }
 
-    // Ctrl-C while asking (or applying): the cursor back (a select prompt hides it), a word on what was done, exit 130
+    // Ctrl-C while asking (or applying): the cursor back (a select prompt hides it), a word on what was done, the
+    // stack's lock released when it is held, exit 130 (143 on SIGTERM). Without prompts, the same from the moment
+    // the lock is taken (below).
     let applying = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    if wizard::interactive() && !common.yes {
-        let applying = applying.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = console::Term::stderr().show_cursor();
-                if applying.load(std::sync::atomic::Ordering::SeqCst) {
-                    eprintln!("\ninterrupted while applying: run `trailsetup init` again to finish (it picks up where this stopped)");
-                } else {
-                    eprintln!("\ninterrupted: nothing was changed");
-                }
-                std::process::exit(130);
-            }
-        });
+    let prompting = wizard::interactive() && !common.yes;
+    if prompting {
+        crate::lock::release_on_signal(held, applying.clone(), "init", show_cursor);
     }
 
     // --- discovery: the trails that already record this account (read-only) ---
@@ -253,9 +289,10 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         Some(cfg) => resources::reuse::discover(&Aws { cfg: cfg.clone(), search: None, fresh_domain: false }, &home).await?,
         None => Vec::new(),
     };
-    // a stack set up before keeps its choice (a second run is a no-op, whatever trails appeared since)
-    if d.use_trail.is_none() {
-        let stack = d.name.clone().unwrap_or_else(|| wizard::DEFAULT_NAME.into());
+    // a stack set up before keeps its choices (a second run is a no-op, whatever trails appeared since)
+    let mut prior_granularity = None;
+    {
+        let stack = d.name.clone().or_else(|| a.name.clone()).or_else(|| common.file.name.clone()).unwrap_or_else(|| wizard::DEFAULT_NAME.into());
         // an unreadable state file stops init before anything changes: overwriting it would lose what destroy
         // relies on (`created`); without a state file here (a CI runner), the stack's record in the account
         let before = match &cfg {
@@ -263,7 +300,11 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
             None => State::load(&common.state_dir, Some(&stack))?,
         };
         if let Some(s) = before {
-            d.use_trail = Some(s.use_trail.map(|t| t.arn).unwrap_or_else(|| "none".into()));
+            // made before layouts existed: daily indices
+            prior_granularity = Some(s.index_granularity.unwrap_or_default());
+            if d.use_trail.is_none() {
+                d.use_trail = Some(s.use_trail.map(|t| t.arn).unwrap_or_else(|| "none".into()));
+            }
         }
     }
 
@@ -421,6 +462,8 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         domain_size,
         opensearch_auth: a.opensearch_auth.or(common.file.opensearch_auth),
         index_prefix: index_prefix.clone(),
+        // settled below, once the endpoint can be asked
+        index_granularity: Default::default(),
         ingest_roles,
         reuse,
         basic_auth: None,
@@ -472,6 +515,24 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
         ctx.kms = Some(keys);
     }
 
+    // the index layout: as asked, else the stack's own, else what fits the cluster
+    let choice = a.index_granularity.or(common.file.index_granularity).unwrap_or(crate::opensearch::layout::Choice::Auto);
+    ctx.index_granularity = match (choice.fixed(), prior_granularity) {
+        (Some(g), _) | (None, Some(g)) => g,
+        (None, None) => auto_granularity(&ctx, aws.as_ref()).await,
+    };
+
+    // --- the stack's lock (runs that may change the account only) ---
+    // Taken before the plan is computed: the plan shown, checked against a saved one (--plan) and applied is what
+    // the account holds while no other run changes it, so the second of two concurrent runs applies nothing twice.
+    let mut on_signal = None;
+    if let (false, Some(aws)) = (dry, &aws) {
+        held.set(crate::lock::acquire(&aws.at(&home), &stack, &ctx.caller_arn, "trailsetup init", &common.lock(&a.lock), out).await?);
+        if !prompting {
+            on_signal = Some(crate::lock::release_on_signal(held, applying.clone(), "init", || {}));
+        }
+    }
+
     // --- plan ---
     let mut warnings = Vec::new();
     let others: Vec<&resources::reuse::Reuse> = found.iter().filter(|t| !wizard::own_trail(&stack, t)).collect();
@@ -497,6 +558,9 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     let plan = resources::changes(&ctx, &observed)?;
     warnings.extend(resources::kms::warnings(&ctx, &observed.key_policies));
     if let Some(w) = resources::opensearch::unreachable_warning(&plan) {
+        warnings.push(w);
+    }
+    if let Some(w) = resources::opensearch::dashboards_warning(&plan) {
         warnings.push(w);
     }
     // the plan must hold AWS's documented rules before anyone sees it as something to apply
@@ -647,6 +711,7 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
     state.opensearch_url = opensearch_url.clone();
     state.opensearch_auth = opensearch_auth;
     state.index_prefix = Some(index_prefix.clone());
+    state.index_granularity = Some(ctx.index_granularity);
     state.opensearch_region = Some(ctx.opensearch_region());
     state.trail_mode = Some(ctx.trail_mode);
     state.opensearch_domain = match &ctx.opensearch {
@@ -692,6 +757,13 @@ pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<
             ));
         }
     }
+
+    // the stack is as this run leaves it: the lock goes before the backfill (which changes no resource), and
+    // signals are the backfill's again
+    if let Some(t) = on_signal.take() {
+        t.abort();
+    }
+    held.release().await;
 
     if !out.json && !out.quiet {
         out.line(finish_summary(&ctx, &plan, applied, &deferred, opensearch_url.as_deref(), &state_path));
@@ -771,22 +843,38 @@ fn finish_summary(ctx: &Ctx, plan: &crate::plan::Plan, applied: bool, deferred: 
         if applied { count(crate::plan::Action::Update) } else { 0 },
         reused,
         count(crate::plan::Action::NoOp) - reused,
-        if deferred.is_empty() { String::new() } else { format!(", {} deferred (OpenSearch does not answer from here)", deferred.len()) },
+        if deferred.is_empty() { String::new() } else { format!(", {} deferred (not made from here, see above)", deferred.len()) },
         if let Some(r) = &ctx.reuse { format!(" (hanging from trail {})", r.name) } else { String::new() },
     );
     match (url, &ctx.opensearch) {
         (Some(u), OpenSearchTarget::Domain(d)) => o.push_str(&format!(
-            "  OpenSearch   domain {d}: {u}\n  Dashboards   {u}/_dashboards (fine-grained access control; master user {}: sign in through \
-             SAML or Cognito, or an IAM-signing proxy)\n",
+            "  OpenSearch   domain {d}: {u}\n  Dashboards   {u}/_dashboards: `trailsetup dashboards` opens it through a local proxy that \
+             signs each request with your AWS credentials (fine-grained access control; master user {})\n",
             ctx.principal_arn
         )),
-        (Some(u), _) => o.push_str(&format!("  OpenSearch   {u} (index alias {}, indices {}-YYYY.MM.DD)\n", ctx.index_prefix, ctx.index_prefix)),
+        (Some(u), _) => o.push_str(&format!(
+            "  OpenSearch   {u} (index alias {}, indices {}-{})\n",
+            ctx.index_prefix,
+            ctx.index_prefix,
+            match ctx.index_granularity {
+                crate::opensearch::layout::Granularity::Day => "YYYY.MM.DD",
+                crate::opensearch::layout::Granularity::Month => "YYYY.MM (one index a month: this cluster's shard capacity)",
+            }
+        )),
         (None, _) => o.push_str("  OpenSearch   the domain has no endpoint yet: `trailsetup status` tells when it is ready\n"),
     }
     o.push_str(&format!("  State        {}\n\nNext:\n", state.display()));
     o.push_str("  trailsetup backfill   load the logs already stored (resumable; run again any time)\n");
     o.push_str("  trailsetup ingest     follow the queue and load each new log file (run it as a service)\n");
     o.push_str("  trailsetup status     is audit data flowing end to end?\n");
+    o.push_str("  trailsetup dashboards OpenSearch Dashboards (CloudTrail overview, CIS monitoring) through a local signing proxy\n");
+    o.push_str("\nAsk:\n");
+    o.push_str("  trailsetup search --resource i-0abc123             what happened to this instance?\n");
+    o.push_str("  trailsetup search --event TerminateInstances       who terminated instances (last 90 days)?\n");
+    o.push_str("  trailsetup search --preset root-activity           root user use (CIS, Security Hub CloudWatch.1)\n");
+    o.push_str("  trailsetup search --preset console-login-without-mfa\n");
+    o.push_str("  trailsetup search --preset cloudtrail-changes      someone stopping or changing a trail\n");
+    o.push_str("  trailsetup search --preset list                    every named question\n");
     o
 }
 
@@ -831,10 +919,12 @@ impl Progress {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         match e {
             crate::apply::Event::Started(c) => running.push(Self::label(c)),
-            crate::apply::Event::Deferred(c, _) => {
+            crate::apply::Event::Deferred(c, why) => {
                 let l = Self::label(c);
                 running.retain(|x| *x != l);
-                self.done(format!("  … deferred {l}  (OpenSearch does not answer from here)"));
+                // the reason's first clause: "OpenSearch does not answer from this machine", "OpenSearch Dashboards was not found at …"
+                let why = why.split([':', '(', ';']).next().unwrap_or("not made from here").trim();
+                self.done(format!("  … deferred {l}  ({why})"));
             }
             crate::apply::Event::Finished(c, took) => {
                 let l = Self::label(c);

@@ -115,6 +115,53 @@ pub struct Client {
     pub base: url::Url,
     http: reqwest::Client,
     auth: Arc<Auth>,
+    /// `--ca-bundle` as read (PEM), for another HTTP client of the same endpoint (the Dashboards proxy)
+    ca_pem: Option<Arc<Vec<u8>>>,
+    timeout: Duration,
+    /// the same client without redirects, made on first use
+    no_redirect: Arc<std::sync::OnceLock<reqwest::Client>>,
+}
+
+/// One reqwest client for an endpoint: its timeouts, the extra CA certificates (already validated), and whether
+/// it follows redirects.
+fn http_client(ca_pem: Option<&[u8]>, timeout: Duration, redirects: bool) -> anyhow::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(64)
+        .tcp_nodelay(true)
+        .user_agent(concat!("trailsetup/", env!("CARGO_PKG_VERSION")));
+    if !redirects {
+        b = b.redirect(reqwest::redirect::Policy::none());
+    }
+    if let Some(pem) = ca_pem {
+        for c in reqwest::Certificate::from_pem_bundle(pem)? {
+            b = b.add_root_certificate(c);
+        }
+    }
+    Ok(b.build()?)
+}
+
+/// A response with its headers ([`Client::request`]).
+pub struct FullResponse {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl FullResponse {
+    pub fn text(&self) -> String {
+        Response { status: self.status, retry_after: None, body: self.body.clone() }.text()
+    }
+}
+
+/// The `Host` header (and SigV4's host) of a URL: the host, with the port when it is not the scheme's default.
+pub fn host_header(u: &url::Url) -> String {
+    let host = u.host_str().unwrap_or_default().to_string();
+    match u.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    }
 }
 
 pub struct Response {
@@ -140,12 +187,7 @@ impl Client {
         // reqwest is built without a crypto provider of its own: use aws-lc-rs, the one the AWS SDK links
         // (an Err only means a provider is installed already).
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let mut b = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .pool_max_idle_per_host(64)
-            .tcp_nodelay(true)
-            .user_agent(concat!("trailsetup/", env!("CARGO_PKG_VERSION")));
+        let mut ca_pem = None;
         if let Some(p) = ca_bundle {
             let pem = std::fs::read(p).with_context(|| format!("reading --ca-bundle {}", p.display()))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
@@ -153,11 +195,47 @@ impl Client {
             if certs.is_empty() {
                 return Err(crate::error::usage(format!("--ca-bundle {}: no PEM certificate in it", p.display())));
             }
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
+            ca_pem = Some(Arc::new(pem));
         }
-        Ok(Client { base, http: b.build()?, auth: Arc::new(auth) })
+        let http = http_client(ca_pem.as_deref().map(Vec::as_slice), timeout, true)?;
+        Ok(Client { base, http, auth: Arc::new(auth), ca_pem, timeout, no_redirect: Default::default() })
+    }
+
+    /// The same connection pool and auth for another base URL of the same deployment (its Dashboards).
+    pub fn with_base(&self, url: &str) -> anyhow::Result<Client> {
+        let mut base = parse_url(url)?;
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        Ok(Client { base, ..self.clone() })
+    }
+
+    /// [`Client::request`] without following redirects: a 3xx answer is returned as it is, with its headers.
+    pub async fn request_no_redirect(&self, method: Method, path: &str, mut headers: http::HeaderMap, body: bytes::Bytes) -> anyhow::Result<FullResponse> {
+        let http = match self.no_redirect.get() {
+            Some(h) => h.clone(),
+            None => {
+                let h = http_client(self.ca_pem(), self.timeout, false)?;
+                self.no_redirect.get_or_init(|| h).clone()
+            }
+        };
+        let url = self.base.join(path.trim_start_matches('/')).context("building request URL")?;
+        self.authorize(&method, url.as_str(), &host_header(&url), &mut headers, &body).await?;
+        let resp = http.request(method, url).headers(headers).body(body).send().await?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await?;
+        Ok(FullResponse { status, headers, body })
+    }
+
+    /// The extra CA certificates (`--ca-bundle`, PEM) this client trusts.
+    pub fn ca_pem(&self) -> Option<&[u8]> {
+        self.ca_pem.as_deref().map(Vec::as_slice)
+    }
+
+    /// The timeout of one request.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The endpoint for messages (it never holds credentials: `parse_url` refuses them).
@@ -175,29 +253,49 @@ impl Client {
 
     /// Send one request; `gzip` says the body is already gzip-compressed.
     pub async fn send(&self, method: Method, path: &str, body: bytes::Bytes, content_type: &str, gzip: bool) -> anyhow::Result<Response> {
-        let url = self.base.join(path.trim_start_matches('/')).context("building request URL")?;
         let mut headers = http::HeaderMap::new();
         headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_str(content_type)?);
         if gzip {
             headers.insert(http::header::CONTENT_ENCODING, http::HeaderValue::from_static("gzip"));
         }
-        if let Auth::SigV4 { service, region, credentials } = &*self.auth {
-            sign(&mut headers, &method, &url, &body, service, region, credentials).await?;
-        }
-        let mut req = self.http.request(method, url).headers(headers);
-        if let Auth::Basic { user, password } = &*self.auth {
-            req = req.basic_auth(user, Some(password));
-        }
-        let resp = req.body(body).send().await?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
+        let r = self.request(method, path, headers, body).await?;
+        let retry_after = r
+            .headers
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|s| s.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
+        Ok(Response { status: r.status, retry_after, body: r.body })
+    }
+
+    /// Send one request with these headers (signed with them, SigV4 over exactly `body`), and return the answer
+    /// with its headers. Redirects are followed as reqwest does.
+    pub async fn request(&self, method: Method, path: &str, mut headers: http::HeaderMap, body: bytes::Bytes) -> anyhow::Result<FullResponse> {
+        let url = self.base.join(path.trim_start_matches('/')).context("building request URL")?;
+        self.authorize(&method, url.as_str(), &host_header(&url), &mut headers, &body).await?;
+        let resp = self.http.request(method, url).headers(headers).body(body).send().await?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
         let body = resp.bytes().await?;
-        Ok(Response { status, retry_after, body })
+        Ok(FullResponse { status, headers, body })
+    }
+
+    /// Add this client's credentials to one request: a SigV4 signature over `method`, `uri` (sent as it is),
+    /// `host`, `headers` and exactly `body` (credentials fetched from the provider now, so they refresh), or the
+    /// basic `Authorization` header, or nothing.
+    pub async fn authorize(&self, method: &Method, uri: &str, host: &str, headers: &mut http::HeaderMap, body: &[u8]) -> anyhow::Result<()> {
+        match &*self.auth {
+            Auth::None => {}
+            Auth::Basic { user, password } => {
+                use base64::Engine as _;
+                let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                let mut v = http::HeaderValue::from_str(&format!("Basic {token}"))?;
+                v.set_sensitive(true);
+                headers.insert(http::header::AUTHORIZATION, v);
+            }
+            Auth::SigV4 { service, region, credentials } => sign_raw(headers, method, uri, host, body, service, region, credentials).await?,
+        }
+        Ok(())
     }
 
     /// A control request (ping, template): transient failures (connection, 429, 5xx) are retried a few
@@ -260,10 +358,26 @@ pub fn check_auth(r: &Response, auth: &Auth, what: &str) -> anyhow::Result<()> {
     }
 }
 
+#[cfg(test)]
 async fn sign(
     headers: &mut http::HeaderMap,
     method: &Method,
     url: &url::Url,
+    body: &[u8],
+    service: &str,
+    region: &str,
+    credentials: &SharedCredentialsProvider,
+) -> anyhow::Result<()> {
+    sign_raw(headers, method, url.as_str(), &host_header(url), body, service, region, credentials).await
+}
+
+/// SigV4 (`AWS4-HMAC-SHA256` in headers, `x-amz-content-sha256` of the body): `uri` is signed as it is sent.
+#[allow(clippy::too_many_arguments)]
+async fn sign_raw(
+    headers: &mut http::HeaderMap,
+    method: &Method,
+    uri: &str,
+    host: &str,
     body: &[u8],
     service: &str,
     region: &str,
@@ -285,16 +399,11 @@ async fn sign(
         .settings(settings)
         .build()?
         .into();
-    let host = url.host_str().unwrap_or_default().to_string();
-    let host = match url.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host,
-    };
-    let mut hs: Vec<(&str, &str)> = vec![("host", host.as_str())];
-    for (k, v) in headers.iter() {
+    let mut hs: Vec<(&str, &str)> = vec![("host", host)];
+    for (k, v) in headers.iter().filter(|(k, _)| *k != http::header::HOST) {
         hs.push((k.as_str(), v.to_str().unwrap_or_default()));
     }
-    let req = SignableRequest::new(method.as_str(), url.as_str(), hs.into_iter(), SignableBody::Bytes(body))?;
+    let req = SignableRequest::new(method.as_str(), uri, hs.into_iter(), SignableBody::Bytes(body))?;
     let (instructions, _) = sign(req, &params)?.into_parts();
     let (new_headers, _params) = instructions.into_parts();
     for h in new_headers {

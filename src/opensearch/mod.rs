@@ -3,16 +3,28 @@
 //! `resources` (init's plan), `status` and `destroy` all start here; none of them reaches into another command.
 
 pub mod client;
+pub mod dashboards;
+pub mod layout;
+pub mod query;
 pub mod template;
 
 use std::time::Duration;
 
-use crate::cli::{OpenSearchAuth, SinkArgs};
+use crate::cli::SinkArgs;
 use crate::error::usage;
 use crate::settings::Common;
 use crate::state::State;
 
 pub use client::{Auth, Client};
+
+/// How trailsetup authenticates to OpenSearch: SigV4 (Amazon OpenSearch Service), HTTP basic auth, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpenSearchAuth {
+    Sigv4,
+    Basic,
+    None,
+}
 
 /// The index prefix when none is given: `cloudtrail-YYYY.MM.DD`, alias `cloudtrail`.
 pub const DEFAULT_PREFIX: &str = "cloudtrail";
@@ -90,4 +102,20 @@ pub async fn connect(common: &Common, a: &SinkArgs, state: Option<&State>, aws: 
     let ca = a.ca_bundle.clone().or_else(|| common.file.ca_bundle.clone());
     let timeout = Duration::from_secs(a.timeout_secs.unwrap_or(120).max(1));
     Ok((Client::new(&url, auth, ca.as_deref(), timeout)?, url))
+}
+
+/// For commands that read the stack's indices (`search`, `migrate`): the client, the endpoint as given, the index
+/// prefix and the stack's state (the state file or the account's record, unless the endpoint is given).
+pub async fn for_stack(common: &Common, e: &crate::cli::EndpointArgs) -> anyhow::Result<(Client, String, String, Option<State>)> {
+    let given = e.opensearch_url.is_some() || common.file.opensearch_url.is_some();
+    let state = crate::stack::defaults(common, e.name.as_deref(), given).await?;
+    let (client, url) = connect(common, &e.sink(), state.as_ref(), None).await?;
+    let prefix = e
+        .index_prefix
+        .clone()
+        .or_else(|| common.file.index_prefix.clone())
+        .or_else(|| state.as_ref().and_then(|s| s.index_prefix.clone()))
+        .unwrap_or_else(|| DEFAULT_PREFIX.into());
+    template::validate_prefix(&prefix)?;
+    Ok((client, url, prefix, state))
 }

@@ -49,12 +49,13 @@ pub enum Kind {
     OpenSearchDomain,
     OpenSearchIndexTemplate,
     OpenSearchRoleMapping,
+    OpenSearchDashboardsObjects,
     KmsKeyPolicy,
     SecretsManagerSecret,
 }
 
 impl Kind {
-    pub const ALL: &'static [Kind] = &[Kind::S3BucketPolicy, Kind::S3Bucket, Kind::S3BucketNotification, Kind::CloudTrailTrail, Kind::SnsTopicPolicy, Kind::SnsTopic, Kind::SnsSubscription, Kind::SqsQueuePolicy, Kind::SqsQueue, Kind::IamPolicy, Kind::IamRole, Kind::LogsLogGroup, Kind::LogsSubscriptionFilter, Kind::LambdaFunction, Kind::LambdaPermission, Kind::OpenSearchDomain, Kind::OpenSearchIndexTemplate, Kind::OpenSearchRoleMapping, Kind::KmsKeyPolicy, Kind::SecretsManagerSecret];
+    pub const ALL: &'static [Kind] = &[Kind::S3BucketPolicy, Kind::S3Bucket, Kind::S3BucketNotification, Kind::CloudTrailTrail, Kind::SnsTopicPolicy, Kind::SnsTopic, Kind::SnsSubscription, Kind::SqsQueuePolicy, Kind::SqsQueue, Kind::IamPolicy, Kind::IamRole, Kind::LogsLogGroup, Kind::LogsSubscriptionFilter, Kind::LambdaFunction, Kind::LambdaPermission, Kind::OpenSearchDomain, Kind::OpenSearchIndexTemplate, Kind::OpenSearchRoleMapping, Kind::OpenSearchDashboardsObjects, Kind::KmsKeyPolicy, Kind::SecretsManagerSecret];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -76,6 +77,7 @@ impl Kind {
             Kind::OpenSearchDomain => "opensearch-domain",
             Kind::OpenSearchIndexTemplate => "opensearch-index-template",
             Kind::OpenSearchRoleMapping => "opensearch-role-mapping",
+            Kind::OpenSearchDashboardsObjects => "opensearch-dashboards-objects",
             Kind::KmsKeyPolicy => "kms-key-policy",
             Kind::SecretsManagerSecret => "secretsmanager-secret",
         }

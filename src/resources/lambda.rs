@@ -98,6 +98,7 @@ pub fn desired_function(ctx: &Ctx, region: &str, opensearch_url: &str, secret_ar
         env.insert("OPENSEARCH_REGION".into(), json!(ctx.opensearch_region()));
     }
     env.insert("INDEX_PREFIX".into(), json!(ctx.index_prefix));
+    env.insert("INDEX_GRANULARITY".into(), json!(ctx.index_granularity.as_str()));
     env.insert("DLQ_URL".into(), json!(dlq_url));
     if ctx.forwarder_auth() == "basic" {
         // the user and password stay in Secrets Manager; the function reads them at cold start
@@ -497,7 +498,7 @@ mod tests {
         let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:trailsetup/opensearch-basic-auth-AbCdEf";
         let d = desired_function(&ctx, "us-east-1", "https://search.example.com", arn, "https://q", "abc");
         let keys: Vec<&str> = d["environment"].as_object().unwrap().keys().map(|k| k.as_str()).collect();
-        assert_eq!(keys, ["DLQ_URL", "INDEX_PREFIX", "OPENSEARCH_AUTH", "OPENSEARCH_SECRET_ARN", "OPENSEARCH_URL"]);
+        assert_eq!(keys, ["DLQ_URL", "INDEX_GRANULARITY", "INDEX_PREFIX", "OPENSEARCH_AUTH", "OPENSEARCH_SECRET_ARN", "OPENSEARCH_URL"]);
         assert_eq!(d["environment"]["OPENSEARCH_AUTH"], "basic");
         assert_eq!(d["environment"][SECRET_ARN_VAR], arn);
         assert!(!d.to_string().contains("horse"));
@@ -507,6 +508,6 @@ mod tests {
         let env = environment(&planned, "https://search.example.com".into(), "https://q2".into(), Some(arn.into()));
         let vars = env.variables().unwrap();
         assert_eq!((vars[SECRET_ARN_VAR].as_str(), vars["DLQ_URL"].as_str()), (arn, "https://q2"));
-        assert_eq!(vars.len(), 5);
+        assert_eq!(vars.len(), 6);
     }
 }

@@ -76,6 +76,8 @@ pub struct Ctx {
     /// `--opensearch-auth` as given; `None` = sigv4 for AWS endpoints and domains, else none
     pub opensearch_auth: Option<OpenSearchAuth>,
     pub index_prefix: String,
+    /// day or month indices (`opensearch::layout`)
+    pub index_granularity: crate::opensearch::layout::Granularity,
     /// IAM roles of ingest workers to map in the domain's fine-grained access control (`--ingest-role`)
     pub ingest_roles: Vec<String>,
     /// `--use-trail`: an existing trail to hang the pipeline from (no trail, bucket, topic or log group of ours)
@@ -878,6 +880,7 @@ pub(crate) fn test_ctx(mode: TrailMode) -> Ctx {
         domain_size: Default::default(),
         opensearch_auth: None,
         index_prefix: "cloudtrail".into(),
+        index_granularity: crate::opensearch::layout::Granularity::Day,
         ingest_roles: vec![],
         reuse: None,
         basic_auth: None,

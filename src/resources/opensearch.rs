@@ -80,6 +80,9 @@ pub struct Observed {
     pub endpoint: Option<String>,
     pub template: Probe,
     pub security: Security,
+    /// the Dashboards saved objects: `Found(Some({"url", "same", "differs", "missing"}))`, or
+    /// `Found(Some({"url", "deferred": true, "reason"}))` where the endpoint has no Dashboards (or it refuses us)
+    pub dashboards: Probe,
 }
 
 /// A new domain's data nodes: type and count (every node gets [`EBS_GIB`] of gp3).
@@ -158,7 +161,8 @@ pub fn merged_access_policy(ctx: &Ctx, domain: &str, existing: Option<&Value>) -
 }
 
 pub fn desired_template(ctx: &Ctx, endpoint: &str) -> Value {
-    json!({"endpoint": endpoint, "name": template::name(&ctx.index_prefix), "index_patterns": [format!("{}-*", ctx.index_prefix)], "alias": ctx.index_prefix})
+    json!({"endpoint": endpoint, "name": template::name(&ctx.index_prefix), "index_patterns": [format!("{}-*", ctx.index_prefix)],
+           "alias": ctx.index_prefix, "granularity": ctx.index_granularity.as_str()})
 }
 
 // --- fine-grained access control: our role and its mapping (security plugin REST API) ---
@@ -324,11 +328,29 @@ async fn reachable(client: &Client) -> Result<(), String> {
 }
 
 async fn probe_template(ctx: &Ctx, client: &Client, endpoint: &str) -> Probe {
-    match template::installed_matches(client, &ctx.index_prefix).await {
+    match template::installed_matches(client, &ctx.index_prefix, ctx.index_granularity).await {
         Ok(None) => Probe::Found(None),
         Ok(Some(true)) => Probe::Found(Some(desired_template(ctx, endpoint))),
         Ok(Some(false)) => Probe::Found(Some(json!({"endpoint": endpoint, "name": template::name(&ctx.index_prefix), "differs": true}))),
         Err(e) => Probe::Unreachable(format!("{e:#}")),
+    }
+}
+
+/// The Dashboards saved objects as installed (a Dashboards that does not answer is unreachable; an endpoint without
+/// Dashboards is found, and said).
+async fn probe_dashboards(ctx: &Ctx, client: &Client, endpoint: &str) -> Probe {
+    use crate::opensearch::dashboards::{self as dash, DashboardsError};
+    let url = dash::default_url(endpoint);
+    let d = match dash::Dashboards::new(client, &url) {
+        Ok(d) => d,
+        Err(e) => return Probe::Unreachable(format!("{e:#}")),
+    };
+    let objs = dash::objects(&ctx.index_prefix);
+    match d.installed(&objs).await {
+        Ok(i) => Probe::Found(Some(json!({"url": d.url(), "same": i.same, "differs": i.differs, "missing": i.missing}))),
+        Err(e @ DashboardsError::Unreachable { .. }) => Probe::Unreachable(e.to_string()),
+        // no Dashboards there, or one that refuses us: said, and left for later
+        Err(e) => Probe::Found(Some(json!({"url": d.url(), "deferred": true, "reason": e.to_string()}))),
     }
 }
 
@@ -370,9 +392,11 @@ pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
             let mut o = Observed { endpoint: Some(u.clone()), ..Default::default() };
             if let Err(e) = reachable(&client).await {
                 o.template = Probe::Unreachable(e.clone());
+                o.dashboards = Probe::Unreachable(e);
                 return Ok(o);
             }
             o.template = probe_template(ctx, &client, u).await;
+            o.dashboards = probe_dashboards(ctx, &client, u).await;
             // backend roles are IAM ARNs: a role mapping only makes sense for SigV4 callers
             o.security = if ctx.forwarder_auth() == "sigv4" && has_security_plugin(&client).await {
                 Security::On(probe_security(ctx, &client).await)
@@ -393,12 +417,14 @@ pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
             };
             if let Err(e) = reachable(&client).await {
                 o.template = Probe::Unreachable(e.clone());
+                o.dashboards = Probe::Unreachable(e.clone());
                 if fgac {
                     o.security = Security::On(Probe::Unreachable(e));
                 }
                 return Ok(o);
             }
             o.template = probe_template(ctx, &client, &ep).await;
+            o.dashboards = probe_dashboards(ctx, &client, &ep).await;
             if fgac {
                 o.security = Security::On(probe_security(ctx, &client).await);
             }
@@ -457,7 +483,63 @@ pub fn changes(ctx: &Ctx, o: &Observed) -> Vec<Change> {
         out.push(c);
     }
     out.push(template_change(ctx, &o.template, &endpoint));
+    out.push(dashboards_change(ctx, &o.dashboards, &endpoint));
     out
+}
+
+/// `opensearch-dashboards-objects`: the saved objects `trailsetup dashboards` installs (index pattern, saved
+/// searches, visualizations, dashboards), by stable id. Installed after the index template; an endpoint that does
+/// not answer is reported like the template's (a no-op, deferred); one without Dashboards is said and deferred.
+pub fn dashboards_change(ctx: &Ctx, probe: &Probe, endpoint: &str) -> Change {
+    use crate::opensearch::dashboards as dash;
+    let objs = dash::objects(&ctx.index_prefix);
+    let name = dash::index_pattern_id(&ctx.index_prefix);
+    let url = match probe {
+        Probe::Found(Some(v)) => v["url"].as_str().map(str::to_owned).unwrap_or_else(|| dash::default_url(endpoint)),
+        // a domain not created yet: its endpoint is not known
+        _ if !endpoint.starts_with("http") => "(the domain's endpoint, once created)/_dashboards".to_string(),
+        _ => dash::default_url(endpoint),
+    };
+    fn list(objs: &[crate::opensearch::dashboards::SavedObject], keep: impl Fn(&crate::opensearch::dashboards::SavedObject) -> bool) -> Vec<String> {
+        objs.iter().filter(|o| keep(o)).map(|o| format!("{} {} ({})", o.kind, o.id, o.title())).collect()
+    }
+    let want = json!({"dashboards_url": url, "index_pattern": format!("{}-*", ctx.index_prefix), "objects": list(&objs, |_| true)});
+    let then = "`trailsetup dashboards --install-only` installs them from a machine that reaches OpenSearch Dashboards";
+    match probe {
+        Probe::Unreachable(why) => unreachable_noop(Kind::OpenSearchDashboardsObjects, name, "-", want, why, then),
+        Probe::Found(Some(v)) if v["deferred"] == true => {
+            let mut details = want;
+            details["deferred"] = json!(true);
+            details["reason"] = v["reason"].clone();
+            details["then"] = json!("`trailsetup dashboards --install-only` installs them where Dashboards answers");
+            Change { action: Action::NoOp, kind: Kind::OpenSearchDashboardsObjects, name, region: "-".into(), details, current: None }
+        }
+        Probe::Found(Some(v)) => {
+            let ids = |k: &str| -> Vec<String> { v[k].as_array().into_iter().flatten().filter_map(|x| x.as_str().map(String::from)).collect() };
+            let (same, differs) = (ids("same"), ids("differs"));
+            if differs.is_empty() && ids("missing").is_empty() {
+                return Change::diff(Kind::OpenSearchDashboardsObjects, name, "-", want.clone(), Some(want));
+            }
+            if same.is_empty() && differs.is_empty() {
+                return Change::diff(Kind::OpenSearchDashboardsObjects, name, "-", want, None);
+            }
+            let current = json!({"dashboards_url": url, "index_pattern": format!("{}-*", ctx.index_prefix),
+                "objects": list(&objs, |o| same.contains(&o.id)).into_iter()
+                    .chain(list(&objs, |o| differs.contains(&o.id)).into_iter().map(|s| format!("{s} (differs)"))).collect::<Vec<_>>()});
+            Change::diff(Kind::OpenSearchDashboardsObjects, name, "-", want, Some(current))
+        }
+        Probe::NotChecked | Probe::Found(None) => Change::diff(Kind::OpenSearchDashboardsObjects, name, "-", want, None),
+    }
+}
+
+/// The plan's word on the Dashboards saved objects when the endpoint has no Dashboards (once).
+pub fn dashboards_warning(plan: &crate::plan::Plan) -> Option<String> {
+    let c = plan.changes.iter().find(|c| c.kind == Kind::OpenSearchDashboardsObjects && c.details["deferred"] == true)?;
+    Some(format!(
+        "{}. The Dashboards saved objects are deferred: {}",
+        c.details["reason"].as_str().unwrap_or("OpenSearch Dashboards was not found"),
+        c.details["then"].as_str().unwrap_or_default()
+    ))
 }
 
 fn unreachable_noop(kind: Kind, name: String, region: &str, mut details: Value, why: &str, then: &str) -> Change {
@@ -529,11 +611,16 @@ fn template_change(ctx: &Ctx, probe: &Probe, endpoint: &str) -> Change {
 pub fn unreachable_warning(plan: &crate::plan::Plan) -> Option<String> {
     let c = plan.changes.iter().find(|c| c.details["unreachable"] == true)?;
     Some(format!(
-        "OpenSearch at {} does not answer from this machine ({}): the index template is left to `trailsetup backfill`/`ingest`{}",
+        "OpenSearch at {} does not answer from this machine ({}): the index template is left to `trailsetup backfill`/`ingest`{}{}",
         plan.changes.iter().find(|c| c.kind == "opensearch-index-template").map(|c| c.details["endpoint"].as_str().unwrap_or("?")).unwrap_or("?"),
         c.details["reason"].as_str().unwrap_or("unreachable"),
         if plan.changes.iter().any(|c| c.kind == "opensearch-role-mapping" && c.details["unreachable"] == true) {
             "; the fine-grained access control role mapping must be made from a machine that reaches it (its requests are in the plan, -v)"
+        } else {
+            ""
+        },
+        if plan.changes.iter().any(|c| c.kind == Kind::OpenSearchDashboardsObjects && c.details["unreachable"] == true) {
+            "; the Dashboards saved objects to `trailsetup dashboards --install-only`"
         } else {
             ""
         }
@@ -584,6 +671,26 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<crate::ap
             }
             Ok(Outcome::Done)
         }
+        "opensearch-dashboards-objects" => {
+            use crate::opensearch::dashboards as dash;
+            let Some(client) = reachable_client(aws, "the Dashboards saved objects").await else {
+                return Ok(Outcome::Deferred(
+                    "OpenSearch does not answer from this machine: `trailsetup dashboards --install-only`, run where it \
+                     answers, installs the saved objects"
+                        .into(),
+                ));
+            };
+            // the endpoint as it is now (a domain created in this run had none when the plan was made)
+            let d = dash::Dashboards::new(&client, &dash::default_url(client.base.as_str()))?;
+            // a convenience, never a reason to fail the setup: what keeps it from being installed is said, deferred
+            match d.install(&dash::objects(&ctx.index_prefix), &ctx.index_prefix).await {
+                Ok((_, n)) => {
+                    tracing::info!("{n} Dashboards saved object(s) imported at {}", d.url());
+                    Ok(Outcome::Done)
+                }
+                Err(e) => Ok(Outcome::Deferred(format!("{e}; then `trailsetup dashboards --install-only` installs them"))),
+            }
+        }
         "opensearch-index-template" => {
             let Some(client) = reachable_client(aws, "the index template").await else {
                 return Ok(Outcome::Deferred(
@@ -592,7 +699,7 @@ pub async fn apply(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<crate::ap
                         .into(),
                 ));
             };
-            template::install(&client, &ctx.index_prefix).await?;
+            template::install(&client, &ctx.index_prefix, ctx.index_granularity).await?;
             tracing::info!("index template {} installed", template::name(&ctx.index_prefix));
             Ok(Outcome::Done)
         }
@@ -918,6 +1025,33 @@ mod tests {
     }
 
     #[test]
+    fn dashboards_objects_are_planned_by_what_is_installed() {
+        let ctx = domain_ctx();
+        let ep = "https://search-logs-abc.us-east-1.es.amazonaws.com";
+        let ids: Vec<String> = crate::opensearch::dashboards::objects(&ctx.index_prefix).into_iter().map(|o| o.id).collect();
+        let found = |same: &[String], differs: &[String], missing: &[String]| {
+            Probe::Found(Some(json!({"url": format!("{ep}/_dashboards"), "same": same, "differs": differs, "missing": missing})))
+        };
+        // nothing there (or not looked at): create; all there and ours: nothing to do; one changed: update
+        assert_eq!(dashboards_change(&ctx, &Probe::NotChecked, ep).action, Action::Create);
+        assert_eq!(dashboards_change(&ctx, &found(&[], &[], &ids), ep).action, Action::Create);
+        let c = dashboards_change(&ctx, &found(&ids, &[], &[]), ep);
+        assert_eq!((c.action, c.kind.as_str()), (Action::NoOp, "opensearch-dashboards-objects"));
+        assert_eq!(c.details["dashboards_url"], format!("{ep}/_dashboards"));
+        assert_eq!(c.details["objects"].as_array().unwrap().len(), ids.len());
+        assert_eq!(dashboards_change(&ctx, &found(&ids[1..], &ids[..1], &[]), ep).action, Action::Update);
+        // unreachable: a no-op, said; no Dashboards at a URL endpoint: a no-op, deferred, said once
+        let c = dashboards_change(&ctx, &Probe::Unreachable("dns".into()), ep);
+        assert!(c.action == Action::NoOp && c.details["unreachable"] == true);
+        let nf = Probe::Found(Some(json!({"url": "http://127.0.0.1:9200/_dashboards", "deferred": true,
+            "reason": "OpenSearch Dashboards was not found at http://127.0.0.1:9200/_dashboards (…)"})));
+        let c = dashboards_change(&ctx, &nf, "http://127.0.0.1:9200");
+        assert!(c.action == Action::NoOp && c.details["deferred"] == true && c.details.get("unreachable").is_none());
+        let w = dashboards_warning(&crate::plan::Plan::new(vec![c])).unwrap();
+        assert!(w.starts_with("OpenSearch Dashboards was not found at http://127.0.0.1:9200/_dashboards") && w.contains("deferred"), "{w}");
+    }
+
+    #[test]
     fn role_mapping_is_planned_and_idempotent() {
         let ctx = domain_ctx();
         // a new domain: created, with the documented requests
@@ -941,7 +1075,8 @@ mod tests {
         assert_eq!(c.details["mapping_body"]["backend_roles"].as_array().unwrap().len(), 2);
         assert_eq!(c.details["mapping_body"]["users"], json!(["bob"]));
         // unreachable: a no-op, said, never a change
-        let o = Observed { security: Security::On(Probe::Unreachable("dns".into())), template: Probe::Unreachable("dns".into()), ..Default::default() };
+        let o = Observed { security: Security::On(Probe::Unreachable("dns".into())), template: Probe::Unreachable("dns".into()),
+            dashboards: Probe::Unreachable("dns".into()), ..Default::default() };
         let all = changes(&ctx, &o);
         assert!(all.iter().skip(1).all(|c| c.action == Action::NoOp && c.details["unreachable"] == true), "{all:?}");
         // FGAC off: no mapping

@@ -11,6 +11,20 @@ Rules (see doc.rs for the authoritative text):
 - _id = eventID when a non-empty string, else "sha256:" + hex sha256 of the canonical JSON
   (keys sorted by code point, no whitespace, numbers as serde_json parses and prints them).
 - responseElements.credentials.sessionToken -> "REDACTED" (unless redact=False).
+- granularity "month": index <prefix>-YYYY.MM instead of <prefix>-YYYY.MM.DD.
+- "@trailsetup" (investigation fields; the index template keeps it out of _source), right after @timestamp,
+  unless the record has its own top-level "@trailsetup", and only when not empty:
+  {"principal":P,"resources":[..],"fields":[..]} (each key only when it has a value):
+  - principal: the first non-empty string of userIdentity.arn, .sessionContext.sessionIssuer.arn, .userName,
+    .principalId, .invokedBy, .accountId;
+  - resources: every string of at most 256 code points at any depth of requestParameters, responseElements,
+    resources, additionalEventData, serviceEventDetails, and for one starting "arn:" also its part after the
+    last "/" or ":" (when not empty); sorted by code point, unique;
+  - fields: "path=value" for the scalar leaves of the same blobs (strings as above, true/false, integers; path =
+    blob name and keys joined by ".", an array step "[]", at most 256 code points); sorted, unique;
+  - with redaction on, the path responseElements.credentials.sessionToken is not taken;
+  - a blob (or userIdentity) serde_json cannot read as a Value (out-of-range number, lone surrogate, more
+    than 127 levels from its own root) gives nothing; of a duplicated top-level key the last value counts.
 - everything else is the record text as delivered (re-serialised only when redacting).
 
 Where serde_json's behaviour is not Python's, this module copies serde_json 1.0.154 (the version in
@@ -22,7 +36,10 @@ Cargo.lock, features default+raw_value: no float_roundtrip, no preserve_order):
   else d.ddde+X / d.ddde-X with no zero padding);
 - the redacted body is written with keys sorted at every level (serde_json::Map is a BTreeMap);
 - nesting deeper than 127 levels, lone surrogate escapes and out-of-range numbers make the canonical
-  form (and the redacted body) fail, as they do for serde_json::Value.
+  form (and the redacted body) fail, as they do for serde_json::Value; so does such a value under a key a later
+  duplicate replaced (serde_json reads it before it drops it), and so does a sessionToken value it cannot read;
+- a lone surrogate in a top-level key fails the record (doc.rs reads those keys as Rust strings), and, when
+  looking for a sessionToken, in a key of responseElements or of its credentials object.
 """
 
 from __future__ import annotations
@@ -52,6 +69,14 @@ class Instant(NamedTuple):
 
     def index_suffix(self) -> str:
         return f"{self.year:04d}.{self.month:02d}.{self.day:02d}"
+
+    def index_suffix_for(self, granularity: str) -> str:
+        """doc.rs `Instant::index_suffix_for`: "day" -> YYYY.MM.DD, "month" -> YYYY.MM."""
+        if granularity == "day":
+            return self.index_suffix()
+        if granularity == "month":
+            return f"{self.year:04d}.{self.month:02d}"
+        raise ValueError(f"index granularity must be day or month, not {granularity!r}")
 
     def rfc3339(self) -> str:
         return (
@@ -175,19 +200,23 @@ class _OutOfRange:
 
 
 class _Obj(dict):
-    """A JSON object that remembers which keys it saw more than once."""
+    """A JSON object that remembers which keys it saw more than once, and the values the later ones replaced
+    (serde_json reads those too when it reads the object into a Value: one it cannot read fails the whole Value)."""
 
-    __slots__ = ("dups",)
+    __slots__ = ("dups", "dropped")
 
 
 def _pairs(pairs: list) -> _Obj:
     o = _Obj()
     dups = set()
+    dropped = []
     for k, v in pairs:
         if k in o:
             dups.add(k)
+            dropped.append(o[k])
         o[k] = v  # last wins, first position kept (as Python and BTreeMap both do for values)
     o.dups = dups
+    o.dropped = dropped
     return o
 
 
@@ -314,6 +343,8 @@ def _write(v: Any, out: list, depth: int) -> None:
     if isinstance(v, dict):
         if depth >= 127:
             raise DocError("recursion limit exceeded")
+        if not all(_is_value(x, depth + 1) for x in getattr(v, "dropped", ())):
+            raise DocError("a duplicated key's earlier value is not a JSON value serde_json reads")
         out.append("{")
         for i, k in enumerate(sorted(v)):
             if i:
@@ -401,17 +432,115 @@ def _minify(s: str) -> str:
     return "".join(out)
 
 
-def _splice(obj: str, ts: Optional[str]) -> str:
+def _splice(obj: str, ts: Optional[str], related: Optional[str]) -> str:
+    """doc.rs `splice`: {"@timestamp":"..","@trailsetup":{..},<rest of record> (what applies), on one line."""
     inner = obj[1:]
+    head = "{"
+    first = True
     if ts is not None:
-        head = '{"@timestamp":"' + ts + '"'
-        if inner.lstrip(_WS)[:1] != "}":
+        head += '"@timestamp":"' + ts + '"'
+        first = False
+    if related is not None:
+        if not first:
             head += ","
-    else:
-        head = "{"
+        head += '"@trailsetup":' + related
+        first = False
+    if not first and inner.lstrip(_WS)[:1] != "}":
+        head += ","
     if "\n" in inner or "\r" in inner:
         inner = _minify(inner)
     return head + inner
+
+
+# --- investigation fields (doc.rs `investigation_fields`) -------------------------------------------
+
+BLOBS = ("requestParameters", "responseElements", "resources", "additionalEventData", "serviceEventDetails")
+MAX_VALUE_CHARS = 256
+_PRINCIPAL_PATHS = (("arn",), ("sessionContext", "sessionIssuer", "arn"), ("userName",), ("principalId",),
+                    ("invokedBy",), ("accountId",))
+_TOKEN_PATH = "responseElements.credentials.sessionToken"
+
+
+def _is_value(v: Any, depth: int = 0) -> bool:
+    """Whether serde_json reads this parsed JSON into a serde_json::Value on its own (from its own text):
+    no out-of-range number, no lone surrogate in a string or key, at most 127 levels (the `_write` rule)."""
+    if isinstance(v, dict):
+        if depth >= 127:
+            return False
+        return all(_valid_str(k) is not None and _is_value(x, depth + 1) for k, x in v.items()) \
+            and all(_is_value(x, depth + 1) for x in getattr(v, "dropped", ()))
+    if isinstance(v, list):
+        if depth >= 127:
+            return False
+        return all(_is_value(x, depth + 1) for x in v)
+    if isinstance(v, str):
+        return _valid_str(v) is not None
+    return not isinstance(v, _OutOfRange)
+
+
+def _short(s: str) -> bool:
+    return len(s) <= MAX_VALUE_CHARS  # code points (a valid str has no lone surrogates), as Rust's chars()
+
+
+def _walk(v: Any, path: str, redact: bool, resources: set, fields: set) -> None:
+    if isinstance(v, dict):
+        for k, x in v.items():
+            p = path + "." + k
+            if not (redact and p == _TOKEN_PATH):
+                _walk(x, p, redact, resources, fields)
+    elif isinstance(v, list):
+        p = path + "[]"
+        for x in v:
+            _walk(x, p, redact, resources, fields)
+    elif isinstance(v, str):
+        if not _short(v):
+            return
+        if v.startswith("arn:"):
+            rest = v[4:]
+            i = max(rest.rfind("/"), rest.rfind(":"))
+            cut = rest[i + 1:] if i >= 0 else ""
+            if cut:
+                resources.add(cut)
+        resources.add(v)
+        if _short(path):
+            fields.add(path + "=" + v)
+    elif isinstance(v, bool):
+        if _short(path):
+            fields.add(path + "=" + ("true" if v else "false"))
+    elif isinstance(v, int):
+        if _short(path):
+            fields.add(path + "=" + str(v))
+    # floats, null: nothing
+
+
+def investigation_fields(rec: dict, redact: bool = True) -> Optional[str]:
+    """The "@trailsetup" object of a parsed record as JSON text; None when empty or the record has its own."""
+    if "@trailsetup" in rec:
+        return None
+    principal = None
+    ui = rec.get("userIdentity")
+    if "userIdentity" in rec and _is_value(ui):
+        for p in _PRINCIPAL_PATHS:
+            v = ui
+            for k in p:
+                v = v.get(k) if isinstance(v, dict) else None
+            if isinstance(v, str) and v:
+                principal = v
+                break
+    resources: set = set()
+    fields: set = set()
+    for name in BLOBS:
+        if name in rec and _is_value(rec[name]):
+            _walk(rec[name], name, redact, resources, fields)
+    if principal is None and not resources and not fields:
+        return None
+    parts = []
+    if principal is not None:
+        parts.append('"principal":' + json_str(principal))
+    for key, vals in (("resources", resources), ("fields", fields)):
+        if vals:
+            parts.append(json_str(key) + ":[" + ",".join(json_str(x) for x in sorted(vals)) + "]")
+    return "{" + ",".join(parts) + "}"
 
 
 def _has_session_token(rec: _Obj) -> bool:
@@ -420,39 +549,55 @@ def _has_session_token(rec: _Obj) -> bool:
     re_ = rec.get("responseElements")
     if not isinstance(re_, dict):
         return False
+    # doc.rs reads the keys of these two objects as Rust strings: a lone surrogate fails the record
+    if any(_valid_str(k) is None for k in re_):
+        raise DocError("lone surrogate in a key of responseElements")
     if "credentials" in re_.dups:
         raise DocError("duplicate field `credentials`")
     c = re_.get("credentials")
     if not isinstance(c, dict):
         return False
+    if any(_valid_str(k) is None for k in c):
+        raise DocError("lone surrogate in a key of responseElements.credentials")
     if "sessionToken" in c.dups:
         raise DocError("duplicate field `sessionToken`")
     return c.get("sessionToken") is not None
 
 
-def build(text: str, prefix: str = "cloudtrail", redact: bool = True) -> Doc:
-    """Build the document for one record's JSON text (doc.rs `append_bulk`)."""
+def build(text: str, prefix: str = "cloudtrail", redact: bool = True, granularity: str = "day") -> Doc:
+    """Build the document for one record's JSON text (doc.rs `append_bulk`); granularity "day" or "month"."""
+    if granularity not in ("day", "month"):
+        raise ValueError(f"index granularity must be day or month, not {granularity!r}")
     text = text.strip(_WS)
     if not text.startswith("{"):
         raise DocError("record is not a JSON object")
     rec = _loads(text)
+    # doc.rs reads every top-level key as a Rust string: a lone surrogate in one fails the record
+    if any(_valid_str(k) is None for k in rec):
+        raise DocError("lone surrogate in a top-level key")
     for f in ("eventID", "eventTime", "@timestamp"):
         if f in rec.dups:
             raise DocError(f"duplicate field `{f}`")
     et = _valid_str(rec.get("eventTime"))
     time = parse_time(et) if et is not None else None
-    index = f"{prefix}-{time.index_suffix()}" if time else f"{prefix}-{UNDATED}"
+    index = f"{prefix}-{time.index_suffix_for(granularity)}" if time else f"{prefix}-{UNDATED}"
     eid = _valid_str(rec.get("eventID"))
     id_ = eid if eid else "sha256:" + hashlib.sha256(canonical_bytes(rec)).hexdigest()
 
     needs_redaction = redact and '"sessionToken"' in text and _has_session_token(rec)
     # Present at all, even as null: the record's own field is kept and ours is not added (no duplicate key).
     add_ts = time.rfc3339() if time is not None and "@timestamp" not in rec else None
+    # From the record as parsed, before the redaction below (whose path it skips when redacting).
+    related = investigation_fields(rec, redact)
     if needs_redaction:
+        # doc.rs reads the whole record as delivered into a serde_json Map before it replaces the token: a token
+        # serde_json cannot read (lone surrogate, out-of-range number, too deep) fails the record there too.
+        if not _is_value(rec["responseElements"]["credentials"]["sessionToken"], 3):
+            raise DocError("sessionToken is not a JSON value serde_json reads")
         rec["responseElements"]["credentials"]["sessionToken"] = REDACTED
-        body = _splice(canonical_bytes(rec).decode("utf-8"), add_ts)
+        body = _splice(canonical_bytes(rec).decode("utf-8"), add_ts, related)
     else:
-        body = _splice(text, add_ts)
+        body = _splice(text, add_ts, related)
     try:
         raw = body.encode("utf-8")
     except UnicodeEncodeError:  # only reachable from a str that did not come from UTF-8 text

@@ -18,6 +18,9 @@ Environment:
                             in the home region: SigV4 must be scoped to the domain's region.
                             Service `es`, or `aoss` when the host contains `.aoss.`.
   INDEX_PREFIX              default `cloudtrail`
+  INDEX_GRANULARITY         day (default): indices `<prefix>-YYYY.MM.DD`; month: `<prefix>-YYYY.MM` (init sets it to
+                            the stack's layout). Any other value: the invocation fails before anything is sent
+                            (an error line is logged), since documents would land in the wrong indices.
   REDACT_SESSION_TOKEN      default true
   DLQ_URL                   SQS queue for rejected records; unset -> `TRAILSETUP_REJECT {json}` on stdout
   FORWARDER_MAX_ATTEMPTS    attempts per document for 429/5xx, default 6
@@ -261,8 +264,23 @@ class DeadLetters:
 
 # --- the load --------------------------------------------------------------------------------------
 
+GRANULARITIES = ("day", "month")
+
+
+def index_granularity() -> str:
+    """INDEX_GRANULARITY: `day` (also when unset or empty) or `month`; anything else raises RuntimeError, after an
+    error line in the log: guessing would write documents into indices the stack's layout does not have."""
+    raw = os.environ.get("INDEX_GRANULARITY", "")
+    g = raw.strip().lower() or "day"
+    if g not in GRANULARITIES:
+        _log("refusing to run: INDEX_GRANULARITY must be day or month", level="error", INDEX_GRANULARITY=raw)
+        raise RuntimeError(f"INDEX_GRANULARITY must be day or month, not {raw!r} (run `trailsetup init` again)")
+    return g
+
+
 class Forwarder:
     def __init__(self, context: Any = None) -> None:
+        self.granularity = index_granularity()
         url = os.environ.get("OPENSEARCH_URL", "").strip()
         if not url:
             raise RuntimeError("OPENSEARCH_URL is not set")
@@ -299,7 +317,7 @@ class Forwarder:
         for text in messages:
             self.stats["records"] += 1
             try:
-                docs.append(ctdoc.build(text, self.prefix, self.redact))
+                docs.append(ctdoc.build(text, self.prefix, self.redact, self.granularity))
             except ctdoc.DocError as e:
                 self.reject(f"not a document: {e}", None, None, text)
         batch: list = []

@@ -131,5 +131,12 @@ def test_destroy_interrupted_by_kill_finishes_on_the_next_run(moto_reset, run_cl
     finally:
         srv.shutdown()
     assert leftovers(boto) != {}, "the kill came too late to interrupt anything"
-    run_json(run_cli, ["destroy", "--yes"])
+    # the killed run could not release the stack's lock: the next run says whose it is and stops, until
+    # --force-unlock removes it
+    held = json.loads(boto("ssm").get_parameter(Name="/trailsetup/trailsetup/lock")["Parameter"]["Value"])
+    assert held["command"] == "trailsetup destroy" and held["pid"] == p.pid, held
+    rc, _, err = run_cli(["destroy", "--yes", "--lock-timeout", "0"])
+    assert rc == 1 and f"pid {p.pid}, `trailsetup destroy`" in err and "--force-unlock" in err, err
+    run_json(run_cli, ["destroy", "--yes", "--force-unlock"])
     assert leftovers(boto) == {}
+    assert boto("ssm").describe_parameters()["Parameters"] == []

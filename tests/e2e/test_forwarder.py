@@ -1,11 +1,13 @@
 """The CloudWatch Logs forwarder Lambda (templates/forwarder/), run in-process.
 
-1. every shared vector (tests/vectors/vectors.jsonl) against ctdoc.py;
+1. every shared vector (tests/vectors/vectors.jsonl) against ctdoc.py, byte for byte, and the `@trailsetup` cases a
+   vector cannot hold (checked against doc.rs by hand: serde_json's nesting limit and lone surrogates);
 2. the handler on CloudWatch Logs payloads built from the fixture records, against the real node;
 3. `_bulk` triage through tests/e2e/faultproxy.py: request-level 429/500, per-item 429 and 400,
    slow answers; no record lost, rejects reach the dead-letter queue (moto SQS) or stdout;
 4. basic auth from the Secrets Manager secret OPENSEARCH_SECRET_ARN names (moto), read once per container; no
-   readable secret -> the invocation raises, nothing is sent.
+   readable secret -> the invocation raises, nothing is sent;
+5. INDEX_GRANULARITY: month indices; a value other than day/month fails the invocation before anything is sent.
 """
 
 from __future__ import annotations
@@ -101,17 +103,115 @@ def test_every_vector_matches_ctdoc():
     lines = VECTORS.read_text(encoding="utf-8").splitlines()
     vectors = [json.loads(x) for x in lines]
     assert sum(v["name"].startswith("fixture:") for v in vectors) == 1505
-    assert sum(v["name"].startswith("edge:") for v in vectors) >= 20
+    assert sum(v["name"].startswith("edge:") for v in vectors) >= 80
+    assert any(v.get("granularity") == "month" for v in vectors)
+    assert any(v["document"] is None for v in vectors)
+    assert sum("@trailsetup" in v["document"] for v in vectors if v["document"] is not None) >= 1000
     bad = []
     for v in vectors:
-        d = ctdoc.build(v["record_text"], v["prefix"])
-        got = (d.index, d.id, d.document())
-        if got != (v["index"], v["id"], v["document"]):
+        try:
+            d = ctdoc.build(v["record_text"], v["prefix"], granularity=v.get("granularity", "day"))
+        except ctdoc.DocError:
+            if v["document"] is not None:
+                bad.append(v["name"])
+            continue
+        got = (d.index, d.id, d.document(), d.body.decode("utf-8"))
+        if got != (v["index"], v["id"], v["document"], v["document_text"]):
             bad.append(v["name"])
         # the body is one line, and the action line names the same index and id
         assert b"\n" not in d.body and b"\r" not in d.body
         assert json.loads(d.action()) == {"create": {"_index": v["index"], "_id": v["id"]}}
     assert not bad, bad[:20]
+
+
+def _nest(n: int, leaf: str) -> str:
+    return "[" * n + leaf + "]" * n
+
+
+# Records whose documents no vector can hold: a blob (or userIdentity) serde_json cannot read as a Value gives
+# nothing, and a body holding one is no JSON serde_json reads (tests/vectors.rs reads every body, and every vector line,
+# whose document sits two levels down, with serde_json's limit of 127 levels). Each: the record (compact, keys sorted,
+# no eventTime) and the @trailsetup doc.rs writes for it (redaction on), or "" for none, or None when doc.rs refuses
+# the record; checked against `append_bulk` when written.
+BEYOND_VECTORS = [
+    # a blob is read from its own root: 127 levels give their values, 128 give nothing (the other blobs still count)
+    ('{"eventID":"n1","requestParameters":{"s":"shallow","x":' + _nest(126, '"deep"') + '}}',
+     '{"resources":["deep","shallow"],"fields":["requestParameters.s=shallow"]}'),
+    ('{"eventID":"n2","requestParameters":{"s":"shallow","x":' + _nest(127, '"deep"') + '},"responseElements":{"r":"kept"}}',
+     '{"resources":["kept"],"fields":["responseElements.r=kept"]}'),
+    ('{"eventID":"n3","requestParameters":' + '{"k":' * 127 + '"deep"' + "}" * 127 + "}", '{"resources":["deep"]}'),
+    ('{"eventID":"n4","requestParameters":' + '{"k":' * 128 + '"deep"' + "}" * 128 + "}", ""),
+    ('{"eventID":"n5","userIdentity":{"arn":"A","x":' + _nest(126, "1") + '}}', '{"principal":"A"}'),
+    ('{"eventID":"n6","userIdentity":{"arn":"A","x":' + _nest(127, "1") + '}}', ""),
+    # the whole record: 127 levels can be hashed (canonical _id) and redacted (body rebuilt), 128 cannot
+    ('{"requestParameters":' + _nest(126, '"x"') + "}", '{"resources":["x"]}'),
+    ('{"requestParameters":' + _nest(127, '"x"') + "}", None),
+    ('{"eventID":"k1","requestParameters":' + _nest(126, '"x"') + ',"responseElements":{"credentials":{"sessionToken":"S"}}}',
+     '{"resources":["x"]}'),
+    ('{"eventID":"k2","requestParameters":' + _nest(127, '"x"') + ',"responseElements":{"credentials":{"sessionToken":"S"}}}',
+     None),
+    # out-of-range numbers
+    ('{"additionalEventData":-1e999,"eventID":"r1","requestParameters":{"a":"gone","x":1e400},"responseElements":{"b":"kept"}}',
+     '{"resources":["kept"],"fields":["responseElements.b=kept"]}'),
+    ('{"eventID":"r2","userIdentity":{"arn":"arn:aws:iam::1:user/u","x":1e400}}', ""),
+    ('{"eventID":"r3","requestParameters":{"a":"first"},"requestParameters":[1e400]}', ""),  # the last counts
+    ('{"eventID":"r4","requestParameters":[1e400],"requestParameters":{"a":"last"}}',
+     '{"resources":["last"],"fields":["requestParameters.a=last"]}'),
+    ('{"eventID":"r5","requestParameters":{"a":[1e400],"a":"x","b":"y"}}', ""),  # a replaced value is read too
+    ('{"x":1e400,"x":1}', None),
+    # lone surrogates
+    ('{"eventID":"u1","requestParameters":{"ok":"yes"},"responseElements":{"k":"\\ud800","o":"gone"}}',
+     '{"resources":["yes"],"fields":["requestParameters.ok=yes"]}'),
+    ('{"additionalEventData":{"x":"kept"},"eventID":"u2","responseElements":{"\\udc00":"v","o":"gone"}}',
+     '{"resources":["kept"],"fields":["additionalEventData.x=kept"]}'),
+    ('{"eventID":"u3","requestParameters":{"a":"b"},"userIdentity":{"arn":"A","userName":"\\ud83d\\u0041"}}',
+     '{"resources":["b"],"fields":["requestParameters.a=b"]}'),
+    ('{"eventID":"u4","requestParameters":{"a":"b"},"responseElements":{"credentials":{"sessionToken":"\\ud800"}}}',
+     None),
+    ('{"eventID":"u5","requestParameters":{"a":"b"},"responseElements":{"credentials":{"\\ud800":1,"sessionToken":"t"}}}',
+     None),
+    ('{"eventID":"u6","requestParameters":{"a":"b"},"x":"\\ud800"}', '{"resources":["b"],"fields":["requestParameters.a=b"]}'),
+    ('{"responseElements":{"k":"\\ud800"}}', None),
+]
+
+
+def _expected_body(text: str, related: str) -> str:
+    """doc.rs's document for a BEYOND_VECTORS record: @trailsetup first, then the record (redacted when it has a
+    sessionToken: keys sorted, which these records already are)."""
+    body = text.replace('"sessionToken":"S"', '"sessionToken":"REDACTED"').replace('"sessionToken":"t"',
+                                                                                   '"sessionToken":"REDACTED"')
+    return body if not related else '{"@trailsetup":' + related + "," + body[1:]
+
+
+@pytest.mark.parametrize("text,related", BEYOND_VECTORS, ids=[f"{i}" for i in range(len(BEYOND_VECTORS))])
+def test_trailsetup_beyond_the_vectors(text, related):
+    if related is None:
+        with pytest.raises(ctdoc.DocError):
+            ctdoc.build(text)
+        return
+    assert ctdoc.build(text).body.decode("utf-8") == _expected_body(text, related)
+
+
+def test_trailsetup_spot_checks():
+    def ts(text: str, redact: bool = True):
+        return json.loads(ctdoc.build(text, redact=redact).body).get("@trailsetup")
+
+    assert ts('{"userIdentity":{"userName":"u"},"requestParameters":{"i":"arn:aws:ec2:us-east-1:1:instance/i-0abc",'
+              '"n":3,"f":1.5,"b":false,"z":null}}') == {
+        "principal": "u",
+        "resources": ["arn:aws:ec2:us-east-1:1:instance/i-0abc", "i-0abc"],
+        "fields": ["requestParameters.b=false", "requestParameters.i=arn:aws:ec2:us-east-1:1:instance/i-0abc",
+                   "requestParameters.n=3"]}
+    tok = '{"eventID":"e","responseElements":{"credentials":{"sessionToken":"SECRET","accessKeyId":"ASIA"}}}'
+    assert "SECRET" not in json.dumps(ts(tok))
+    assert "responseElements.credentials.sessionToken=SECRET" in ts(tok, redact=False)["fields"]
+    assert json.loads(ctdoc.build(tok, redact=False).body)["responseElements"]["credentials"]["sessionToken"] == "SECRET"
+    assert ts('{"@trailsetup":{},"userIdentity":{"arn":"a"}}') == {}  # the record's own, as delivered
+    assert ts('{"eventID":"e","userIdentity":{"arn":""},"requestParameters":{"f":0.5}}') is None
+    d = ctdoc.build('{"eventID":"e","eventTime":"2022-08-31T23:30:00-01:00"}', granularity="month")
+    assert d.index == "cloudtrail-2022.09"
+    with pytest.raises(ValueError):
+        ctdoc.build('{"eventID":"e"}', granularity="week")
 
 
 def test_doc_rules_spot_checks():
@@ -152,10 +252,17 @@ def test_handler_loads_all_fixture_records(fw_env, opensearch_url, fixture_texts
     s2 = run(fixture_texts)
     assert s2 == {"records": 1505, "indexed": 0, "duplicates": 1505, "rejected": 0}
     assert count(opensearch_url, prefix) == unique
-    # spot check: a document as stored
+    # spot check: a document as stored (@trailsetup is indexed, not stored: the template keeps it out of _source)
     d = ctdoc.build(fixture_texts[0], prefix)
+    want = d.document()
+    related = want.pop("@trailsetup")
     r = requests.get(f"{opensearch_url}/{d.index}/_doc/{requests.utils.quote(d.id, safe='')}", timeout=30)
-    assert r.status_code == 200 and r.json()["_source"] == d.document()
+    assert r.status_code == 200 and r.json()["_source"] == want
+    # ... and found through it
+    for field, value in (("principal", related["principal"]), ("resources", related["resources"][0])):
+        q = {"query": {"bool": {"filter": [{"term": {f"@trailsetup.{field}": value}}, {"ids": {"values": [d.id]}}]}}}
+        r = requests.post(f"{opensearch_url}/{d.index}/_search", json=q, timeout=30)
+        assert r.status_code == 200 and r.json()["hits"]["total"]["value"] == 1, (field, value, r.text)
 
 
 # --- 3. triage through the fault proxy -------------------------------------------------------------
@@ -403,3 +510,41 @@ def test_basic_auth_without_a_readable_secret_raises(fw_env, opensearch_url, fix
     assert want in msg, msg
     assert "pw" not in msg.replace("password", "")
     assert forwarder._SECRETS == {}
+
+
+# --- 5. index granularity ------------------------------------------------------------------------------------------
+
+def test_month_granularity_writes_monthly_indices(fw_env, opensearch_url, fixture_texts, monkeypatch):
+    prefix = fw_env
+    texts = fixture_texts[:200]
+    monkeypatch.setenv("INDEX_GRANULARITY", "month")
+    s = run(texts, chunk=100)
+    docs = [ctdoc.build(t, prefix, granularity="month") for t in texts]
+    unique = len({(d.index, d.id) for d in docs})
+    assert s["records"] == 200 and s["rejected"] == 0 and s["indexed"] == unique, s
+    assert count(opensearch_url, prefix) == unique
+    r = requests.get(f"{opensearch_url}/_cat/indices/{prefix}-*?h=index&format=json", timeout=30)
+    got = {x["index"] for x in r.json()}
+    assert got == {d.index for d in docs}
+    assert all(i == f"{prefix}-undated" or len(i) == len(prefix) + len("-YYYY.MM") for i in got), got
+
+
+@pytest.mark.parametrize("value", ["weekly", "days", "monthly"])
+def test_unknown_granularity_fails_before_sending(fw_env, opensearch_url, fixture_texts, monkeypatch, capsys, value):
+    monkeypatch.setenv("INDEX_GRANULARITY", value)
+    with FaultProxy(opensearch_url) as p:
+        monkeypatch.setenv("OPENSEARCH_URL", p.url)
+        with pytest.raises(RuntimeError) as e:
+            forwarder.handler(cwl_event(fixture_texts[:3]), None)
+        assert p.requests == 0, "nothing is sent with an unknown index layout"
+    assert "INDEX_GRANULARITY must be day or month" in str(e.value) and value in str(e.value)
+    logged = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
+    assert any(m.get("level") == "error" and m.get("INDEX_GRANULARITY") == value for m in logged), logged
+
+
+def test_granularity_default_and_spelling(monkeypatch):
+    monkeypatch.delenv("INDEX_GRANULARITY", raising=False)
+    assert forwarder.index_granularity() == "day"
+    for raw, want in (("", "day"), (" day ", "day"), ("month", "month"), ("Month", "month")):
+        monkeypatch.setenv("INDEX_GRANULARITY", raw)
+        assert forwarder.index_granularity() == want

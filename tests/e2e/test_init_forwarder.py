@@ -46,6 +46,8 @@ def check_forwarder(boto, mode: str, opensearch_url: str, prefix: str, plan: dic
             "OPENSEARCH_URL": opensearch_url,
             "OPENSEARCH_AUTH": "none",  # a non-AWS endpoint
             "INDEX_PREFIX": prefix,
+            # the stack's layout (aws_env pins daily indices; init's own choice is tested in test_layout.py)
+            "INDEX_GRANULARITY": "day",
             "DLQ_URL": dlq_url,
         }
         assert lam.list_tags(Resource=fn_arn)["Tags"].get("trailsetup:stack") == "trailsetup"

@@ -86,9 +86,12 @@ def test_assumed_role_caller_and_unreachable_domain(recording_moto, run_cli, bot
     assert [(r["method"], r["path"]) for r in reqs] == [
         ("PUT", "_plugins/_security/api/roles/trailsetup-writer"), ("PUT", "_plugins/_security/api/rolesmapping/trailsetup-writer")]
     # the endpoint does not resolve here: said once, not a failure
-    # the template and the role mapping could not be sent from here: reported as deferred, once each, never created
-    assert "2 deferred" in err and err.count("deferred: opensearch-index-template") == 1, err
+    # the template, the role mapping and the Dashboards saved objects could not be sent from here: reported as
+    # deferred, once each, never created
+    assert "3 deferred" in err and err.count("deferred: opensearch-index-template") == 1, err
+    assert err.count("deferred: opensearch-dashboards-objects") == 1, err
     assert "created opensearch-index-template" not in err and "created opensearch-role-mapping" not in err, err
+    assert "created opensearch-dashboards-objects" not in err, err
     state = json.loads(open(f'{aws_env["XDG_STATE_HOME"]}/trailsetup/trailsetup.json').read())
     assert state["opensearch_reachable"] is False  # known after the first run already
     # the forwarder signs for the domain's region
@@ -98,7 +101,7 @@ def test_assumed_role_caller_and_unreachable_domain(recording_moto, run_cli, bot
     again, err = run_json(run_cli, args, env=env)
     assert no_changes(again), pending(again)
     unreachable = {c["kind"] for c in again["plan"]["changes"] if c["details"].get("unreachable")}
-    assert unreachable == {"opensearch-index-template", "opensearch-role-mapping"}
+    assert unreachable == {"opensearch-index-template", "opensearch-role-mapping", "opensearch-dashboards-objects"}
     assert sum("does not answer from this machine" in w for w in again["warnings"]) == 1, again["warnings"]
     state = json.loads(open(f'{aws_env["XDG_STATE_HOME"]}/trailsetup/trailsetup.json').read())
     assert state["opensearch_reachable"] is False and state["opensearch_region"] == HOME
