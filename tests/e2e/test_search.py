@@ -441,3 +441,73 @@ def test_bad_input_and_unreachable(loaded, trailsetup_bin, opensearch_url):
     assert rc == 2 and "--opensearch-url" in err, err
     rc, out, err = run_cli_with(trailsetup_bin, ["search", "--preset", "list"], env=env)
     assert rc == 0 and "CloudWatch.3" in out and "open-to-world" in out
+
+
+def test_migrate_upgrades_old_indices_in_place(trailsetup_bin, opensearch_url, os_clean, tmp_path):
+    """Indices made before the investigation fields: search says so, `migrate` upgrades them with every document
+    and its stored source unchanged, and finishes a migration that stopped half-way."""
+    from conftest import run_cli_with
+
+    prefix = os_clean
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TRAILSETUP_STATE_DIR": str(tmp_path / "state")}
+    old = json.loads(subprocess.run(["git", "-C", str(REPO), "show", "ac4b16d:templates/index-template.json"],
+                                    capture_output=True, check=True).stdout)
+    old["index_patterns"] = [f"{prefix}-*"]
+    old["priority"] = 100 + len(prefix)
+    old["template"]["aliases"] = {prefix: {}}
+    assert "@trailsetup" not in json.dumps(old)
+    requests.put(f"{opensearch_url}/_index_template/{prefix}-trailsetup", json=old, timeout=30).raise_for_status()
+    lines, stored = [], {}
+    for v in map(json.loads, VECTORS.read_text().splitlines()):
+        if v["name"].startswith("fixture:") and v.get("document") and v["index"] != "cloudtrail-undated":
+            index = prefix + v["index"][len(v["prefix"]):]
+            doc = {k: x for k, x in v["document"].items() if k != "@trailsetup"}
+            if (index, v["id"]) in stored:
+                continue
+            stored[(index, v["id"])] = doc
+            lines += [json.dumps({"create": {"_index": index, "_id": v["id"]}}), json.dumps(doc)]
+    r = requests.post(f"{opensearch_url}/_bulk?refresh=true", data="\n".join(lines) + "\n",
+                      headers={"content-type": "application/x-ndjson"}, timeout=300).json()
+    assert r["errors"] is False
+    indices = sorted({i for i, _ in stored})
+    rid = "i-0bf2c5c4a3c2f5a4e"  # a resource no old index can answer for: any id works, the warning is the point
+    rc, out, err = run_cli_with(trailsetup_bin, ["search", "--output", "json", "--opensearch-url", opensearch_url, "--index-prefix", prefix,
+                                                 "--since", "all", "--resource", rid], env=env)
+    assert rc == 0 and "trailsetup migrate" in err and "older trailsetup" in err, err
+    # a migration that stopped half-way: one index moved to its migrate.* copy and deleted
+    half = indices[0]
+    requests.put(f"{opensearch_url}/migrate.{half}", json={}, timeout=30).raise_for_status()
+    requests.post(f"{opensearch_url}/_reindex?refresh=true", json={"source": {"index": half}, "dest": {"index": f"migrate.{half}"}},
+                  timeout=300).raise_for_status()
+    requests.delete(f"{opensearch_url}/{half}", timeout=30).raise_for_status()
+
+    rc, out, err = run_cli_with(trailsetup_bin, ["migrate", "--output", "json", "--opensearch-url", opensearch_url, "--index-prefix", prefix],
+                                env=env, timeout=600)
+    assert rc == 0, err[-3000:]
+    m = json.loads(out)["migrate"]
+    assert sorted(m["indices"]) == indices
+    # every document back, its stored source unchanged; the copies gone; the mapping current
+    for index in indices:
+        mapping = requests.get(f"{opensearch_url}/{index}/_mapping", timeout=30).json()[index]["mappings"]
+        assert "@trailsetup" in mapping["properties"] and mapping["_source"]["excludes"] == ["@trailsetup"], index
+    assert requests.get(f"{opensearch_url}/_cat/indices/migrate.{prefix}-*?format=json", timeout=30).json() == []
+    requests.post(f"{opensearch_url}/{prefix}/_refresh", timeout=60)
+    got = {}
+    page = requests.post(f"{opensearch_url}/{prefix}-*/_search?scroll=2m", json={"size": 1000, "sort": ["_doc"]}, timeout=60).json()
+    while page["hits"]["hits"]:
+        for h in page["hits"]["hits"]:
+            got[(h["_index"], h["_id"])] = h["_source"]
+        page = requests.post(f"{opensearch_url}/_search/scroll", json={"scroll": "2m", "scroll_id": page["_scroll_id"]}, timeout=60).json()
+    assert got == stored
+    # and the investigation fields answer: every TerminateInstances' instance id, straight from the documents
+    want = {k for k, d in stored.items() if d.get("eventName") == "TerminateInstances" and "i-" in json.dumps(d.get("requestParameters"))}
+    assert want
+    some = next(iter(want))
+    iid = re.search(r'"(i-[0-9a-f]+)"', json.dumps(stored[some]["requestParameters"])).group(1)
+    rc, out, err = run_cli_with(trailsetup_bin, ["search", "--output", "json", "--opensearch-url", opensearch_url, "--index-prefix", prefix,
+                                                 "--since", "all", "--all", "--resource", iid], env=env)
+    assert rc == 0 and "older trailsetup" not in err
+    assert some in ids_of(out)
+    # a second run has nothing to do
+    rc, out, err = run_cli_with(trailsetup_bin, ["migrate", "--output", "json", "--opensearch-url", opensearch_url, "--index-prefix", prefix], env=env)
+    assert rc == 0 and json.loads(out)["migrate"]["indices"] == []
