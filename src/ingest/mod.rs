@@ -466,6 +466,14 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
     if let Some(p) = pipeline {
         p.finish().await;
     }
+    // what was loaded answers searches now, not at the next refresh interval (best effort: a refused refresh
+    // only delays visibility by the index's `refresh_interval`)
+    if a.dump_bulk.is_none() {
+        let path = format!("{}-*/_refresh?ignore_unavailable=true&allow_no_indices=true", sink.rules.prefix);
+        if let Err(e) = sink.client.json(reqwest::Method::POST, &path, None).await {
+            tracing::debug!("refresh after the backfill: {e:#}");
+        }
+    }
     cp.close()?;
     pb.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();

@@ -44,7 +44,7 @@ from conftest import run_cli_with
 
 REPO = Path(__file__).resolve().parents[2]
 PRESETS = json.loads((REPO / "templates" / "search-presets.json").read_text())["presets"]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "cloudtrail"
+from test_backfill import FIXTURES  # noqa: E402  (the fixtures beside the checkout, else TS_FIXTURES or /work/shared)
 
 AK, SK, TOKEN, REGION = "AKIDDASHBOARDSTEST", "dashboards-test-secret", "dashboards-test-session-token", "us-east-1"
 
