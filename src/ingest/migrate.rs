@@ -31,13 +31,13 @@ pub async fn run(common: &Common, a: &MigrateArgs, out: &Output) -> anyhow::Resu
     let rules = DocRules { prefix: prefix.clone(), redact: true, granularity };
 
     // a run that stopped half-way: finish each `migrate.X` left behind
-    let leftovers = list(&client, &format!("{TEMP}{prefix}-*")).await?;
+    let leftovers = layout::matching(&client, &format!("{TEMP}{prefix}-*")).await?;
     let mut done = Vec::new();
     for t in &leftovers {
         let x = &t[TEMP.len()..];
         out.note(format!("finishing the interrupted migration of {x}"));
         let t_count = count(&client, t).await?;
-        let exists = list(&client, x).await?.iter().any(|i| i == x);
+        let exists = layout::matching(&client, x).await?.iter().any(|i| i == x);
         if exists && !is_old(&client, x).await? && count(&client, x).await? >= t_count {
             delete(&client, t).await?; // copied back already
         } else {
@@ -93,11 +93,6 @@ async fn ok(client: &Client, method: Method, path: &str, body: Option<&Value>, w
         bail!("{what} failed: HTTP {}: {}", r.status, r.text());
     }
     Ok(serde_json::from_slice(&r.body).unwrap_or_default())
-}
-
-async fn list(client: &Client, pattern: &str) -> anyhow::Result<Vec<String>> {
-    let v = ok(client, Method::GET, &format!("_cat/indices/{pattern}?format=json&h=index&expand_wildcards=open&ignore_unavailable=true"), None, "listing indices").await?;
-    Ok(v.as_array().map(|a| a.iter().filter_map(|x| x["index"].as_str().map(str::to_owned)).collect()).unwrap_or_default())
 }
 
 /// Made before the investigation fields: its mapping has no `@trailsetup.resources`.

@@ -110,13 +110,20 @@ pub fn days_of(prefix: &str, index: &str) -> Option<(NaiveDate, NaiveDate)> {
 
 /// The open indices named `<prefix>-*`.
 pub async fn indices(client: &Client, prefix: &str) -> anyhow::Result<Vec<String>> {
-    let r = client.json(Method::GET, &format!("_cat/indices/{prefix}-*?format=json&h=index&expand_wildcards=open"), None).await?;
+    matching(client, &format!("{prefix}-*")).await
+}
+
+/// The open indices an index expression names (a name or a wildcard pattern), sorted; none when nothing matches.
+pub async fn matching(client: &Client, pattern: &str) -> anyhow::Result<Vec<String>> {
+    let r = client
+        .json(Method::GET, &format!("_cat/indices/{pattern}?format=json&h=index&expand_wildcards=open&ignore_unavailable=true"), None)
+        .await?;
     check_auth(&r, client.auth(), "GET _cat/indices")?;
     if r.status == reqwest::StatusCode::NOT_FOUND {
         return Ok(Vec::new());
     }
     if !r.status.is_success() {
-        anyhow::bail!("listing the indices {prefix}-* failed: HTTP {}: {}", r.status, r.text());
+        anyhow::bail!("listing the indices {pattern} failed: HTTP {}: {}", r.status, r.text());
     }
     let v: Vec<serde_json::Value> = serde_json::from_slice(&r.body).unwrap_or_default();
     let mut names: Vec<String> = v.iter().filter_map(|x| x["index"].as_str().map(str::to_owned)).collect();
