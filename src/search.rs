@@ -466,11 +466,11 @@ mod tests {
         assert_eq!(c["principal"], "arn:aws:sts::111122223333:assumed-role/VeryLongRoleNameForOperations/some.person@example.com");
         assert_eq!(c["resources"][0], "arn:aws:ec2:eu-west-1:1:instance/i-0abc");
         for width in [80, 100] {
-            for l in table(&[c.clone()], width).lines() {
+            for l in table(std::slice::from_ref(&c), width).lines() {
                 assert!(l.chars().count() <= width, "{l}");
             }
         }
-        let t = table(&[c.clone()], 80);
+        let t = table(std::slice::from_ref(&c), 80);
         assert!(t.contains("2024-03-01 12:00:01") && t.contains("TerminateInstances") && t.contains('…'));
         // wide terminal: nothing cut
         assert!(table(&[c], 400).contains("some.person@example.com"));

@@ -109,8 +109,10 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
     let mut ignored = 0u64;
     let mut messages = 0u64;
     let (res_tx, mut res_rx) = tokio::sync::mpsc::unbounded_channel::<(String, FileResult)>();
+    // every delete goes through one task, in batches of up to ten
+    let (deleter, deleting) = sqs::Deleter::start(sqs_client.clone(), queue_url.clone());
 
-    while !stopping.load(Relaxed) && pipeline.fatal().is_none() {
+    while !stopping.load(Relaxed) && pipeline.fatal().is_none() && deleter.failed().is_none() {
         // Only ask for as many messages as we have room for.
         let room = sem.available_permits().clamp(1, 10) as i32;
         let wait = if a.drain { 1 } else { 20 };
@@ -153,7 +155,7 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
                 Notice::Ignore(what) => {
                     ignored += 1;
                     tracing::info!("deleting {what}");
-                    sqs::delete(&sqs_client, &queue_url, &m).await?;
+                    deleter.delete(&m);
                 }
                 Notice::Garbage(shown) => {
                     garbage += 1;
@@ -178,15 +180,16 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
                     );
                     tracing::warn!("message {}: {reason}; sent to the dead-letter queue, not loaded", m.message_id().unwrap_or("?"));
                     match &dlq_url {
-                        Some(dlq) => sqs::dead_letter(&sqs_client, &queue_url, dlq, &m, &reason).await?,
+                        Some(dlq) => sqs::dead_letter(&sqs_client, dlq, &deleter, &m, &reason).await?,
                         None => tracing::warn!("{queue_url} has no dead-letter queue: the message stays on the queue"),
                     }
                 }
                 Notice::Files(files) => {
                     let permit = sem.clone().acquire_owned().await.expect("never closed");
-                    let (p, client, q, s3, tx) = (pipeline.clone(), sqs_client.clone(), queue_url.clone(), s3.clone(), res_tx.clone());
+                    let (p, client, q, s3, tx, d) =
+                        (pipeline.clone(), sqs_client.clone(), queue_url.clone(), s3.clone(), res_tx.clone(), deleter.clone());
                     tasks.spawn(async move {
-                        let ok = handle(&p, Followed { client: &client, queue: &q, visibility }, &s3, &m, files, &tx).await;
+                        let ok = handle(&p, Followed { client: &client, queue: &q, visibility, deleter: &d }, &s3, &m, files, &tx).await;
                         drop(permit);
                         ok
                     });
@@ -208,6 +211,8 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
     while let Some((key, res)) = res_rx.recv().await {
         note_file(&mut report, key, res);
     }
+    drop(deleter);
+    let delete_failed = deleting.await.unwrap_or_else(|e| Some(format!("deleting messages: {e}")));
     let fatal = pipeline.fatal();
     let quarantine_path = sink.quarantine.clone();
     if let Some(p) = Arc::into_inner(pipeline) {
@@ -218,6 +223,9 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
     super::summary("ingest", &stats, &report, secs, &quarantine_path, None, false, &extra, out);
     if let Some(f) = fatal {
         anyhow::bail!("{f}\nmessages whose files were not fully loaded were not deleted and will come back");
+    }
+    if let Some(f) = delete_failed {
+        anyhow::bail!("{f}\nthe messages not deleted come back after their visibility timeout; their documents are counted as duplicates");
     }
     Ok(super::exit_for(&stats))
 }
@@ -255,11 +263,12 @@ fn note_file(report: &mut Report, key: String, res: FileResult) {
     }
 }
 
-/// The queue a worker follows: client, URL, and the visibility it asks for.
+/// The queue a worker follows: client, URL, the visibility it asks for, and where settled messages go.
 struct Followed<'a> {
     client: &'a aws_sdk_sqs::Client,
     queue: &'a str,
     visibility: i32,
+    deleter: &'a sqs::Deleter,
 }
 
 /// Load every file a message names; delete the message only when all of them are settled.
@@ -271,7 +280,7 @@ async fn handle(
     files: Vec<(String, String)>,
     tx: &tokio::sync::mpsc::UnboundedSender<(String, FileResult)>,
 ) -> anyhow::Result<()> {
-    let Followed { client, queue, visibility } = q;
+    let Followed { client, queue, visibility, deleter } = q;
     let handle = m.receipt_handle().unwrap_or_default().to_string();
     // Keep the message invisible while its files are in flight.
     let keeper = {
@@ -316,7 +325,7 @@ async fn handle(
     }
     keeper.abort();
     if all_ok {
-        sqs::delete(client, queue, m).await?;
+        deleter.delete(m);
     }
     Ok(())
 }

@@ -24,6 +24,8 @@ from typing import Callable, Mapping, Sequence
 import pytest
 import requests
 
+from awsproxy import start_proxy
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_HINT = "start the emulators with `scripts/testenv.sh start` and `source .cache/run/env` (or run `scripts/test`)"
 
@@ -275,3 +277,19 @@ def run_cli(trailsetup_bin: Path, request: pytest.FixtureRequest, tmp_path: Path
         )
 
     return run
+
+
+@pytest.fixture
+def proxy(moto_reset):
+    """proxy(answer=None, rewrite=None) -> (url, calls): a recording proxy in front of moto (tests/e2e/awsproxy.py);
+    every proxy started is shut down after the test."""
+    servers = []
+
+    def start(answer=None, rewrite=None):
+        srv, url, calls = start_proxy(moto_reset, answer=answer, rewrite=rewrite)
+        servers.append(srv)
+        return url, calls
+
+    yield start
+    for s in servers:
+        s.shutdown()

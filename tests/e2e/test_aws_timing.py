@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from awsproxy import json_error, rest_json_error, s3_error, start_proxy
+from awsproxy import json_error, rest_json_error, s3_error
 
 ACCOUNT = "123456789012"
 HOME = "us-east-1"
@@ -87,21 +87,6 @@ def moto_url():
 def env(aws_env):
     """The binary's environment: moto (or the proxy, per call) and short propagation waits."""
     return dict(aws_env, TRAILSETUP_RETRY_SCALE=SCALE)
-
-
-@pytest.fixture
-def proxy(moto_reset):
-    """proxy(answer=None, rewrite=None) -> (url, calls); every proxy started is shut down after the test."""
-    servers = []
-
-    def start(answer=None, rewrite=None):
-        srv, url, calls = start_proxy(moto_reset, answer=answer, rewrite=rewrite)
-        servers.append(srv)
-        return url, calls
-
-    yield start
-    for s in servers:
-        s.shutdown()
 
 
 def run_json(run_cli, args, env, rc_ok=(0,)):

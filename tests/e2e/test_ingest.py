@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from awsproxy import json_error
 from test_backfill import FIXTURES, backfill, fixture_vectors, os_count, synth, wait_until_count
 
 BUCKET = "trail-logs"
@@ -166,6 +167,68 @@ def test_sigterm_finishes_in_flight_without_loss(run_cli, moto_reset, boto, open
     s = ingest(run_cli, ["--queue-url", q, "--opensearch-url", opensearch_url, "--index-prefix", prefix,
                          "--visibility-timeout", "3"])
     assert os_count(opensearch_url, f"{prefix}-*") == 20_000
+    assert queue_counts(sqs, q) == (0, 0)
+
+
+def test_deletes_go_ten_to_a_request_and_a_refused_delete_loses_nothing(proxy, run_cli, boto, aws_env, opensearch_url, os_clean):
+    # SQS Developer Guide, "Amazon SQS batch actions": up to ten messages per call (SQS bills per request), and
+    # "setting permissions for DeleteMessage ... sets permissions for the corresponding batch versions".
+    # API Reference, DeleteMessageBatch: each entry succeeds or fails on its own inside a 200 answer.
+    prefix = os_clean
+    s3, sqs = boto("s3"), boto("sqs")
+    s3.create_bucket(Bucket=BUCKET)
+    keys = [k for k in upload_tree(s3, FIXTURES) if "Digest" not in k]
+    q, _ = make_queues(sqs, max_receive=10)
+
+    def send_all():
+        for i in range(0, len(keys), 4):
+            sqs.send_message(QueueUrl=q, MessageBody=json.dumps({"s3Bucket": BUCKET, "s3ObjectKey": keys[i:i + 4]}))
+        return (len(keys) + 3) // 4
+
+    is_batch = lambda h: (h.get("X-Amz-Target") or "") == "AmazonSQS.DeleteMessageBatch"
+    first = {"left": 1}
+
+    def fail_first_batch(method, path, headers, body):
+        # the first batch: every entry refused inside a 200 (as SQS does for a receipt handle gone stale)
+        if is_batch(headers) and first["left"]:
+            first["left"] -= 1
+            entries = json.loads(body)["Entries"]
+            failed = [{"Id": e["Id"], "SenderFault": True, "Code": "ReceiptHandleIsInvalid",
+                       "Message": "The input receipt handle is invalid."} for e in entries]
+            return 200, "application/x-amz-json-1.0", json.dumps({"Successful": [], "Failed": failed}).encode()
+        return None
+
+    messages = send_all()
+    url, calls = proxy(answer=fail_first_batch)
+    args = ["--queue-url", q, "--opensearch-url", opensearch_url, "--index-prefix", prefix, "--visibility-timeout", "4"]
+    rc, out, err = run_cli(["ingest", "--output", "json", "--drain", "--bucket", BUCKET, *args], env=dict(aws_env, AWS_ENDPOINT_URL=url), timeout=600)
+    assert rc == 0, err[-3000:]
+    s = json.loads(out)["ingest"]
+    total, want = fixture_vectors(prefix)
+    batches = [json.loads(c["body"])["Entries"] for c in calls if c["target"] == "AmazonSQS.DeleteMessageBatch"]
+    assert not [c for c in calls if c["target"] == "AmazonSQS.DeleteMessage"], "no single deletes"
+    assert all(1 <= len(b) <= 10 for b in batches) and len(batches) < messages, [len(b) for b in batches]
+    refused = len(batches[0])
+    # the refused messages came back after their visibility timeout and were loaded again: duplicates, nothing
+    # lost (with a visibility this short, a message may also come back before its delete is sent)
+    assert sum(len(b) for b in batches) >= messages + refused
+    assert "not deleted" in err and "ReceiptHandleIsInvalid" in err, err[-3000:]
+    assert (s["indexed"], s["quarantined"]) == (len(want), 0) and s["records"] > total, s
+    assert os_count(opensearch_url, f"{prefix}-*") == len(want)
+    assert queue_counts(sqs, q) == (0, 0)
+
+    # a refused call (no sqs:DeleteMessage) ends the run and names the permission; the messages stay on the queue
+    send_all()
+    url, calls = proxy(answer=lambda m, p, h, b: json_error(
+        "com.amazonaws.sqs#AccessDenied", "User is not authorized to perform: sqs:deletemessage", version="1.0",
+        status=403, query_error="AccessDenied") if is_batch(h) else None)
+    rc, out, err = run_cli(["ingest", "--output", "json", "--drain", "--bucket", BUCKET, *args], env=dict(aws_env, AWS_ENDPOINT_URL=url), timeout=600)
+    assert rc == 1, f"rc={rc}\n{err[-3000:]}"
+    assert "sqs:DeleteMessage" in err and "come back" in err, err[-3000:]
+    assert sum(queue_counts(sqs, q)) == messages, "no message was deleted"
+    again = ingest(run_cli, args)
+    assert (again["indexed"], again["quarantined"]) == (0, 0) and again["duplicates"] == again["records"] >= total
+    assert os_count(opensearch_url, f"{prefix}-*") == len(want)
     assert queue_counts(sqs, q) == (0, 0)
 
 

@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 
 import pytest
-from awsproxy import start_proxy
 
 ACCOUNT = "123456789012"
 HOME = "us-east-1"
@@ -86,19 +85,12 @@ def files_holding(root: Path, needle: str) -> list:
     return [str(p) for p in root.rglob("*") if p.is_file() and needle.encode() in p.read_bytes()]
 
 
-@pytest.fixture
-def proxy(moto_reset):
-    srv, url, calls = start_proxy(moto_reset)
-    yield url, calls
-    srv.shutdown()
-
-
 def sm_calls(calls, op):
     return [c for c in calls if c["target"] == f"secretsmanager.{op}"]
 
 
 def test_basic_auth_password_lives_in_secrets_manager_only(proxy, run_cli, aws_env, boto, opensearch_url, os_clean, tmp_path):
-    url, calls = proxy
+    url, calls = proxy()
     env = basic_env(aws_env, AWS_ENDPOINT_URL=url)
     args = init_args(opensearch_url, os_clean)
 
@@ -218,7 +210,7 @@ def test_basic_auth_password_lives_in_secrets_manager_only(proxy, run_cli, aws_e
     (None, None, ["TRAILSETUP_OPENSEARCH_USER", "TRAILSETUP_OPENSEARCH_PASSWORD"]),
 ])
 def test_missing_password_is_exit_2_and_changes_nothing(proxy, run_cli, aws_env, boto, opensearch_url, os_clean, user, password, missing):
-    url, calls = proxy
+    url, calls = proxy()
     env = basic_env(aws_env, user=user, password=password, AWS_ENDPOINT_URL=url)
     for extra in ([], ["--dry-run"], ["--dry-run", "--offline", "--account", ACCOUNT]):
         calls.clear()
