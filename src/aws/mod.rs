@@ -82,7 +82,7 @@ where
 pub fn hint_for(code: &str, permission: &str) -> String {
     match code {
         "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AuthorizationError" | "Forbidden" => {
-            format!("\n  → the caller needs the IAM permission {permission} (see README, \"IAM permissions\")")
+            format!("\n  → the caller needs the IAM permission {permission} (see docs/init.md, \"IAM permissions\")")
         }
         "ExpiredToken" | "ExpiredTokenException" | "InvalidClientTokenId" | "UnrecognizedClientException" | "SignatureDoesNotMatch" => {
             "\n  → the AWS credentials are invalid or expired; refresh them (aws sso login, or --profile)".into()

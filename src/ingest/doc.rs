@@ -17,9 +17,10 @@
 //!   - `resources`: every string value of at most 256 characters at any depth of `requestParameters`,
 //!     `responseElements`, `resources`, `additionalEventData`, `serviceEventDetails`, and for a value starting
 //!     `arn:` also its part after the last `/` or `:` (when not empty); sorted by code point, unique;
-//!   - `fields`: `path=value` for the scalar leaves of the same blobs (strings of at most 256 characters,
-//!     booleans, integers; path = keys joined by `.`, an array step written `[]`, at most 256 characters);
-//!     sorted, unique;
+//!   - `fields`: `path=value` for the scalar leaves of the same blobs whose path is one of `FIELD_PATHS` (the
+//!     values the presets ask about that are not identifiers: MFA use, the console login's outcome, the CIDRs
+//!     of security-group, network-ACL and route changes; strings of at most 256 characters, booleans, integers;
+//!     path = keys joined by `.`, an array step written `[]`); sorted, unique;
 //!   - with redaction on, `responseElements.credentials.sessionToken` is not taken;
 //!   - a blob (or `userIdentity`) that serde_json cannot read as a value (number out of range, lone surrogate,
 //!     nesting deeper than 127 levels) gives nothing; the duplicate of a key counts once, its last value.
@@ -276,8 +277,21 @@ fn minify_into(out: &mut Vec<u8>, s: &[u8]) {
 
 /// The blobs whose values are indexed for investigation (see the module docs), in the order of `Top`.
 pub const BLOBS: [&str; 5] = ["requestParameters", "responseElements", "resources", "additionalEventData", "serviceEventDetails"];
-/// Longest value (and path) indexed, in characters.
+/// Longest value indexed, in characters.
 pub const MAX_VALUE_CHARS: usize = 256;
+/// The scalar leaves indexed as `path=value` in `@trailsetup.fields`: what the presets (and an investigator)
+/// ask of a record beyond its identifiers, which `resources` already holds. A list, not every leaf: every leaf
+/// made the load 24 % slower on the bench (`bench/search.sh`), and no question needed the rest.
+pub const FIELD_PATHS: [&str; 8] = [
+    "additionalEventData.MFAUsed",
+    "requestParameters.cidrBlock",
+    "requestParameters.cidrIp",
+    "requestParameters.destinationCidrBlock",
+    "requestParameters.ipPermissions.items[].ipRanges.items[].cidrIp",
+    "requestParameters.ipPermissions.items[].ipv6Ranges.items[].cidrIpv6",
+    "requestParameters.ipv6CidrBlock",
+    "responseElements.ConsoleLogin",
+];
 
 /// The top-level members `@trailsetup` is built from: the last of duplicates, like `serde_json::Value`.
 #[derive(Default)]
@@ -379,7 +393,7 @@ fn walk(
 ) {
     use serde_json::Value;
     let leaf = |text: &str, fields: &mut std::collections::BTreeSet<String>, path: &str| {
-        if short(path) {
+        if FIELD_PATHS.contains(&path) {
             fields.insert(format!("{path}={text}"));
         }
     };
@@ -533,8 +547,28 @@ mod tests {
         assert_eq!(action, serde_json::json!({"create": {"_index": "cloudtrail-2022.08.18", "_id": "abc"}}));
         let mut want: serde_json::Value = serde_json::from_str(rec).unwrap();
         want["@timestamp"] = "2022-08-18T17:10:00.000Z".into();
-        want["@trailsetup"] = serde_json::json!({"resources": ["x"], "fields": ["requestParameters=x"]});
+        want["@trailsetup"] = serde_json::json!({"resources": ["x"]});
         assert_eq!(body, want);
+    }
+
+    #[test]
+    fn fields_are_the_listed_leaves_only() {
+        let rec = r#"{"eventTime":"2022-08-18T17:10:00Z","eventID":"e","eventName":"ConsoleLogin",
+            "additionalEventData":{"MFAUsed":"No","LoginTo":"https://console.aws.amazon.com/","MobileVersion":"No"},
+            "responseElements":{"ConsoleLogin":"Success"},
+            "requestParameters":{"ipPermissions":{"items":[{"ipRanges":{"items":[{"cidrIp":"0.0.0.0/0"}]},"fromPort":22}]}}}"#;
+        let (_, _, body) = build(rec);
+        assert_eq!(
+            body["@trailsetup"]["fields"],
+            serde_json::json!([
+                "additionalEventData.MFAUsed=No",
+                "requestParameters.ipPermissions.items[].ipRanges.items[].cidrIp=0.0.0.0/0",
+                "responseElements.ConsoleLogin=Success"
+            ])
+        );
+        // every string is still a resource value, listed or not
+        let res = body["@trailsetup"]["resources"].as_array().unwrap();
+        assert!(res.contains(&"https://console.aws.amazon.com/".into()) && res.contains(&"0.0.0.0/0".into()));
     }
 
     #[test]

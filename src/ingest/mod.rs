@@ -704,7 +704,7 @@ async fn dry_run(
         Source::Dir(_) => 0,
         Source::S3(_) => files.len() as u64 + (files.len() as u64).div_ceil(1000),
     };
-    // Throughput assumed for the estimate: this tool's measured backfill rate (see README, Performance).
+    // Throughput assumed for the estimate: this tool's measured backfill rate (see docs/performance.md).
     const RATE: f64 = 20_000.0;
     let est_secs = est as f64 / RATE;
     if out.json {

@@ -7,11 +7,11 @@
 //! agrees with AWS's own blog post "Lower your Amazon OpenSearch Service storage cost with gp3 Amazon EBS volumes"
 //! (gp3 is 9.6% cheaper than gp2 at $0.135/GB-month: $0.122). Other regions differ; reserved instances, data
 //! transfer, snapshots beyond the free ones, and taxes are not counted. The AWS Pricing Calculator
-//! (<https://calculator.aws/>) has the current price for any region. See also README, "Cost estimate".
+//! (<https://calculator.aws/>) has the current price for any region. See also docs/init.md, "Cost estimate".
 
 use serde_json::{json, Value};
 
-/// Where the prices below come from (shown in the plan's JSON and the README).
+/// Where the prices below come from (shown in the plan's JSON and docs/init.md).
 pub const SOURCE: &str = "us-east-1 on-demand list prices of Amazon OpenSearch Service as public cost tools give them \
                           (https://aws.amazon.com/opensearch-service/pricing/ was not reachable from here); check the \
                           AWS Pricing Calculator, https://calculator.aws/";

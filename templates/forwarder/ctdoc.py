@@ -20,8 +20,8 @@ Rules (see doc.rs for the authoritative text):
   - resources: every string of at most 256 code points at any depth of requestParameters, responseElements,
     resources, additionalEventData, serviceEventDetails, and for one starting "arn:" also its part after the
     last "/" or ":" (when not empty); sorted by code point, unique;
-  - fields: "path=value" for the scalar leaves of the same blobs (strings as above, true/false, integers; path =
-    blob name and keys joined by ".", an array step "[]", at most 256 code points); sorted, unique;
+  - fields: "path=value" for the scalar leaves of the same blobs whose path is one of FIELD_PATHS (strings as
+    above, true/false, integers; path = blob name and keys joined by ".", an array step "[]"); sorted, unique;
   - with redaction on, the path responseElements.credentials.sessionToken is not taken;
   - a blob (or userIdentity) serde_json cannot read as a Value (out-of-range number, lone surrogate, more
     than 127 levels from its own root) gives nothing; of a duplicated top-level key the last value counts.
@@ -456,6 +456,18 @@ def _splice(obj: str, ts: Optional[str], related: Optional[str]) -> str:
 
 BLOBS = ("requestParameters", "responseElements", "resources", "additionalEventData", "serviceEventDetails")
 MAX_VALUE_CHARS = 256
+# doc.rs FIELD_PATHS: the scalar leaves indexed as "path=value" (MFA use, the console login's outcome, the CIDRs of
+# security-group, network-ACL and route changes)
+FIELD_PATHS = frozenset((
+    "additionalEventData.MFAUsed",
+    "requestParameters.cidrBlock",
+    "requestParameters.cidrIp",
+    "requestParameters.destinationCidrBlock",
+    "requestParameters.ipPermissions.items[].ipRanges.items[].cidrIp",
+    "requestParameters.ipPermissions.items[].ipv6Ranges.items[].cidrIpv6",
+    "requestParameters.ipv6CidrBlock",
+    "responseElements.ConsoleLogin",
+))
 _PRINCIPAL_PATHS = (("arn",), ("sessionContext", "sessionIssuer", "arn"), ("userName",), ("principalId",),
                     ("invokedBy",), ("accountId",))
 _TOKEN_PATH = "responseElements.credentials.sessionToken"
@@ -502,13 +514,13 @@ def _walk(v: Any, path: str, redact: bool, resources: set, fields: set) -> None:
             if cut:
                 resources.add(cut)
         resources.add(v)
-        if _short(path):
+        if path in FIELD_PATHS:
             fields.add(path + "=" + v)
     elif isinstance(v, bool):
-        if _short(path):
+        if path in FIELD_PATHS:
             fields.add(path + "=" + ("true" if v else "false"))
     elif isinstance(v, int):
-        if _short(path):
+        if path in FIELD_PATHS:
             fields.add(path + "=" + str(v))
     # floats, null: nothing
 
