@@ -17,7 +17,6 @@ set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N="${1:-${BENCH_RECORDS:-200000}}"
-CORPUS="$CACHE/corpus-$N"
 CONC="${BENCH_BULK_CONCURRENCY:-4}"
 WORK="$(mktemp -d "$CACHE/run.XXXXXX" 2>/dev/null || { mkdir -p "$CACHE"; mktemp -d "$CACHE/run.XXXXXX"; })"
 SHM_DUMP="/dev/shm/trailsetup-bench-$$"
@@ -30,12 +29,7 @@ trap cleanup EXIT
 ensure_servers
 
 # --- corpus --------------------------------------------------------------------------------------
-if [[ ! -f "$CORPUS/.done" ]]; then
-  log "building a corpus of $N records in $CORPUS"
-  rm -rf "$CORPUS"
-  python3 "$SYNTH" "$FIXTURES" "$CORPUS" --records "$N"
-  touch "$CORPUS/.done"
-fi
+ensure_corpus "$N"
 FILES="$(find "$CORPUS" -type f \( -name '*.json.gz' -o -name '*.json' \) | wc -l)"
 BYTES="$(du -sb "$CORPUS" | cut -f1)"
 log "corpus: $FILES files, $BYTES bytes"

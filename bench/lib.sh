@@ -5,7 +5,8 @@
 # Sets ROOT, CACHE, SYNTH, FIXTURES, BIN, MOTO and PIDS (servers started here; the caller's EXIT trap kills them
 # with kill_pids). Functions: log, die, ensure_servers (OpenSearch from .cache/run/env, scripts/testenv.sh start
 # when it does not answer; sets OS and PY), start_moto WORKDIR (a moto server on a free loopback port, never the
-# shared one; sets MOTO_URL).
+# shared one; sets MOTO_URL), ensure_corpus N (ct_synth's N-record corpus, cached in .cache/bench/corpus-N; sets
+# CORPUS).
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="$ROOT/.cache/bench"
@@ -45,4 +46,14 @@ start_moto() { # WORKDIR
   MOTO_URL="http://127.0.0.1:$port"
   for _ in $(seq 200); do curl -sf -o /dev/null "$MOTO_URL/moto-api/" && return 0; sleep 0.1; done
   die "moto did not start (see $1/moto.log)"
+}
+
+ensure_corpus() { # N_RECORDS
+  CORPUS="$CACHE/corpus-$1"
+  if [[ ! -f "$CORPUS/.done" ]]; then
+    log "building a corpus of $1 records in $CORPUS"
+    rm -rf "$CORPUS"
+    python3 "$SYNTH" "$FIXTURES" "$CORPUS" --records "$1"
+    touch "$CORPUS/.done"
+  fi
 }

@@ -49,10 +49,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Some(Command::Dashboards(a)) => dashboards::run(&common, &a, &out).await,
         Some(Command::Backfill(a)) => ingest::backfill(&common, &a, &out).await,
         Some(Command::Ingest(a)) => ingest::follow::ingest(&common, &a, &out).await,
-        Some(Command::Init(a)) => init::run(&common, &a.or(cli.init), &out).await,
+        Some(Command::Init(a)) => after_init(init::run(&common, &a.or(cli.init), &out).await?, &common, &out).await,
         Some(Command::Destroy(a)) => destroy::run(&common, &a, &out).await,
         Some(Command::Status(a)) => status::run(&common, &a, &out).await,
-        None => init::run(&common, &cli.init, &out).await,
+        None => after_init(init::run(&common, &cli.init, &out).await?, &common, &out).await,
+    }
+}
+
+/// `init`'s end: with `--yes` (or "yes" in the wizard) the logs already in the bucket are loaded, by `backfill`.
+/// With `--output json` its summary goes into init's plan document, and that one document is printed.
+async fn after_init(outcome: init::Outcome, common: &settings::Common, out: &output::Output) -> anyhow::Result<Exit> {
+    match outcome {
+        init::Outcome::Done(exit) => Ok(exit),
+        init::Outcome::Backfill { args, doc: None } => ingest::backfill(common, &args, out).await,
+        init::Outcome::Backfill { args, doc: Some(mut doc) } => {
+            let sub = out.capturing();
+            let r = ingest::backfill(common, &args, &sub).await;
+            if let Some(v) = sub.captured() {
+                doc["backfill"] = v["backfill"].clone();
+            }
+            out.json_doc(&doc);
+            r.map_err(|e| e.context("the pipeline is set up; loading the existing logs failed (rerun `trailsetup backfill`)"))
+        }
     }
 }
 

@@ -167,7 +167,17 @@ async fn auto_granularity(ctx: &resources::Ctx, aws: Option<&Aws>) -> crate::ope
     }
 }
 
-pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<Exit> {
+/// How an `init` run ends: done, or with the existing logs to load next. The backfill is another command: the
+/// dispatcher (`crate::run`) runs it, so that no command module calls another.
+#[derive(Debug)]
+pub enum Outcome {
+    Done(Exit),
+    /// Load the logs already in the stack's bucket with `args`; `doc` is the plan document (with `--output json`)
+    /// that the backfill's summary goes into, under `"backfill"`, before it is printed.
+    Backfill { args: BackfillArgs, doc: Option<serde_json::Value> },
+}
+
+pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<Outcome> {
     // The stack's lock, once taken, is released on every way out: before the backfill when the run went well, here
     // after an error or an early return, by the signal handler on Ctrl-C/SIGTERM.
     let held = crate::lock::Held::default();
@@ -180,7 +190,7 @@ fn show_cursor() {
     let _ = console::Term::stderr().show_cursor();
 }
 
-async fn run_holding(common: &Common, a: &InitArgs, out: &Output, held: &crate::lock::Held) -> anyhow::Result<Exit> {
+async fn run_holding(common: &Common, a: &InitArgs, out: &Output, held: &crate::lock::Held) -> anyhow::Result<Outcome> {
     let dry = common.dry_run || common.offline;
     if !dry && a.plan_out.is_some() {
         return Err(usage("--plan-out saves the plan of a dry run: add --dry-run (then apply it with `init --yes --plan FILE`)"));
@@ -628,7 +638,7 @@ async fn run_holding(common: &Common, a: &InitArgs, out: &Output, held: &crate::
                 "Dry run: nothing was changed."
             });
         }
-        return Ok(exit);
+        return Ok(Outcome::Done(exit));
     }
     let Some(aws) = aws else { return Err(anyhow::anyhow!("internal: no AWS config outside --offline")) };
     if let Some(e) = resources::kms::unreadable_error(&plan) {
@@ -647,7 +657,7 @@ async fn run_holding(common: &Common, a: &InitArgs, out: &Output, held: &crate::
             if out.json {
                 out.json_doc(&plan.to_json(&header, false));
             }
-            return Ok(Exit::Success);
+            return Ok(Outcome::Done(Exit::Success));
         }
         applying.store(true, std::sync::atomic::Ordering::SeqCst);
         let quiet = out.quiet || out.json;
@@ -802,32 +812,20 @@ async fn run_holding(common: &Common, a: &InitArgs, out: &Output, held: &crate::
         if let Some(why) = &backfill_deferred {
             doc["backfill"] = json!({"deferred": true, "reason": why});
         }
-        let mut exit = Exit::Success;
         if backfill {
-            let sub = out.capturing();
-            let r = crate::ingest::backfill(common, &args, &sub).await;
-            if let Some(v) = sub.captured() {
-                doc["backfill"] = v["backfill"].clone();
-            }
-            match r {
-                Ok(e) => exit = e,
-                Err(e) => {
-                    out.json_doc(&doc);
-                    return Err(e.context("the pipeline is set up; loading the existing logs failed (rerun `trailsetup backfill`)"));
-                }
-            }
+            return Ok(Outcome::Backfill { args, doc: Some(doc) });
         }
         out.json_doc(&doc);
-        return Ok(exit);
+        return Ok(Outcome::Done(Exit::Success));
     }
     if let Some(why) = &backfill_deferred {
         out.note(format!("Backfill deferred: {why}."));
     }
     if backfill {
         out.note("Loading the logs already in the bucket (trailsetup backfill)…");
-        return crate::ingest::backfill(common, &args, out).await;
+        return Ok(Outcome::Backfill { args, doc: None });
     }
-    Ok(Exit::Success)
+    Ok(Outcome::Done(Exit::Success))
 }
 
 /// The end of a run: what exists now, where the data is, what to run next.
