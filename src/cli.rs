@@ -286,11 +286,11 @@ impl InitArgs {
     }
 }
 
-/// Options shared by `backfill` and `ingest`: where documents go and how.
+/// The OpenSearch endpoint, how to reach it, and the index prefix: shared by every command that reads or writes
+/// documents (defaults: the stack's, from its state file or the account's record).
 #[derive(Debug, Clone, Args, Default)]
-#[command(next_help_heading = "OpenSearch sink")]
-pub struct SinkArgs {
-    /// OpenSearch endpoint [default: from init's state]
+pub struct OpenSearchArgs {
+    /// OpenSearch endpoint [default: from the stack]
     #[arg(long, env = "TRAILSETUP_OPENSEARCH_URL")]
     pub opensearch_url: Option<String>,
 
@@ -302,7 +302,7 @@ pub struct SinkArgs {
     #[arg(long, env = "TRAILSETUP_SIGV4_SERVICE", value_name = "es|aoss")]
     pub sigv4_service: Option<String>,
 
-    /// SigV4 region: the domain's region [default: from the host name, else init's state, else --region]
+    /// SigV4 region: the domain's region [default: from the host name, else the stack's, else --region]
     #[arg(long, env = "TRAILSETUP_SIGV4_REGION", value_name = "REGION")]
     pub sigv4_region: Option<String>,
 
@@ -310,9 +310,18 @@ pub struct SinkArgs {
     #[arg(long, env = "TRAILSETUP_CA_BUNDLE", value_name = "FILE")]
     pub ca_bundle: Option<PathBuf>,
 
-    /// Index prefix: documents go to <prefix>-YYYY.MM.DD (or <prefix>-YYYY.MM), alias <prefix> [default: cloudtrail]
+    /// Index prefix: documents are in <prefix>-YYYY.MM.DD (or <prefix>-YYYY.MM), alias <prefix> [default: the
+    /// stack's, else cloudtrail]
     #[arg(long, env = "TRAILSETUP_INDEX_PREFIX")]
     pub index_prefix: Option<String>,
+}
+
+/// Options shared by `backfill` and `ingest`: where documents go and how.
+#[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "OpenSearch sink")]
+pub struct SinkArgs {
+    #[command(flatten)]
+    pub os: OpenSearchArgs,
 
     /// day or month indices [default: the stack's choice: its state, else the installed index template, else day]
     #[arg(long, value_enum, env = "TRAILSETUP_INDEX_GRANULARITY")]
@@ -507,29 +516,8 @@ pub struct EndpointArgs {
     #[arg(long, env = "TRAILSETUP_NAME")]
     pub name: Option<String>,
 
-    /// OpenSearch endpoint [default: from the stack]
-    #[arg(long, env = "TRAILSETUP_OPENSEARCH_URL")]
-    pub opensearch_url: Option<String>,
-
-    /// sigv4, basic (TRAILSETUP_OPENSEARCH_USER/_PASSWORD) or none [default: sigv4 for AWS hosts, else none]
-    #[arg(long, value_enum, env = "TRAILSETUP_OPENSEARCH_AUTH")]
-    pub opensearch_auth: Option<OpenSearchAuth>,
-
-    /// SigV4 service name: `es` for domains, `aoss` for serverless collections [default: from the host name]
-    #[arg(long, env = "TRAILSETUP_SIGV4_SERVICE", value_name = "es|aoss")]
-    pub sigv4_service: Option<String>,
-
-    /// SigV4 region: the domain's region [default: from the host name, else the stack's, else --region]
-    #[arg(long, env = "TRAILSETUP_SIGV4_REGION", value_name = "REGION")]
-    pub sigv4_region: Option<String>,
-
-    /// PEM bundle of extra CA certificates to trust for the OpenSearch endpoint
-    #[arg(long, env = "TRAILSETUP_CA_BUNDLE", value_name = "FILE")]
-    pub ca_bundle: Option<PathBuf>,
-
-    /// Index prefix [default: the stack's, else cloudtrail]
-    #[arg(long, env = "TRAILSETUP_INDEX_PREFIX")]
-    pub index_prefix: Option<String>,
+    #[command(flatten)]
+    pub os: OpenSearchArgs,
 
     /// Timeout of one OpenSearch request, in seconds [default: 120]
     #[arg(long = "timeout", value_name = "SECONDS")]
@@ -538,16 +526,7 @@ pub struct EndpointArgs {
 
 impl EndpointArgs {
     pub fn sink(&self) -> SinkArgs {
-        SinkArgs {
-            opensearch_url: self.opensearch_url.clone(),
-            opensearch_auth: self.opensearch_auth,
-            sigv4_service: self.sigv4_service.clone(),
-            sigv4_region: self.sigv4_region.clone(),
-            ca_bundle: self.ca_bundle.clone(),
-            index_prefix: self.index_prefix.clone(),
-            timeout_secs: self.timeout_secs,
-            ..Default::default()
-        }
+        SinkArgs { os: self.os.clone(), timeout_secs: self.timeout_secs, ..Default::default() }
     }
 }
 

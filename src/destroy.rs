@@ -264,7 +264,7 @@ async fn run_holding(common: &Common, a: &DestroyArgs, out: &Output, held: &crat
     }
     let search = match &ctx.opensearch {
         OpenSearchTarget::Url(u) => {
-            let args = crate::cli::SinkArgs { opensearch_url: Some(u.clone()), opensearch_auth: ctx.opensearch_auth, ..Default::default() };
+            let args = crate::cli::SinkArgs { os: crate::cli::OpenSearchArgs { opensearch_url: Some(u.clone()), opensearch_auth: ctx.opensearch_auth, ..Default::default() }, ..Default::default() };
             crate::opensearch::connect(common, &args, state.as_ref(), Some(&cfg)).await.ok().map(|c| c.0)
         }
         OpenSearchTarget::Domain(_) => None,

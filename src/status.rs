@@ -173,7 +173,7 @@ pub async fn run(common: &Common, a: &StatusArgs, out: &Output) -> anyhow::Resul
         &crate::stack::Caller { account, partition, arn: caller }, &[])?;
     let search = match (&ctx.opensearch, &state.opensearch_url) {
         (_, Some(u)) => {
-            let args = crate::cli::SinkArgs { opensearch_url: Some(u.clone()), opensearch_auth: state.opensearch_auth, ..Default::default() };
+            let args = crate::cli::SinkArgs { os: crate::cli::OpenSearchArgs { opensearch_url: Some(u.clone()), opensearch_auth: state.opensearch_auth, ..Default::default() }, ..Default::default() };
             crate::opensearch::connect(common, &args, Some(&state), Some(&cfg)).await.ok().map(|c| c.0)
         }
         _ => None,

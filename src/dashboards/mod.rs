@@ -17,7 +17,7 @@ use crate::settings::Common;
 /// The index prefix without any network call: the flag, the config file, the state file, else the default.
 fn offline_prefix(common: &Common, a: &DashboardsArgs) -> anyhow::Result<String> {
     let e = &a.endpoint;
-    let prefix = match e.index_prefix.clone().or_else(|| common.file.index_prefix.clone()) {
+    let prefix = match e.os.index_prefix.clone().or_else(|| common.file.index_prefix.clone()) {
         Some(p) => p,
         None => crate::state::State::load(&common.state_dir, e.name.as_deref())?
             .and_then(|s| s.index_prefix)

@@ -26,7 +26,7 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
     // the stack's defaults: the state file, or the account's record when the queue, bucket or sink is not given
     let given = (a.queue_url.is_some() || common.file.queue_url.is_some())
         && (a.bucket.is_some() || common.file.bucket.is_some())
-        && (a.sink.opensearch_url.is_some() || common.file.opensearch_url.is_some());
+        && (a.sink.os.opensearch_url.is_some() || common.file.opensearch_url.is_some());
     let state = crate::stack::defaults(common, a.name.as_deref(), given).await?;
     let queue_url = a
         .queue_url

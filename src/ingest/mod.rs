@@ -76,11 +76,7 @@ fn sink_url(common: &Common, a: &SinkArgs, state: Option<&State>) -> Option<Stri
 
 /// The index prefix from flag, env, config file or state, else the default (not yet validated).
 fn index_prefix(common: &Common, a: &SinkArgs, state: Option<&State>) -> String {
-    a.index_prefix
-        .clone()
-        .or_else(|| common.file.index_prefix.clone())
-        .or_else(|| state.and_then(|s| s.index_prefix.clone()))
-        .unwrap_or_else(|| DEFAULT_PREFIX.into())
+    crate::opensearch::index_prefix(common, &a.os, state)
 }
 
 /// The identity of a backfill's checkpoint: the source, the selection and the sink it loads into.
@@ -189,7 +185,7 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
     let started = Instant::now();
     // the stack's defaults: the state file, or the account's record when the source or the sink is not given
     let given = (a.bucket.is_some() || a.source_dir.is_some() || a.replay_quarantine.is_some() || common.file.bucket.is_some())
-        && (a.sink.opensearch_url.is_some() || common.file.opensearch_url.is_some() || a.dump_bulk.is_some() || a.enqueue.is_some());
+        && (a.sink.os.opensearch_url.is_some() || common.file.opensearch_url.is_some() || a.dump_bulk.is_some() || a.enqueue.is_some());
     let state = crate::stack::defaults(common, a.name.as_deref(), given).await?;
     let (sel, filter) = select(common, &a.select)?;
 

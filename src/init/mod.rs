@@ -489,12 +489,13 @@ async fn run_holding(common: &Common, a: &InitArgs, out: &Output, held: &crate::
         Some(cfg) => {
             let search = match &ctx.opensearch {
                 OpenSearchTarget::Url(u) => {
-                    let args = SinkArgs {
+                    let os = crate::cli::OpenSearchArgs {
                         opensearch_url: Some(u.clone()),
                         opensearch_auth: os_auth,
                         index_prefix: Some(index_prefix.clone()),
                         ..Default::default()
                     };
+                    let args = SinkArgs { os, ..Default::default() };
                     Some(crate::opensearch::connect(common, &args, None, Some(cfg)).await?.0)
                 }
                 OpenSearchTarget::Domain(_) => None,

@@ -29,9 +29,18 @@ pub enum OpenSearchAuth {
 /// The index prefix when none is given: `cloudtrail-YYYY.MM.DD`, alias `cloudtrail`.
 pub const DEFAULT_PREFIX: &str = "cloudtrail";
 
+/// The index prefix from flag, env, config file or state, else the default (not yet validated).
+pub fn index_prefix(common: &Common, os: &crate::cli::OpenSearchArgs, state: Option<&State>) -> String {
+    os.index_prefix
+        .clone()
+        .or_else(|| common.file.index_prefix.clone())
+        .or_else(|| state.and_then(|s| s.index_prefix.clone()))
+        .unwrap_or_else(|| DEFAULT_PREFIX.into())
+}
+
 /// The OpenSearch endpoint from flag, env, config file or state, as given.
 pub fn endpoint_url(common: &Common, a: &SinkArgs, state: Option<&State>) -> Option<String> {
-    a.opensearch_url.clone().or_else(|| common.file.opensearch_url.clone()).or_else(|| state.and_then(|s| s.opensearch_url.clone()))
+    a.os.opensearch_url.clone().or_else(|| common.file.opensearch_url.clone()).or_else(|| state.and_then(|s| s.opensearch_url.clone()))
 }
 
 /// A client for the endpoint the flags, the config or the stack's state name, with its auth: SigV4 for Amazon
@@ -48,6 +57,7 @@ pub async fn connect(common: &Common, a: &SinkArgs, state: Option<&State>, aws: 
     let parsed = client::parse_url(&url)?;
     let hint = parsed.host_str().and_then(client::aws_host_hint);
     let auth_kind = a
+        .os
         .opensearch_auth
         .or(common.file.opensearch_auth)
         .or_else(|| state.and_then(|s| s.opensearch_auth))
@@ -64,6 +74,7 @@ pub async fn connect(common: &Common, a: &SinkArgs, state: Option<&State>, aws: 
         }
         OpenSearchAuth::Sigv4 => {
             let service = a
+                .os
                 .sigv4_service
                 .clone()
                 .or_else(|| common.file.sigv4_service.clone())
@@ -78,6 +89,7 @@ pub async fn connect(common: &Common, a: &SinkArgs, state: Option<&State>, aws: 
             };
             // the domain's region: SigV4 scoped to another region is refused
             let region = a
+                .os
                 .sigv4_region
                 .clone()
                 .or_else(|| common.file.sigv4_region.clone())
@@ -99,7 +111,7 @@ pub async fn connect(common: &Common, a: &SinkArgs, state: Option<&State>, aws: 
             parsed.host_str().unwrap_or("the host")
         )));
     }
-    let ca = a.ca_bundle.clone().or_else(|| common.file.ca_bundle.clone());
+    let ca = a.os.ca_bundle.clone().or_else(|| common.file.ca_bundle.clone());
     let timeout = Duration::from_secs(a.timeout_secs.unwrap_or(120).max(1));
     Ok((Client::new(&url, auth, ca.as_deref(), timeout)?, url))
 }
@@ -107,15 +119,10 @@ pub async fn connect(common: &Common, a: &SinkArgs, state: Option<&State>, aws: 
 /// For commands that read the stack's indices (`search`, `migrate`): the client, the endpoint as given, the index
 /// prefix and the stack's state (the state file or the account's record, unless the endpoint is given).
 pub async fn for_stack(common: &Common, e: &crate::cli::EndpointArgs) -> anyhow::Result<(Client, String, String, Option<State>)> {
-    let given = e.opensearch_url.is_some() || common.file.opensearch_url.is_some();
+    let given = e.os.opensearch_url.is_some() || common.file.opensearch_url.is_some();
     let state = crate::stack::defaults(common, e.name.as_deref(), given).await?;
     let (client, url) = connect(common, &e.sink(), state.as_ref(), None).await?;
-    let prefix = e
-        .index_prefix
-        .clone()
-        .or_else(|| common.file.index_prefix.clone())
-        .or_else(|| state.as_ref().and_then(|s| s.index_prefix.clone()))
-        .unwrap_or_else(|| DEFAULT_PREFIX.into());
+    let prefix = index_prefix(common, &e.os, state.as_ref());
     template::validate_prefix(&prefix)?;
     Ok((client, url, prefix, state))
 }
