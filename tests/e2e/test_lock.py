@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from awsproxy import deny, start_proxy
+from awsproxy import deny
 from test_init import ACCOUNT, HOME, init_args, statements
 
 LOCK = "/trailsetup/trailsetup/lock"
@@ -40,14 +40,14 @@ def ssm_calls(calls, op: str) -> list:
     return [c for c in calls if c["target"] == f"AmazonSSM.{op}"]
 
 
-def test_two_concurrent_inits_create_everything_exactly_once(moto_reset, boto, aws_env, trailsetup_bin, opensearch_url, os_clean, tmp_path):
+def test_two_concurrent_inits_create_everything_exactly_once(proxy, boto, aws_env, trailsetup_bin, opensearch_url, os_clean, tmp_path):
     # every CreateTrail waits 4 s in the proxy: whichever run holds the lock is still applying when the other asks
     def slow_create_trail(method, path, headers, body):
         if (headers.get("X-Amz-Target") or "").endswith("CreateTrail"):
             time.sleep(4)
         return None
 
-    srv, url, calls = start_proxy(moto_reset, answer=slow_create_trail)
+    url, calls = proxy(answer=slow_create_trail)
     procs = []
     try:
         for runner in ("a", "b"):
@@ -65,7 +65,6 @@ def test_two_concurrent_inits_create_everything_exactly_once(moto_reset, boto, a
         for p in procs:
             if p.poll() is None:
                 p.kill()
-        srv.shutdown()
     for rc, out, err in results:
         assert rc == 0, err
     docs = [json.loads(out) for _, out, _ in results]
@@ -159,12 +158,9 @@ def test_force_unlock_removes_a_stale_lock_then_status_and_destroy_see_it(moto_r
     assert lock_value(boto) is None
 
 
-def test_a_failed_apply_releases_the_lock(moto_reset, run_cli, boto, aws_env, opensearch_url, os_clean):
-    srv, url, calls = start_proxy(moto_reset, answer=deny("CreateTrail", "cloudtrail:CreateTrail"))
-    try:
-        rc, out, err = run_cli(init_args("multi-region", os_clean, opensearch_url), env=dict(aws_env, AWS_ENDPOINT_URL=url))
-    finally:
-        srv.shutdown()
+def test_a_failed_apply_releases_the_lock(proxy, run_cli, boto, aws_env, opensearch_url, os_clean):
+    url, calls = proxy(answer=deny("CreateTrail", "cloudtrail:CreateTrail"))
+    rc, out, err = run_cli(init_args("multi-region", os_clean, opensearch_url), env=dict(aws_env, AWS_ENDPOINT_URL=url))
     assert rc == 1 and "AccessDeniedException" in err and "cloudtrail:CreateTrail" in err, err
     # the lock was taken before the plan, and released after the failure
     put = ssm_calls(calls, "PutParameter")
@@ -180,13 +176,13 @@ def test_a_failed_apply_releases_the_lock(moto_reset, run_cli, boto, aws_env, op
     assert rc == 0, err
 
 
-def test_sigterm_during_apply_releases_the_lock(moto_reset, boto, aws_env, trailsetup_bin, opensearch_url, os_clean, tmp_path):
+def test_sigterm_during_apply_releases_the_lock(proxy, boto, aws_env, trailsetup_bin, opensearch_url, os_clean, tmp_path):
     def stall(method, path, headers, body):
         if (headers.get("X-Amz-Target") or "").endswith("CreateTrail"):
             time.sleep(20)
         return None
 
-    srv, url, calls = start_proxy(moto_reset, answer=stall)
+    url, calls = proxy(answer=stall)
     try:
         env = dict(aws_env, AWS_ENDPOINT_URL=url)
         p = subprocess.Popen([str(trailsetup_bin), *init_args("multi-region", os_clean, opensearch_url)], env=env, cwd=tmp_path,
@@ -201,28 +197,24 @@ def test_sigterm_during_apply_releases_the_lock(moto_reset, boto, aws_env, trail
     finally:
         if p.poll() is None:
             p.kill()
-        srv.shutdown()
     assert rc == 143, err
     assert "interrupted while applying: run `trailsetup init` again" in err and "released the lock of stack trailsetup" in err, err
     assert lock_value(boto) is None
 
 
-def test_dry_runs_take_no_lock(moto_reset, run_cli, boto, aws_env, opensearch_url, os_clean):
-    srv, url, calls = start_proxy(moto_reset)
-    try:
-        env = dict(aws_env, AWS_ENDPOINT_URL=url)
-        rc, _, err = run_cli(["--dry-run", *init_args("multi-region", os_clean, opensearch_url)], env=env)
-        assert rc == 0, err
-        rc, _, err = run_cli(["init", "--dry-run", "--offline", "--yes", "--account", ACCOUNT, "--regions", HOME], env=env)
-        assert rc == 0, err
-        # a dry run with --force-unlock is a usage error, before any call
-        n = len(calls)
-        rc, _, err = run_cli(["--dry-run", *init_args("multi-region", os_clean, opensearch_url, "--force-unlock")], env=env)
-        assert rc == 2 and "a dry run takes no lock" in err, err
-        assert len(calls) == n
-        rc, _, err = run_cli(["destroy", "--dry-run", "--force-unlock"], env=env)
-        assert rc == 2 and "a dry run takes no lock" in err, err
-    finally:
-        srv.shutdown()
+def test_dry_runs_take_no_lock(proxy, run_cli, boto, aws_env, opensearch_url, os_clean):
+    url, calls = proxy()
+    env = dict(aws_env, AWS_ENDPOINT_URL=url)
+    rc, _, err = run_cli(["--dry-run", *init_args("multi-region", os_clean, opensearch_url)], env=env)
+    assert rc == 0, err
+    rc, _, err = run_cli(["init", "--dry-run", "--offline", "--yes", "--account", ACCOUNT, "--regions", HOME], env=env)
+    assert rc == 0, err
+    # a dry run with --force-unlock is a usage error, before any call
+    n = len(calls)
+    rc, _, err = run_cli(["--dry-run", *init_args("multi-region", os_clean, opensearch_url, "--force-unlock")], env=env)
+    assert rc == 2 and "a dry run takes no lock" in err, err
+    assert len(calls) == n
+    rc, _, err = run_cli(["destroy", "--dry-run", "--force-unlock"], env=env)
+    assert rc == 2 and "a dry run takes no lock" in err, err
     assert not [c for c in calls if c["target"].startswith("AmazonSSM.")]
     assert lock_value(boto) is None
