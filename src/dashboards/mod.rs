@@ -71,6 +71,7 @@ pub async fn run(common: &Common, a: &DashboardsArgs, out: &Output) -> anyhow::R
         open_browser: !a.no_browser,
         landing: landing_path(&base.base, &prefix),
         client: base,
+        idle: a.idle_timeout.map(std::time::Duration::from_secs).unwrap_or(proxy::IDLE),
     })
     .await?;
     Ok(Exit::Success)
