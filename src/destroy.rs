@@ -220,7 +220,11 @@ fn dashboards_objects(ctx: &Ctx, o: &Observed) -> Option<Change> {
         opensearch::Probe::Found(Some(v)) if v["deferred"] == true => {
             let mut d = json!({"dashboards_url": url(v), "not_deleted": true, "reason": v["reason"]});
             if v["cause"] == "not-found" {
-                d["reason"] = json!(format!("{}: there are no saved objects to delete", v["reason"].as_str().unwrap_or("OpenSearch Dashboards was not found")));
+                d["reason"] = json!(format!(
+                    "OpenSearch Dashboards was not found at {}: there are no saved objects to delete there (a Dashboards \
+                     elsewhere, given to `trailsetup dashboards --dashboards-url`, is not looked at)",
+                    d["dashboards_url"].as_str().unwrap_or("<endpoint>/_dashboards")
+                ));
             } else {
                 d["then"] = json!(format!(
                     "run `trailsetup destroy` again as a caller Dashboards lets delete saved objects, or delete the objects                      whose ids start with trailsetup-{} in Dashboards (Dashboards Management → Saved objects)",
@@ -326,16 +330,18 @@ fn dashboards_outcome(c: &Change, r: &Value) -> (String, bool) {
     let (deleted, absent) = (list("deleted"), list("absent"));
     let not: Vec<String> = r["not_deleted"].as_array().into_iter().flatten().filter_map(|x| x["id"].as_str().map(String::from)).collect();
     let why = r["not_deleted"][0]["reason"].as_str().unwrap_or_default();
+    // at most five ids on the line (the JSON result has them all)
+    let some = |v: &[String]| if v.len() > 5 { format!("{}, …", v[..5].join(", ")) } else { v.join(", ") };
     let mut line = if deleted.is_empty() {
         format!("  not deleted {} {} [{}]: no saved object was deleted", c.kind, c.name, c.region)
     } else {
         format!("  deleted {} {} [{}]: {} saved object(s)", c.kind, c.name, c.region, deleted.len())
     };
     if !absent.is_empty() {
-        line.push_str(&format!("; {} already absent ({})", absent.len(), absent.join(", ")));
+        line.push_str(&format!("; {} already absent ({})", absent.len(), some(&absent)));
     }
     if !not.is_empty() {
-        line.push_str(&format!("; {} not deleted ({}): {why}", not.len(), not.join(", ")));
+        line.push_str(&format!("; {} not deleted ({}): {why}", not.len(), some(&not)));
     }
     (line, !not.is_empty())
 }
@@ -551,7 +557,7 @@ mod tests {
         let p = changes(&ctx, &nf, &none, Options::default());
         let c = dash_change(&p);
         assert_eq!(c.action, Action::NoOp);
-        assert!(c.details["reason"].as_str().unwrap().ends_with("there are no saved objects to delete"));
+        assert!(c.details["reason"].as_str().unwrap().starts_with("OpenSearch Dashboards was not found at http://127.0.0.1:9200/_dashboards: there are no saved objects to delete there"));
         assert!(dashboards_note(&p).unwrap().starts_with("Dashboards saved objects: OpenSearch Dashboards was not found"));
         let refused = with_dashboards(Probe::Found(Some(json!({"url": "u", "deferred": true, "cause": "refused", "reason": "refused the caller"}))));
         let p = changes(&ctx, &refused, &none, Options::default());

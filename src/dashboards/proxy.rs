@@ -334,15 +334,23 @@ fn addressed_here(st: &State, h: &HeaderMap, uri: &http::Uri) -> Result<(), Stri
     Ok(())
 }
 
+/// An answer given before the request's body was read: the connection closes after it, and says so (a client
+/// that sent its next request on it would otherwise see it dropped).
+fn closing(mut r: Response<ProxyBody>) -> Response<ProxyBody> {
+    r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
     let html = wants_html(req.headers());
+    let unread = |r: Response<ProxyBody>| if req.body().is_end_stream() { r } else { closing(r) };
     if let Err(why) = addressed_here(&st, req.headers(), req.uri()) {
         tracing::warn!("{} {}: refused: {why}", req.method(), req.uri().path());
-        return Ok(page(StatusCode::FORBIDDEN, html, "Forbidden", &why));
+        return Ok(unread(page(StatusCode::FORBIDDEN, html, "Forbidden", &why)));
     }
     // a tunnel or an echo of our own headers is nothing Dashboards needs
     if req.method() == Method::CONNECT || req.method() == Method::TRACE {
-        return Ok(page(StatusCode::METHOD_NOT_ALLOWED, html, "Method Not Allowed", &format!("{} is not forwarded.", req.method())));
+        return Ok(closing(page(StatusCode::METHOD_NOT_ALLOWED, html, "Method Not Allowed", &format!("{} is not forwarded.", req.method()))));
     }
     // the token: once, on `/`; it sets the session cookie and sends the browser to the overview dashboard
     if req.uri().path() == "/" {
@@ -362,23 +370,23 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Proxy
                 h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 return Ok(r);
             }
-            return Ok(page(
+            return Ok(unread(page(
                 StatusCode::UNAUTHORIZED,
                 html,
                 "Unauthorized",
                 "This link was used already, or is not the one trailsetup printed: each link works once. Stop \
                  `trailsetup dashboards` (Ctrl-C) and run it again for a new one.",
-            ));
+            )));
         }
     }
     if !has_session(&st, req.headers()) {
-        return Ok(page(
+        return Ok(unread(page(
             StatusCode::UNAUTHORIZED,
             html,
             "Unauthorized",
             "Open the URL `trailsetup dashboards` printed (with its token) in this browser first; nothing was sent \
              to OpenSearch Dashboards.",
-        ));
+        )));
     }
     Ok(forward(&st, req, html).await.unwrap_or_else(|r| r))
 }
@@ -566,7 +574,16 @@ enum Payload {
 
 /// Read a request body whole for SigV4, hashing it as it arrives, each frame within `idle`: in memory up to
 /// [`SPOOL_ABOVE`], then in a spool file; at most [`MAX_REQUEST_BODY`]. The error is the answer to the browser.
-async fn read_for_signing<B>(mut b: B, idle: Duration, html: bool, label: &str) -> Result<(Payload, String), Response<ProxyBody>>
+async fn read_for_signing<B>(b: B, idle: Duration, html: bool, label: &str) -> Result<(Payload, String), Response<ProxyBody>>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    // the body was not read whole: its connection cannot carry another request
+    read_and_hash(b, idle, html, label).await.map_err(closing)
+}
+
+async fn read_and_hash<B>(mut b: B, idle: Duration, html: bool, label: &str) -> Result<(Payload, String), Response<ProxyBody>>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
@@ -794,15 +811,15 @@ async fn forward(st: &State, req: Request<Incoming>, html: bool) -> Result<Respo
     let resp = match answered {
         Some(Ok(r)) => r,
         Some(Err(_)) if ex.stalled.load(Ordering::SeqCst) => {
-            return Err(page(
+            return Err(closing(page(
                 StatusCode::REQUEST_TIMEOUT,
                 html,
                 "Request Timeout",
                 &format!("The request body stopped arriving (nothing for {} s); the request to OpenSearch Dashboards was abandoned.", st.idle.as_secs()),
-            ));
+            )));
         }
         Some(Err(e)) if ex.broken.load(Ordering::SeqCst) => {
-            return Err(page(StatusCode::BAD_REQUEST, html, "Bad Request", &format!("The request body did not arrive whole ({e}); nothing was answered.")));
+            return Err(closing(page(StatusCode::BAD_REQUEST, html, "Bad Request", &format!("The request body did not arrive whole ({e}); nothing was answered."))));
         }
         Some(Err(e)) => {
             let mut why = e.to_string();
@@ -1073,6 +1090,7 @@ mod tests {
         tx.unbounded_send(Ok(Frame::data(Bytes::from_static(b"part")))).unwrap();
         let r = read_for_signing(b, Duration::from_millis(300), false, "POST /x").await.err().unwrap();
         assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(r.headers()[header::CONNECTION], "close");
         drop(tx);
     }
 }

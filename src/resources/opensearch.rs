@@ -897,7 +897,7 @@ async fn search_client(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Option<Client>> {
 /// Delete the Dashboards saved objects a destroy plan's `opensearch-dashboards-objects` change names
 /// (`details.objects`, referrers first), one `DELETE api/saved_objects/<type>/<id>` each. Never an error: what
 /// happened is the answer, `{"deleted": [ids], "absent": [ids], "not_deleted": [{"id", "reason"}]}` — an object
-/// Dashboards no longer has is absent, not deleted; once Dashboards does not answer, refuses us or is not there,
+/// Dashboards no longer has (found so by the plan, or by its DELETE) is absent, not deleted; once Dashboards does not answer, refuses us or is not there,
 /// the rest are not tried.
 pub async fn delete_dashboards_objects(ctx: &Ctx, aws: &Aws, c: &Change) -> Value {
     use crate::opensearch::dashboards::{Dashboards, DashboardsError};
@@ -907,7 +907,9 @@ pub async fn delete_dashboards_objects(ctx: &Ctx, aws: &Aws, c: &Change) -> Valu
         .flatten()
         .filter_map(|o| Some((o["type"].as_str()?.to_string(), o["id"].as_str()?.to_string())))
         .collect();
-    let (mut deleted, mut absent, mut not_deleted) = (Vec::new(), Vec::new(), Vec::new());
+    // absent: those the plan found gone already, and those gone since
+    let mut absent: Vec<String> = c.details["absent"].as_array().into_iter().flatten().filter_map(|x| x.as_str().map(String::from)).collect();
+    let (mut deleted, mut not_deleted) = (Vec::new(), Vec::new());
     let stop = |why: String, rest: &[(String, String)], not_deleted: &mut Vec<Value>| {
         not_deleted.extend(rest.iter().map(|(_, id)| json!({"id": id, "reason": why})));
     };
