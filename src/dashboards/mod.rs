@@ -38,6 +38,8 @@ pub async fn run(common: &Common, a: &DashboardsArgs, out: &Output) -> anyhow::R
     }
     let (client, url, prefix, _) = crate::opensearch::for_stack(common, &a.endpoint).await?;
     let dash_url = a.dashboards_url.clone().unwrap_or_else(|| dashboards::default_url(&url));
+    // the endpoint's password goes to --dashboards-url too: the same clear-text rule
+    crate::opensearch::no_clear_text_password(common, client.auth(), &crate::opensearch::client::parse_url(&dash_url)?)?;
     let dash = Dashboards::new(&client, &dash_url)?;
     let objs = dashboards::checked_objects(&prefix)?;
     match dash.install(&objs, &prefix).await {

@@ -692,6 +692,18 @@ def free_port() -> int:
     return port
 
 
+def test_basic_auth_password_never_goes_to_a_plain_http_dashboards_url(trailsetup_bin, tmp_path):
+    # the endpoint is loopback (allowed over http); --dashboards-url is another host over plain http: refused before
+    # any call, as the endpoint itself would be
+    env = bare_env(tmp_path, TRAILSETUP_OPENSEARCH_USER="u", TRAILSETUP_OPENSEARCH_PASSWORD="secret-pw")
+    rc, out, err = run_cli_with(trailsetup_bin, ["dashboards", "--install-only", "--opensearch-url", f"http://127.0.0.1:{free_port()}",
+                                                 "--opensearch-auth", "basic", "--dashboards-url", "http://dashboards.invalid:5601",
+                                                 "--index-prefix", "ct-clear"], env=env, timeout=60)
+    assert rc == 2, (rc, err)
+    assert "would send the password in clear text" in err and "dashboards.invalid" in err and "--allow-http-basic-auth" in err, err
+    assert "secret-pw" not in err + out
+
+
 def test_upstream_down_is_a_502_naming_it(trailsetup_bin, tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"
     p = Proxy(trailsetup_bin, signing_env(tmp_path), dash_args(dead, "ct-down"))
