@@ -661,7 +661,9 @@ where
 }
 
 /// A spooled body, read back in chunks (the spool file goes when the last chunk has been read, or the upload ends).
-fn file_body(file: tokio::fs::File, spool: Spool) -> StreamBody<Pin<Box<dyn futures::Stream<Item = Result<Frame<Bytes>, BoxError>> + Send>>> {
+type FrameStream = Pin<Box<dyn futures::Stream<Item = Result<Frame<Bytes>, BoxError>> + Send>>;
+
+fn file_body(file: tokio::fs::File, spool: Spool) -> StreamBody<FrameStream> {
     use tokio::io::AsyncReadExt;
     let s = futures::stream::unfold(Some((file, spool)), |state| async move {
         let (mut f, spool) = state?;
