@@ -797,6 +797,8 @@ async fn forward(st: &State, req: Request<Incoming>, html: bool) -> Result<Respo
     *up.headers_mut() = headers;
     // the answer's head within --timeout of the last byte sent: an upload that keeps moving is waited for
     let limit = st.client.timeout();
+    // (a body read whole for its signature may have taken a while: the wait starts now)
+    ex.touch();
     let call = st.upstream.request(up);
     tokio::pin!(call);
     let answered = loop {
@@ -889,14 +891,14 @@ async fn forward(st: &State, req: Request<Incoming>, html: bool) -> Result<Respo
         }
     }
     let (display, idle) = (st.display.clone(), st.idle);
-    let on_event: OnEvent = Box::new(move |e| {
-        if e == BodyEvent::Idle {
-            eprintln!(
-                "{label}: OpenSearch Dashboards at {display} sent nothing for {} s: the response was cut off and its \
-                 connection closed",
-                idle.as_secs()
-            );
-        }
+    let on_event: OnEvent = Box::new(move |e| match e {
+        BodyEvent::Idle => eprintln!(
+            "{label}: OpenSearch Dashboards at {display} sent nothing for {} s: the response was cut off and its \
+             connection closed",
+            idle.as_secs()
+        ),
+        BodyEvent::Failed => eprintln!("{label}: the response from OpenSearch Dashboards at {display} broke off: its connection was closed"),
+        BodyEvent::Frame => {}
     });
     Ok(Response::from_parts(rp, Idle::new(rbody, st.idle, on_event).boxed_unsync()))
 }

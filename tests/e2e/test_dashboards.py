@@ -897,6 +897,32 @@ def test_basic_auth_request_bodies_stream_straight_through(trailsetup_bin, tmp_p
         f.close()
 
 
+def test_a_slow_upload_is_waited_for(fake, trailsetup_bin, tmp_path):
+    # --timeout 2 bounds the wait for the upstream's answer, not the browser's upload: five pieces, 0.8 s apart
+    # (under the idle timeout each, over --timeout in all), then the answer
+    p = Proxy(trailsetup_bin, signing_env(tmp_path), [*dash_args(fake.url, "ct-slow-up"), "--timeout", "2", "--idle-timeout", "10"])
+    try:
+        s = p.session()
+        pieces = [bytes([65 + i]) * 1000 for i in range(5)]
+        with socket.create_connection(("127.0.0.1", p.port), timeout=60) as c:
+            c.sendall(f"POST /_dashboards/upload HTTP/1.1\r\nHost: 127.0.0.1:{p.port}\r\nCookie: {cookie_of(p, s)}\r\n"
+                      f"Content-Type: application/octet-stream\r\nosd-xsrf: true\r\nContent-Length: 5000\r\n\r\n".encode())
+            for piece in pieces:
+                time.sleep(0.8)
+                c.sendall(piece)
+            resp = b""
+            while b"\r\n\r\n" not in resp or not resp.rstrip().endswith(b"}"):
+                more = c.recv(65536)
+                assert more, resp
+                resp += more
+        assert resp.startswith(b"HTTP/1.1 200 "), resp[:300]
+        assert json.loads(resp.split(b"\r\n\r\n", 1)[1]) == {"len": 5000, "sha256": hashlib.sha256(b"".join(pieces)).hexdigest()}
+        assert fake.requests[-1]["sig_error"] is None
+    finally:
+        rc, err = p.stop()
+    assert rc == 0, err
+
+
 @pytest.mark.parametrize("auth", ["sigv4", "basic"])
 def test_a_stalled_request_body_is_dropped(auth, trailsetup_bin, tmp_path):
     f = Fake(basic=("dash-user", "dash-pw")) if auth == "basic" else Fake()
