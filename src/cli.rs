@@ -625,6 +625,10 @@ pub struct DashboardsArgs {
     #[arg(long, value_name = "URL", env = "TRAILSETUP_DASHBOARDS_URL")]
     pub dashboards_url: Option<String>,
 
+    /// The proxy's idle timeout, in seconds: a body that sends nothing for this long is cut [default: 120]
+    #[arg(long, hide = true, value_name = "SECONDS", env = "TRAILSETUP_DASHBOARDS_IDLE_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: Option<u64>,
+
     #[command(flatten)]
     pub endpoint: EndpointArgs,
 }

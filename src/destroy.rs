@@ -93,7 +93,8 @@ pub fn changes(ctx: &Ctx, o: &Observed, created: &std::collections::BTreeSet<Str
         (OpenSearchTarget::Domain(d), Some(v)) => {
             let made = created.contains(&created_key(Kind::OpenSearchDomain, &ctx.home, d));
             if opts.delete_domain && made && ours(ctx, v) {
-                c.push(change(Action::Delete, Kind::OpenSearchDomain, d, &ctx.home, json!({"with": "its indices, index template and roles"}), Some(v.clone())));
+                c.push(change(Action::Delete, Kind::OpenSearchDomain, d, &ctx.home,
+                    json!({"with": "its indices, index template, roles and Dashboards saved objects"}), Some(v.clone())));
                 true
             } else {
                 let adopted = !made || !ours(ctx, v);
@@ -117,6 +118,10 @@ pub fn changes(ctx: &Ctx, o: &Observed, created: &std::collections::BTreeSet<Str
         _ => false,
     };
     if !domain_goes {
+        // the Dashboards saved objects first: the last thing apply installed
+        if let Some(x) = dashboards_objects(ctx, o) {
+            c.push(x);
+        }
         if let opensearch::Security::On(opensearch::Probe::Found(Some(v))) = &o.opensearch.security {
             if !v["role"].is_null() || !v["mapping"].is_null() {
                 c.push(change(
@@ -191,6 +196,99 @@ pub fn changes(ctx: &Ctx, o: &Observed, created: &std::collections::BTreeSet<Str
     Plan::new(c)
 }
 
+/// `opensearch-dashboards-objects`: the saved objects `init` and `dashboards` installed, deleted by their stable
+/// ids (dashboards, visualizations and saved searches before the index pattern they refer to). What is not there
+/// is said, never counted as deleted: objects already gone (`absent`), a Dashboards that is not there, refuses us
+/// or does not answer (a no-op with the reason). A domain another trailsetup stack also uses keeps them (its
+/// stack may show the same prefix's objects). `None`: there is no endpoint to have Dashboards at all.
+fn dashboards_objects(ctx: &Ctx, o: &Observed) -> Option<Change> {
+    use crate::opensearch::dashboards as dash;
+    let name = dash::index_pattern_id(&ctx.index_prefix);
+    let noop = |details: Value| Some(change(Action::NoOp, Kind::OpenSearchDashboardsObjects, &name, "-", details, None));
+    let url = |v: &Value| v["url"].as_str().map(str::to_owned).or_else(|| o.opensearch.endpoint.as_deref().map(dash::default_url));
+    match &o.opensearch.dashboards {
+        opensearch::Probe::NotChecked => match &ctx.opensearch {
+            OpenSearchTarget::Url(u) => noop(json!({"not_deleted": true,
+                "reason": format!("OpenSearch at {} was not looked at (no client for it from here): nothing was deleted", crate::opensearch::client::redact_url(u)),
+                "then": "run `trailsetup destroy` again where it answers"})),
+            // no domain, or no endpoint yet: no Dashboards
+            OpenSearchTarget::Domain(_) => None,
+        },
+        opensearch::Probe::Unreachable(why) => noop(json!({"unreachable": true, "not_deleted": true, "reason": why,
+            "then": "run `trailsetup destroy` again from a machine that reaches OpenSearch Dashboards"})),
+        opensearch::Probe::Found(None) => None,
+        opensearch::Probe::Found(Some(v)) if v["deferred"] == true => {
+            let mut d = json!({"dashboards_url": url(v), "not_deleted": true, "reason": v["reason"]});
+            if v["cause"] == "not-found" {
+                d["reason"] = json!(format!(
+                    "OpenSearch Dashboards was not found at {}: there are no saved objects to delete there (a Dashboards \
+                     elsewhere, given to `trailsetup dashboards --dashboards-url`, is not looked at)",
+                    d["dashboards_url"].as_str().unwrap_or("<endpoint>/_dashboards")
+                ));
+            } else {
+                d["then"] = json!(format!(
+                    "run `trailsetup destroy` again as a caller Dashboards lets delete saved objects, or delete the objects                      whose ids start with trailsetup-{} in Dashboards (Dashboards Management → Saved objects)",
+                    ctx.index_prefix
+                ));
+            }
+            noop(d)
+        }
+        opensearch::Probe::Found(Some(v)) => {
+            let ids = |k: &str| -> Vec<String> { v[k].as_array().into_iter().flatten().filter_map(|x| x.as_str().map(String::from)).collect() };
+            let (present, changed, absent): (Vec<String>, Vec<String>, Vec<String>) = {
+                let (same, differs) = (ids("same"), ids("differs"));
+                (same.iter().chain(differs.iter()).cloned().collect(), differs, ids("missing"))
+            };
+            // referrers first: the reverse of the order they are imported in
+            let objects: Vec<Value> = dash::objects(&ctx.index_prefix)
+                .iter()
+                .rev()
+                .filter(|x| present.contains(&x.id))
+                .map(|x| json!({"type": x.kind, "id": x.id, "title": x.title()}))
+                .collect();
+            if objects.is_empty() {
+                return noop(json!({"dashboards_url": url(v), "absent": absent,
+                    "reason": format!("none of the {} saved objects is installed: nothing to delete", absent.len())}));
+            }
+            let shared = o.opensearch.domain.as_ref().and_then(|d| {
+                resources::statements(&d["access_policy"]).iter().find_map(|s| {
+                    s["Sid"].as_str().filter(|x| x.starts_with("Trailsetup") && !ctx.owns_sid(x)).map(str::to_owned)
+                })
+            });
+            if let Some(sid) = shared {
+                return noop(json!({"dashboards_url": url(v), "retained": true, "objects": objects,
+                    "reason": format!("another trailsetup stack shares this domain (statement {sid}) and may show the same saved objects")}));
+            }
+            let mut details = json!({"dashboards_url": url(v), "objects": objects, "absent": absent});
+            if !changed.is_empty() {
+                details["changed_since_installed"] = json!(changed);
+            }
+            Some(change(Action::Delete, Kind::OpenSearchDashboardsObjects, &name, "-", details, Some(v.clone())))
+        }
+    }
+}
+
+/// What destroy says, once, about the Dashboards saved objects it cannot delete or finds absent.
+fn dashboards_note(plan: &Plan) -> Option<String> {
+    let c = plan.changes.iter().find(|c| c.kind == Kind::OpenSearchDashboardsObjects)?;
+    let d = &c.details;
+    let absent = d["absent"].as_array().map(|a| a.len()).unwrap_or(0);
+    match c.action {
+        Action::NoOp => Some(format!(
+            "Dashboards saved objects: {}{}",
+            d["reason"].as_str().unwrap_or("not deleted"),
+            d["then"].as_str().map(|t| format!("; {t}")).unwrap_or_default()
+        )),
+        _ if absent > 0 => Some(format!(
+            "Dashboards saved objects at {}: {} to delete; {absent} already absent ({})",
+            d["dashboards_url"].as_str().unwrap_or("?"),
+            d["objects"].as_array().map(|a| a.len()).unwrap_or(0),
+            d["absent"].as_array().into_iter().flatten().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")
+        )),
+        _ => None,
+    }
+}
+
 /// The trails to look for: the state's, or when it is lost, both the multi-region name and each region's.
 fn trails_of(ctx: &Ctx) -> Vec<(String, String)> {
     let mut t = ctx.trails();
@@ -201,9 +299,13 @@ fn trails_of(ctx: &Ctx) -> Vec<(String, String)> {
     t
 }
 
-/// Carry out one change of the destroy plan.
-pub async fn apply_one(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
+/// Carry out one change of the destroy plan. `Some(result)` for the Dashboards saved objects, which never fail the
+/// run: what was deleted, what was absent, what was not deleted and why.
+pub async fn apply_one(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<Option<Value>> {
     use crate::resources::*;
+    if c.kind == Kind::OpenSearchDashboardsObjects {
+        return Ok(Some(opensearch::delete_dashboards_objects(ctx, aws, c).await));
+    }
     match c.kind {
         Kind::LogsSubscriptionFilter | Kind::LogsLogGroup => logs::delete(ctx, aws, c).await,
         Kind::LambdaPermission | Kind::LambdaFunction => lambda::delete(ctx, aws, c).await,
@@ -219,6 +321,29 @@ pub async fn apply_one(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
         Kind::KmsKeyPolicy => kms::apply(aws, c).await,
         Kind::SecretsManagerSecret => secretsmanager::delete(ctx, aws, c).await,
     }
+    .map(|()| None)
+}
+
+/// The line for the Dashboards saved objects' outcome, and whether anything of them was left.
+fn dashboards_outcome(c: &Change, r: &Value) -> (String, bool) {
+    let list = |k: &str| -> Vec<String> { r[k].as_array().into_iter().flatten().filter_map(|x| x.as_str().map(String::from)).collect() };
+    let (deleted, absent) = (list("deleted"), list("absent"));
+    let not: Vec<String> = r["not_deleted"].as_array().into_iter().flatten().filter_map(|x| x["id"].as_str().map(String::from)).collect();
+    let why = r["not_deleted"][0]["reason"].as_str().unwrap_or_default();
+    // at most five ids on the line (the JSON result has them all)
+    let some = |v: &[String]| if v.len() > 5 { format!("{}, …", v[..5].join(", ")) } else { v.join(", ") };
+    let mut line = if deleted.is_empty() {
+        format!("  not deleted {} {} [{}]: no saved object was deleted", c.kind, c.name, c.region)
+    } else {
+        format!("  deleted {} {} [{}]: {} saved object(s)", c.kind, c.name, c.region, deleted.len())
+    };
+    if !absent.is_empty() {
+        line.push_str(&format!("; {} already absent ({})", absent.len(), some(&absent)));
+    }
+    if !not.is_empty() {
+        line.push_str(&format!("; {} not deleted ({}): {why}", not.len(), some(&not)));
+    }
+    (line, !not.is_empty())
 }
 
 pub async fn run(common: &Common, a: &DestroyArgs, out: &Output) -> anyhow::Result<Exit> {
@@ -300,7 +425,7 @@ async fn run_holding(common: &Common, a: &DestroyArgs, out: &Output, held: &crat
     let created = state.as_ref().map(|s| s.created.clone()).unwrap_or_default();
     let opts = Options { delete_bucket: a.delete_bucket, delete_domain: a.delete_domain };
     let plan = changes(&ctx, &observed, &created, opts);
-    let header = Header {
+    let mut header = Header {
         stack: ctx.stack.clone(),
         account: account.clone(),
         partition: partition.clone(),
@@ -312,6 +437,7 @@ async fn run_holding(common: &Common, a: &DestroyArgs, out: &Output, held: &crat
         },
         ..Default::default()
     };
+    header.warnings.extend(dashboards_note(&plan));
     if !out.json {
         out.line(plan.render_human(&header, common.verbose > 0));
     }
@@ -331,12 +457,26 @@ async fn run_holding(common: &Common, a: &DestroyArgs, out: &Output, held: &crat
         }
     }
     applying.store(true, std::sync::atomic::Ordering::SeqCst);
-    for c in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
-        apply_one(&ctx, &aws, c)
+    let mut left = 0usize;
+    let mut plan = plan;
+    for c in plan.changes.iter_mut().filter(|c| c.action != Action::NoOp) {
+        let result = apply_one(&ctx, &aws, c)
             .await
             .map_err(|e| e.context(format!("{} {} [{}] was not removed; rerun `trailsetup destroy` to finish", c.kind, c.name, c.region)))?;
+        let line = match result {
+            Some(r) => {
+                let (line, some_left) = dashboards_outcome(c, &r);
+                if some_left {
+                    left += 1;
+                    header.warnings.push(format!("{}; rerun `trailsetup destroy` where OpenSearch Dashboards answers", line.trim()));
+                }
+                c.details["result"] = r;
+                line
+            }
+            None => format!("  {} {} {} [{}]", if c.action == Action::Delete { "deleted" } else { "cleaned" }, c.kind, c.name, c.region),
+        };
         if !out.quiet && !out.json {
-            eprintln!("  {} {} {} [{}]", if c.action == Action::Delete { "deleted" } else { "cleaned" }, c.kind, c.name, c.region);
+            eprintln!("{line}");
         }
     }
     if let Some(mut s) = state {
@@ -351,7 +491,94 @@ async fn run_holding(common: &Common, a: &DestroyArgs, out: &Output, held: &crat
     if out.json {
         out.json_doc(&plan.to_json(&header, true));
     } else {
-        out.note(format!("Destroyed: {} deleted, {} cleaned of our additions, {} retained.", plan.summary.delete, plan.summary.update, plan.summary.unchanged));
+        out.note(format!(
+            "Destroyed: {} deleted, {} cleaned of our additions, {} unchanged or retained{}.",
+            plan.summary.delete - left,
+            plan.summary.update,
+            plan.summary.unchanged,
+            if left > 0 { format!(", {left} not (fully) deleted: see above") } else { String::new() }
+        ));
     }
     Ok(Exit::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::opensearch::Probe;
+
+    fn with_dashboards(probe: Probe) -> Observed {
+        let mut o = Observed::default();
+        o.opensearch.endpoint = Some("http://127.0.0.1:9200".into());
+        o.opensearch.dashboards = probe;
+        o
+    }
+
+    fn dash_change(p: &Plan) -> &Change {
+        p.changes.iter().find(|c| c.kind == Kind::OpenSearchDashboardsObjects).expect("a dashboards change")
+    }
+
+    #[test]
+    fn dashboards_objects_are_deleted_by_id_and_absent_ones_said() {
+        let ctx = crate::resources::test_ctx(TrailMode::MultiRegion);
+        let ids: Vec<String> = crate::opensearch::dashboards::objects("cloudtrail").into_iter().map(|o| o.id).collect();
+        let found = |same: &[String], differs: &[String], missing: &[String]| {
+            with_dashboards(Probe::Found(Some(json!({"url": "http://127.0.0.1:9200/_dashboards", "same": same, "differs": differs, "missing": missing}))))
+        };
+        let none = Default::default();
+        // all installed (one changed by hand): every one deleted, the index pattern last, dashboards first
+        let p = changes(&ctx, &found(&ids[1..], &ids[..1], &[]), &none, Options::default());
+        let c = dash_change(&p);
+        assert_eq!((c.action, c.name.as_str(), c.region.as_str()), (Action::Delete, "trailsetup-cloudtrail", "-"));
+        let objs = c.details["objects"].as_array().unwrap();
+        assert_eq!(objs.len(), ids.len());
+        assert_eq!(objs.last().unwrap()["id"], "trailsetup-cloudtrail");
+        assert_eq!(objs.last().unwrap()["type"], "index-pattern");
+        assert_eq!(objs[0]["type"], "dashboard");
+        assert_eq!(c.details["changed_since_installed"], json!(["trailsetup-cloudtrail"]));
+        assert!(dashboards_note(&p).is_none());
+        // two gone already: deleted are the others, the two are said
+        let p = changes(&ctx, &found(&ids[2..], &[], &ids[..2]), &none, Options::default());
+        let c = dash_change(&p);
+        assert_eq!(c.action, Action::Delete);
+        assert_eq!(c.details["objects"].as_array().unwrap().len(), ids.len() - 2);
+        assert_eq!(c.details["absent"], json!(ids[..2]));
+        assert!(dashboards_note(&p).unwrap().contains("2 already absent"), "{:?}", dashboards_note(&p));
+        // none left: nothing to delete, said, not counted
+        let p = changes(&ctx, &found(&[], &[], &ids), &none, Options::default());
+        let c = dash_change(&p);
+        assert_eq!(c.action, Action::NoOp);
+        assert!(c.details.get("retained").is_none());
+        assert!(c.details["reason"].as_str().unwrap().contains("nothing to delete"));
+        assert_eq!(p.summary.delete, 0);
+        // no Dashboards (plain OpenSearch), or one that refuses us, or none reachable: a no-op with the reason
+        let nf = with_dashboards(Probe::Found(Some(json!({"url": "http://127.0.0.1:9200/_dashboards", "deferred": true, "cause": "not-found",
+            "reason": "OpenSearch Dashboards was not found at http://127.0.0.1:9200/_dashboards (…)"}))));
+        let p = changes(&ctx, &nf, &none, Options::default());
+        let c = dash_change(&p);
+        assert_eq!(c.action, Action::NoOp);
+        assert!(c.details["reason"].as_str().unwrap().starts_with("OpenSearch Dashboards was not found at http://127.0.0.1:9200/_dashboards: there are no saved objects to delete there"));
+        assert!(dashboards_note(&p).unwrap().starts_with("Dashboards saved objects: OpenSearch Dashboards was not found"));
+        let refused = with_dashboards(Probe::Found(Some(json!({"url": "u", "deferred": true, "cause": "refused", "reason": "refused the caller"}))));
+        let p = changes(&ctx, &refused, &none, Options::default());
+        assert_eq!(dash_change(&p).action, Action::NoOp);
+        assert!(dash_change(&p).details["then"].as_str().unwrap().contains("trailsetup-cloudtrail"));
+        let p = changes(&ctx, &with_dashboards(Probe::Unreachable("connection refused".into())), &none, Options::default());
+        assert_eq!((dash_change(&p).action, dash_change(&p).details["unreachable"].clone()), (Action::NoOp, json!(true)));
+        // a domain that does not exist has no Dashboards: nothing said
+        let mut dctx = ctx.clone();
+        dctx.opensearch = OpenSearchTarget::Domain("logs".into());
+        assert!(changes(&dctx, &Observed::default(), &none, Options::default()).changes.iter().all(|c| c.kind != Kind::OpenSearchDashboardsObjects));
+    }
+
+    #[test]
+    fn dashboards_outcome_never_says_deleted_for_nothing() {
+        let c = change(Action::Delete, Kind::OpenSearchDashboardsObjects, "trailsetup-ct", "-", json!({}), None);
+        let (line, left) = dashboards_outcome(&c, &json!({"deleted": ["a", "b"], "absent": ["c"], "not_deleted": []}));
+        assert!(line.starts_with("  deleted opensearch-dashboards-objects trailsetup-ct [-]: 2 saved object(s); 1 already absent (c)"), "{line}");
+        assert!(!left);
+        let (line, left) = dashboards_outcome(&c, &json!({"deleted": [], "absent": [], "not_deleted": [{"id": "a", "reason": "does not answer"}]}));
+        assert!(line.starts_with("  not deleted opensearch-dashboards-objects") && line.ends_with("1 not deleted (a): does not answer"), "{line}");
+        assert!(left);
+    }
 }

@@ -38,6 +38,8 @@ pub async fn run(common: &Common, a: &DashboardsArgs, out: &Output) -> anyhow::R
     }
     let (client, url, prefix, _) = crate::opensearch::for_stack(common, &a.endpoint).await?;
     let dash_url = a.dashboards_url.clone().unwrap_or_else(|| dashboards::default_url(&url));
+    // the endpoint's password goes to --dashboards-url too: the same clear-text rule
+    crate::opensearch::no_clear_text_password(common, client.auth(), &crate::opensearch::client::parse_url(&dash_url)?)?;
     let dash = Dashboards::new(&client, &dash_url)?;
     let objs = dashboards::checked_objects(&prefix)?;
     match dash.install(&objs, &prefix).await {
@@ -71,6 +73,7 @@ pub async fn run(common: &Common, a: &DashboardsArgs, out: &Output) -> anyhow::R
         open_browser: !a.no_browser,
         landing: landing_path(&base.base, &prefix),
         client: base,
+        idle: a.idle_timeout.map(std::time::Duration::from_secs).unwrap_or(proxy::IDLE),
     })
     .await?;
     Ok(Exit::Success)

@@ -293,9 +293,29 @@ impl Client {
                 v.set_sensitive(true);
                 headers.insert(http::header::AUTHORIZATION, v);
             }
-            Auth::SigV4 { service, region, credentials } => sign_raw(headers, method, uri, host, body, service, region, credentials).await?,
+            Auth::SigV4 { service, region, credentials } => {
+                let body = aws_sigv4::http_request::SignableBody::Bytes(body);
+                sign_raw(headers, method, uri, host, body, service, region, credentials).await?
+            }
         }
         Ok(())
+    }
+
+    /// [`Client::authorize`] for a body that is not in memory: SigV4 signs `body_sha256` (its SHA-256, lowercase
+    /// hex, sent as `x-amz-content-sha256`) in place of hashing the bytes; basic auth and none do not look at it.
+    pub async fn authorize_hashed(&self, method: &Method, uri: &str, host: &str, headers: &mut http::HeaderMap, body_sha256: &str) -> anyhow::Result<()> {
+        match &*self.auth {
+            Auth::SigV4 { service, region, credentials } => {
+                let body = aws_sigv4::http_request::SignableBody::Precomputed(body_sha256.to_string());
+                sign_raw(headers, method, uri, host, body, service, region, credentials).await
+            }
+            _ => self.authorize(method, uri, host, headers, &[]).await,
+        }
+    }
+
+    /// Does this client sign with SigV4 (and so need each body's hash before sending it)?
+    pub fn signs_payload(&self) -> bool {
+        matches!(&*self.auth, Auth::SigV4 { .. })
     }
 
     /// A control request (ping, template): transient failures (connection, 429, 5xx) are retried a few
@@ -368,6 +388,7 @@ async fn sign(
     region: &str,
     credentials: &SharedCredentialsProvider,
 ) -> anyhow::Result<()> {
+    let body = aws_sigv4::http_request::SignableBody::Bytes(body);
     sign_raw(headers, method, url.as_str(), &host_header(url), body, service, region, credentials).await
 }
 
@@ -378,12 +399,12 @@ async fn sign_raw(
     method: &Method,
     uri: &str,
     host: &str,
-    body: &[u8],
+    body: aws_sigv4::http_request::SignableBody<'_>,
     service: &str,
     region: &str,
     credentials: &SharedCredentialsProvider,
 ) -> anyhow::Result<()> {
-    use aws_sigv4::http_request::{sign, PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::http_request::{sign, PayloadChecksumKind, SignableRequest, SigningSettings};
     use aws_sigv4::sign::v4;
     let creds = credentials.provide_credentials().await.map_err(|e| {
         anyhow!("no AWS credentials to sign OpenSearch requests ({e}); set AWS_PROFILE / --profile, or pass --opensearch-auth basic|none")
@@ -403,7 +424,7 @@ async fn sign_raw(
     for (k, v) in headers.iter().filter(|(k, _)| *k != http::header::HOST) {
         hs.push((k.as_str(), v.to_str().unwrap_or_default()));
     }
-    let req = SignableRequest::new(method.as_str(), uri, hs.into_iter(), SignableBody::Bytes(body))?;
+    let req = SignableRequest::new(method.as_str(), uri, hs.into_iter(), body)?;
     let (instructions, _) = sign(req, &params)?.into_parts();
     let (new_headers, _params) = instructions.into_parts();
     for h in new_headers {

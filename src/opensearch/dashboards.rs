@@ -421,8 +421,10 @@ impl Dashboards {
         let mut h = http::HeaderMap::new();
         h.insert("osd-xsrf", http::HeaderValue::from_static("true"));
         h.insert("securitytenant", http::HeaderValue::from_static("global"));
-        if let Ok(v) = http::HeaderValue::from_str(content_type) {
-            h.insert(http::header::CONTENT_TYPE, v);
+        if !content_type.is_empty() {
+            if let Ok(v) = http::HeaderValue::from_str(content_type) {
+                h.insert(http::header::CONTENT_TYPE, v);
+            }
         }
         if let Some(c) = self.tenant_cookie().await? {
             if let Ok(v) = http::HeaderValue::from_str(&c) {
@@ -508,6 +510,17 @@ impl Dashboards {
         Ok(v["successCount"].as_u64().unwrap_or(objs.len() as u64) as usize)
     }
 
+    /// `DELETE api/saved_objects/<type>/<id>` (with `osd-xsrf`, in the global tenant): `Ok(true)` when it was
+    /// deleted, `Ok(false)` when Dashboards has no such object (its own 404, `{"statusCode": 404, …}`).
+    pub async fn delete(&self, kind: &str, id: &str) -> Result<bool, DashboardsError> {
+        let path = format!("api/saved_objects/{}/{}", path_segment(kind), path_segment(id));
+        match self.call(Method::DELETE, &path, "", bytes::Bytes::new()).await {
+            Ok(_) => Ok(true),
+            Err(DashboardsError::Failed { status: StatusCode::NOT_FOUND, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Install what differs or is missing; nothing when everything is as ours (a second run changes nothing).
     pub async fn install(&self, objs: &[SavedObject], prefix: &str) -> Result<(Installed, usize), DashboardsError> {
         let found = self.installed(objs).await?;
@@ -518,6 +531,13 @@ impl Dashboards {
         let n = self.import(&todo, &format!("trailsetup-{prefix}.ndjson")).await?;
         Ok((found, n))
     }
+}
+
+/// One path segment, percent-encoded but for RFC 3986's unreserved characters (our ids need none of it).
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }
 
 /// A `multipart/form-data` body with one part, `file`, named `file_name`, holding `content`.
@@ -659,6 +679,12 @@ mod tests {
         assert!(text.starts_with(&format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.ndjson\"\r\n")));
         assert!(text.ends_with(&format!("\r\n--{boundary}--\r\n")));
         assert!(text.contains("\r\n\r\n{\"a\":1}\n\r\n"));
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(path_segment("trailsetup-ct-vis-top_x.1~"), "trailsetup-ct-vis-top_x.1~");
+        assert_eq!(path_segment("a/b c?"), "a%2Fb%20c%3F");
     }
 
     #[test]

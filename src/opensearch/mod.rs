@@ -103,17 +103,24 @@ pub async fn connect(common: &Common, a: &SinkArgs, state: Option<&State>, aws: 
             Auth::SigV4 { service, region, credentials }
         }
     };
-    if matches!(auth, Auth::Basic { .. }) && parsed.scheme() == "http" && !client::is_loopback(&parsed) && !common.allow_http_basic_auth {
+    no_clear_text_password(common, &auth, &parsed)?;
+    let ca = a.os.ca_bundle.clone().or_else(|| common.file.ca_bundle.clone());
+    let timeout = Duration::from_secs(a.timeout_secs.unwrap_or(120).max(1));
+    Ok((Client::new(&url, auth, ca.as_deref(), timeout)?, url))
+}
+
+/// Basic auth over plain http:// to a host that is not loopback sends the password in clear text: refused unless
+/// `--allow-http-basic-auth` (for the endpoint, and for any other URL of it, such as `--dashboards-url`).
+pub fn no_clear_text_password(common: &Common, auth: &Auth, u: &url::Url) -> anyhow::Result<()> {
+    if matches!(auth, Auth::Basic { .. }) && u.scheme() == "http" && !client::is_loopback(u) && !common.allow_http_basic_auth {
         return Err(usage(format!(
             "--opensearch-auth basic over plain http:// to {} would send the password in clear text: use https://, or \
              pass --allow-http-basic-auth (env TRAILSETUP_ALLOW_HTTP_BASIC_AUTH, config key allow_http_basic_auth) if \
              the network path is trusted",
-            parsed.host_str().unwrap_or("the host")
+            u.host_str().unwrap_or("the host")
         )));
     }
-    let ca = a.os.ca_bundle.clone().or_else(|| common.file.ca_bundle.clone());
-    let timeout = Duration::from_secs(a.timeout_secs.unwrap_or(120).max(1));
-    Ok((Client::new(&url, auth, ca.as_deref(), timeout)?, url))
+    Ok(())
 }
 
 /// For commands that read the stack's indices (`search`, `migrate`): the client, the endpoint as given, the index

@@ -350,7 +350,14 @@ async fn probe_dashboards(ctx: &Ctx, client: &Client, endpoint: &str) -> Probe {
         Ok(i) => Probe::Found(Some(json!({"url": d.url(), "same": i.same, "differs": i.differs, "missing": i.missing}))),
         Err(e @ DashboardsError::Unreachable { .. }) => Probe::Unreachable(e.to_string()),
         // no Dashboards there, or one that refuses us: said, and left for later
-        Err(e) => Probe::Found(Some(json!({"url": d.url(), "deferred": true, "reason": e.to_string()}))),
+        Err(e) => {
+            let cause = match e {
+                DashboardsError::NotFound { .. } => "not-found",
+                DashboardsError::Refused { .. } => "refused",
+                _ => "failed",
+            };
+            Probe::Found(Some(json!({"url": d.url(), "deferred": true, "cause": cause, "reason": e.to_string()})))
+        }
     }
 }
 
@@ -845,14 +852,7 @@ pub async fn delete(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
     let os = aws_sdk_opensearch::Client::new(&aws.at(&ctx.home));
     match c.kind {
         Kind::OpenSearchRoleMapping => {
-            let client = match aws.search.clone() {
-                Some(cl) => Some(cl),
-                None => match describe_domain(ctx, aws, &domain_name(ctx)).await? {
-                    Some((_, Some(ep))) => Some(domain_client(aws, &ep, &ctx.home)?),
-                    _ => None,
-                },
-            };
-            let Some(client) = client else { return Ok(()) };
+            let Some(client) = search_client(ctx, aws).await? else { return Ok(()) };
             if reachable(&client).await.is_err() {
                 eprintln!("warning: OpenSearch is not reachable from here; delete role {} and its mapping from a machine that reaches it", ctx.writer_role());
                 return Ok(());
@@ -881,6 +881,75 @@ pub async fn delete(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
         },
         _ => Ok(()),
     }
+}
+
+/// The client of the stack's OpenSearch: the endpoint's, else the domain's (found by name), else none.
+async fn search_client(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Option<Client>> {
+    if let Some(cl) = aws.search.clone() {
+        return Ok(Some(cl));
+    }
+    Ok(match describe_domain(ctx, aws, &domain_name(ctx)).await? {
+        Some((_, Some(ep))) => Some(domain_client(aws, &ep, &ctx.home)?),
+        _ => None,
+    })
+}
+
+/// Delete the Dashboards saved objects a destroy plan's `opensearch-dashboards-objects` change names
+/// (`details.objects`, referrers first), one `DELETE api/saved_objects/<type>/<id>` each. Never an error: what
+/// happened is the answer, `{"deleted": [ids], "absent": [ids], "not_deleted": [{"id", "reason"}]}` — an object
+/// Dashboards no longer has (found so by the plan, or by its DELETE) is absent, not deleted; once Dashboards does not answer, refuses us or is not there,
+/// the rest are not tried.
+pub async fn delete_dashboards_objects(ctx: &Ctx, aws: &Aws, c: &Change) -> Value {
+    use crate::opensearch::dashboards::{Dashboards, DashboardsError};
+    let objects: Vec<(String, String)> = c.details["objects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| Some((o["type"].as_str()?.to_string(), o["id"].as_str()?.to_string())))
+        .collect();
+    // absent: those the plan found gone already, and those gone since
+    let mut absent: Vec<String> = c.details["absent"].as_array().into_iter().flatten().filter_map(|x| x.as_str().map(String::from)).collect();
+    let (mut deleted, mut not_deleted) = (Vec::new(), Vec::new());
+    let stop = |why: String, rest: &[(String, String)], not_deleted: &mut Vec<Value>| {
+        not_deleted.extend(rest.iter().map(|(_, id)| json!({"id": id, "reason": why})));
+    };
+    let client = match search_client(ctx, aws).await {
+        Ok(Some(cl)) => Some(cl),
+        Ok(None) => {
+            stop("no OpenSearch endpoint to reach".into(), &objects, &mut not_deleted);
+            None
+        }
+        Err(e) => {
+            stop(format!("{e:#}"), &objects, &mut not_deleted);
+            None
+        }
+    };
+    let dash = client.and_then(|cl| {
+        let url = c.details["dashboards_url"].as_str().map(str::to_owned).unwrap_or_else(|| crate::opensearch::dashboards::default_url(cl.base.as_str()));
+        match Dashboards::new(&cl, &url) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                stop(format!("{e:#}"), &objects, &mut not_deleted);
+                None
+            }
+        }
+    });
+    if let Some(d) = dash {
+        for (i, (kind, id)) in objects.iter().enumerate() {
+            match d.delete(kind, id).await {
+                Ok(true) => deleted.push(id.clone()),
+                Ok(false) => absent.push(id.clone()),
+                // one object's own error: the others are still tried
+                Err(e @ DashboardsError::Failed { .. }) => not_deleted.push(json!({"id": id, "reason": e.to_string()})),
+                // Dashboards does not answer, is not there, or refuses us: the same for every other object
+                Err(e) => {
+                    stop(e.to_string(), &objects[i..], &mut not_deleted);
+                    break;
+                }
+            }
+        }
+    }
+    json!({"deleted": deleted, "absent": absent, "not_deleted": not_deleted})
 }
 
 fn domain_name(ctx: &Ctx) -> String {

@@ -275,16 +275,46 @@ fetch('/_dashboards/api/saved_objects/_find?type=dashboard&search_fields=title&s
 """
 
 
+MIB = 1 << 20
+BIG_CHUNKS = 50  # /_dashboards/stream/big: 50 MiB, one MiB at a time
+
+
+def big_chunk(i: int) -> bytes:
+    return hashlib.sha256(str(i).encode()).digest() * (MIB // 32)
+
+
+def read_chunked(f) -> bytes:
+    out = bytearray()
+    while True:
+        size = int(f.readline().split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            while f.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            return bytes(out)
+        out += f.read(size)
+        f.readline()
+
+
 class Fake:
     """Dashboards' saved-objects API and a few pages, on 127.0.0.1; every request recorded with its signature's
-    verdict. A request whose signature does not verify is refused with 403, as AWS would."""
+    verdict. A request whose signature does not verify is refused with 403, as AWS would.
 
-    def __init__(self, basic: tuple[str, str] | None = None):
-        # basic=(user, password): the upstream takes basic auth instead of SigV4
+    auth: "sigv4" (botocore verifies each signature), "basic" (basic=(user, password)) or "none" (no Authorization
+    may arrive). passthrough: an OpenSearch URL that every path outside /_dashboards is relayed to (so `init` and
+    `destroy` can run against this one endpoint). `events` records, in order, what the streaming endpoints and the
+    test did; `gate` lets /_dashboards/stream/big go on, `release` lets /_dashboards/stream/stall go on.
+    """
+
+    def __init__(self, basic: tuple[str, str] | None = None, auth: str = "sigv4", passthrough: str | None = None):
         self.basic = basic
+        self.auth = "basic" if basic else auth
+        self.passthrough = passthrough
         self.requests: list[dict] = []
         self.objects: dict[tuple, dict] = {}
         self.imports: list[dict] = []
+        self.fail_delete: set[str] = set()
+        self.events: list[str] = []
+        self.gate, self.release = threading.Event(), threading.Event()
         self.lock = threading.Lock()
         fake = self
 
@@ -295,11 +325,21 @@ class Fake:
                 pass
 
             def _any(self):
-                n = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(n) if n else b""
+                if self.headers.get("transfer-encoding", "").lower() == "chunked":
+                    body, whole = read_chunked(self.rfile), True
+                else:
+                    n = int(self.headers.get("content-length") or 0)
+                    body = self.rfile.read(n) if n else b""
+                    whole = len(body) == n
+                if not whole:
+                    # the sender gave up half way: recorded, never answered
+                    with fake.lock:
+                        fake.requests.append({"method": self.command, "path": self.path, "incomplete": True, "body_len": len(body)})
+                    self.close_connection = True
+                    return
                 fake.handle(self, body)
 
-            do_GET = do_POST = do_PUT = do_DELETE = _any
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.port = self.server.server_address[1]
@@ -309,6 +349,10 @@ class Fake:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+    def event(self, what: str):
+        with self.lock:
+            self.events.append(what)
 
     def seen(self, path_start: str = "") -> list[dict]:
         with self.lock:
@@ -330,11 +374,13 @@ class Fake:
         headers = {k.lower(): v for k, v in h.headers.items()}
         rec = {"method": h.command, "path": h.path, "headers": headers, "body": body,
                "cookies": h.headers.get_all("cookie") or [], "authorizations": h.headers.get_all("authorization") or []}
-        if self.basic:
+        if self.auth == "basic":
             import base64
 
             want = "Basic " + base64.b64encode(f"{self.basic[0]}:{self.basic[1]}".encode()).decode()
             rec["sig_error"] = None if rec["authorizations"] == [want] else f"not the basic credentials: {rec['authorizations']}"
+        elif self.auth == "none":
+            rec["sig_error"] = f"an Authorization arrived: {rec['authorizations']}" if rec["authorizations"] else None
         else:
             rec["sig_error"] = verify_sigv4(h.command, h.path, headers, body)
         with self.lock:
@@ -343,6 +389,53 @@ class Fake:
             return self.reply(h, 403, json.dumps({"message": "The request signature we calculated does not match the signature you provided."}))
         path, _, query = h.path.partition("?")
         xsrf = headers.get("osd-xsrf") == "true"
+        if self.passthrough and not path.startswith("/_dashboards"):
+            fwd = {k: headers[k] for k in ("content-type", "content-encoding") if k in headers}
+            r = requests.request(h.command, self.passthrough + h.path, data=body or None, headers=fwd, timeout=120)
+            return self.reply(h, r.status_code, b"" if h.command == "HEAD" else r.content, r.headers.get("content-type", "application/json"))
+        if path == "/_dashboards/stream/big":
+            # one MiB, then the rest only once the test says its client holds the first bytes (or after 30 s), a
+            # tenth of a second apart
+            h.send_response(200)
+            h.send_header("Content-Type", "application/octet-stream")
+            h.send_header("Content-Length", str(BIG_CHUNKS * MIB))
+            h.end_headers()
+            self.event("upstream: sending the first MiB")
+            h.wfile.write(big_chunk(0))
+            h.wfile.flush()
+            if not self.gate.wait(30):
+                self.event("upstream: no word from the client for 30 s")
+            for i in range(1, BIG_CHUNKS):
+                time.sleep(0.1)
+                h.wfile.write(big_chunk(i))
+                h.wfile.flush()
+            self.event("upstream: finished")
+            return None
+        if path == "/_dashboards/stream/stall":
+            # one MiB of ten, then silence until the test releases it
+            h.send_response(200)
+            h.send_header("Content-Type", "application/octet-stream")
+            h.send_header("Content-Length", str(10 * MIB))
+            h.end_headers()
+            self.event("upstream: sending one MiB, then silence")
+            h.wfile.write(big_chunk(0))
+            h.wfile.flush()
+            self.release.wait(120)
+            self.event("upstream: released")
+            h.close_connection = True
+            return None
+        if path == "/_dashboards/upload":
+            return self.reply(h, 200, json.dumps({"len": len(body), "sha256": hashlib.sha256(body).hexdigest()}))
+        m = re.fullmatch(r"/_dashboards/api/saved_objects/([^/]+)/([^/]+)", path)
+        if m and h.command == "DELETE":
+            if not xsrf:
+                return self.reply(h, 400, json.dumps({"statusCode": 400, "error": "Bad Request", "message": "Request must contain a osd-xsrf header."}))
+            if m.group(2) in self.fail_delete:
+                return self.reply(h, 503, json.dumps({"statusCode": 503, "error": "Service Unavailable", "message": "try later"}))
+            if self.objects.pop((m.group(1), m.group(2)), None) is None:
+                return self.reply(h, 404, json.dumps({"statusCode": 404, "error": "Not Found",
+                                                      "message": f"Saved object [{m.group(1)}/{m.group(2)}] not found"}))
+            return self.reply(h, 200, "{}")
         if path == "/_dashboards/app/dashboards":
             return self.reply(h, 200, PAGE, "text/html; charset=utf-8",
                               {"Set-Cookie": "security_authentication=tenant-global; Path=/_dashboards; HttpOnly"})
@@ -474,10 +567,10 @@ class Proxy:
         return s
 
 
-def raw_get(port: int, target: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
-    """A request whose target is sent exactly as written (requests would not touch these, but be sure)."""
+def raw_get(port: int, target: str, headers: dict | None = None, method: str = "GET") -> tuple[int, dict, bytes]:
+    """A request whose target (and Host, when given) is sent exactly as written."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    c.putrequest("GET", target, skip_accept_encoding=True)
+    c.putrequest(method, target, skip_accept_encoding=True, skip_host="Host" in (headers or {}))
     for k, v in (headers or {}).items():
         c.putheader(k, v)
     c.endheaders()
@@ -599,6 +692,18 @@ def free_port() -> int:
     return port
 
 
+def test_basic_auth_password_never_goes_to_a_plain_http_dashboards_url(trailsetup_bin, tmp_path):
+    # the endpoint is loopback (allowed over http); --dashboards-url is another host over plain http: refused before
+    # any call, as the endpoint itself would be
+    env = bare_env(tmp_path, TRAILSETUP_OPENSEARCH_USER="u", TRAILSETUP_OPENSEARCH_PASSWORD="secret-pw")
+    rc, out, err = run_cli_with(trailsetup_bin, ["dashboards", "--install-only", "--opensearch-url", f"http://127.0.0.1:{free_port()}",
+                                                 "--opensearch-auth", "basic", "--dashboards-url", "http://dashboards.invalid:5601",
+                                                 "--index-prefix", "ct-clear"], env=env, timeout=60)
+    assert rc == 2, (rc, err)
+    assert "would send the password in clear text" in err and "dashboards.invalid" in err and "--allow-http-basic-auth" in err, err
+    assert "secret-pw" not in err + out
+
+
 def test_upstream_down_is_a_502_naming_it(trailsetup_bin, tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"
     p = Proxy(trailsetup_bin, signing_env(tmp_path), dash_args(dead, "ct-down"))
@@ -633,6 +738,315 @@ def test_init_defers_dashboards_on_plain_opensearch(run_cli, moto_reset, opensea
     assert "trailsetup dashboards" in out  # the finish summary points to it
     s = json.loads(run_cli([*args, "--output", "json"], timeout=600)[1])["plan"]["summary"]
     assert s["create"] == s["update"] == s["delete"] == 0, s
+
+
+def cookie_of(p: "Proxy", s: requests.Session) -> str:
+    return f"trailsetup_proxy_{p.port}={s.cookies.get(f'trailsetup_proxy_{p.port}')}"
+
+
+def test_proxy_refuses_other_hosts_and_origins(fake, trailsetup_bin, tmp_path):
+    p = Proxy(trailsetup_bin, signing_env(tmp_path), dash_args(fake.url, "ct-rebind"))
+    try:
+        n = len(fake.requests)
+        # DNS rebinding: a page of rebind.evil.example, whose name now resolves to 127.0.0.1, sends its own Host;
+        # the token on it is refused, and stays unused
+        st, _, body = raw_get(p.port, f"/?token={p.token}", {"Host": f"rebind.evil.example:{p.port}", "Accept": "text/html"})
+        assert st == 403 and b"rebind.evil.example" in body and f"http://127.0.0.1:{p.port}".encode() in body, body
+        s = p.session()  # the token still works on the proxy's own address
+        cookie = cookie_of(p, s)
+        for host in [f"rebind.evil.example:{p.port}", f"127.0.0.1:{p.port + 1}", "127.0.0.1", f"127.0.0.1.nip.io:{p.port}"]:
+            st, _, body = raw_get(p.port, "/_dashboards/echo/rebind", {"Host": host, "Cookie": cookie})
+            assert st == 403, (host, st, body)
+            assert "another site" in json.loads(body)["message"]
+        # a page of another origin: another port of this machine is the same site to a SameSite cookie, yet refused
+        for origin in ["http://127.0.0.1:9", "null", "https://evil.example"]:
+            r = s.post(f"{p.base}/_dashboards/echo/csrf", data=b"{}", headers={"osd-xsrf": "true", "Origin": origin}, timeout=30)
+            assert r.status_code == 403 and "another origin" in r.json()["message"], (origin, r.text)
+        # no tunnel
+        st, _, _ = raw_get(p.port, f"127.0.0.1:{p.port}", {"Host": f"127.0.0.1:{p.port}", "Cookie": cookie}, method="CONNECT")
+        assert st in (400, 405), st
+        assert len(fake.requests) == n  # none of it reached the upstream
+        # the proxy's own names pass: localhost, and an Origin of its own
+        st, _, body = raw_get(p.port, "/_dashboards/echo/ok", {"Host": f"localhost:{p.port}", "Cookie": cookie})
+        assert st == 200, body
+        r = s.post(f"{p.base}/_dashboards/echo/same", data=b"{}", headers={"osd-xsrf": "true", "Origin": p.base}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert [r["path"] for r in fake.requests[n:]] == ["/_dashboards/echo/ok", "/_dashboards/echo/same"]
+        assert all(r["sig_error"] is None for r in fake.requests[n:])
+    finally:
+        rc, err = p.stop()
+    assert rc == 0, err
+
+
+def test_large_response_streams_as_it_arrives(fake, trailsetup_bin, tmp_path):
+    # a 2 s idle timeout; the upstream's 50 MiB take longer than that in all, but never pause that long
+    p = Proxy(trailsetup_bin, signing_env(tmp_path), [*dash_args(fake.url, "ct-stream"), "--idle-timeout", "2"])
+    try:
+        s = p.session()
+        r = s.get(f"{p.base}/_dashboards/stream/big", stream=True, timeout=90)
+        assert r.status_code == 200 and r.headers["Content-Length"] == str(BIG_CHUNKS * MIB)
+        it = r.iter_content(chunk_size=64 << 10)
+        first = next(it)
+        # the upstream holds back all but its first MiB until it hears that these bytes have arrived
+        fake.event("client: first bytes")
+        fake.gate.set()
+        h, n = hashlib.sha256(first), len(first)
+        for chunk in it:
+            h.update(chunk)
+            n += len(chunk)
+        want = hashlib.sha256(b"".join(big_chunk(i) for i in range(BIG_CHUNKS))).hexdigest()
+        assert (n, h.hexdigest()) == (BIG_CHUNKS * MIB, want)
+        # streamed: the client had bytes before the upstream went on, let alone finished; a buffering proxy would
+        # have shown "no word from the client" and "finished" first
+        assert fake.events == ["upstream: sending the first MiB", "client: first bytes", "upstream: finished"], fake.events
+        assert fake.requests[-1]["sig_error"] is None
+    finally:
+        rc, err = p.stop()
+    assert rc == 0, err
+    assert "sent nothing" not in err, err
+
+
+def test_a_silent_upstream_is_cut_by_the_idle_timeout(fake, trailsetup_bin, tmp_path):
+    p = Proxy(trailsetup_bin, signing_env(tmp_path), [*dash_args(fake.url, "ct-stall"), "--idle-timeout", "2"])
+    try:
+        s = p.session()
+        r = s.get(f"{p.base}/_dashboards/stream/stall", stream=True, timeout=90)
+        assert r.status_code == 200
+        got = 0
+        with pytest.raises((requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError)):
+            for chunk in r.iter_content(chunk_size=64 << 10):
+                got += len(chunk)
+        fake.event("client: cut off")
+        fake.release.set()
+        # the first MiB came through; the connection was closed by the proxy while the upstream was still silent
+        assert 0 < got < 10 * MIB, got
+        deadline = time.monotonic() + 30  # (a bound on waiting for the fake's thread, not a measurement)
+        while "upstream: released" not in fake.events and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fake.events == ["upstream: sending one MiB, then silence", "client: cut off", "upstream: released"], fake.events
+        # the proxy still serves
+        assert s.get(f"{p.base}/_dashboards/echo/after", timeout=30).status_code == 200
+    finally:
+        fake.release.set()
+        rc, err = p.stop()
+    assert rc == 0, err
+    assert "GET /_dashboards/stream/stall: OpenSearch Dashboards at" in err and "sent nothing for 2 s: the response was cut off" in err, err
+
+
+def upload(p: "Proxy", s: requests.Session, body: bytes) -> requests.Response:
+    return s.post(f"{p.base}/_dashboards/upload", data=body, headers={"Content-Type": "application/octet-stream", "osd-xsrf": "true"},
+                  timeout=120)
+
+
+def test_large_request_body_is_spooled_signed_and_intact(fake, trailsetup_bin, tmp_path):
+    big = b"".join(big_chunk(i) for i in range(24))  # 24 MiB: over the 8 MiB kept in memory
+    small = big[: MIB]
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    # the body is hashed for the signature, kept in a file of TMPDIR meanwhile, then sent from it
+    p = Proxy(trailsetup_bin, dict(signing_env(tmp_path), TMPDIR=str(spool)), dash_args(fake.url, "ct-upload"))
+    try:
+        s = p.session()
+        r = upload(p, s, big)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"len": len(big), "sha256": hashlib.sha256(big).hexdigest()}
+        rec = fake.requests[-1]
+        # botocore verified the signature over the body that arrived, and x-amz-content-sha256 is its hash
+        assert rec["sig_error"] is None and rec["headers"]["x-amz-content-sha256"] == hashlib.sha256(big).hexdigest()
+        assert rec["headers"]["content-length"] == str(len(big))
+        assert list(spool.iterdir()) == []  # no spool file left behind
+    finally:
+        rc, err = p.stop()
+    assert rc == 0, err
+    # where the temporary directory is missing, a large body cannot be spooled: said, with what to do, and nothing
+    # sent; a small one, held in memory, still goes (so the large one above went through the spool)
+    p = Proxy(trailsetup_bin, dict(signing_env(tmp_path), TMPDIR=str(tmp_path / "missing")), dash_args(fake.url, "ct-upload"))
+    try:
+        s = p.session()
+        n = len(fake.requests)
+        r = upload(p, s, big)
+        assert r.status_code == 507 and "TMPDIR" in r.json()["message"], r.text
+        assert len(fake.requests) == n
+        r = upload(p, s, small)
+        assert r.status_code == 200 and r.json()["sha256"] == hashlib.sha256(small).hexdigest()
+        assert fake.requests[-1]["sig_error"] is None
+    finally:
+        rc, err = p.stop()
+    assert rc == 0, err
+    assert "cannot spool the request body to" in err, err
+
+
+def test_basic_auth_request_bodies_stream_straight_through(trailsetup_bin, tmp_path):
+    f = Fake(basic=("dash-user", "dash-pw"))
+    big = b"".join(big_chunk(i) for i in range(24))
+    try:
+        # no signature over the body: no spool either (TMPDIR is missing), it streams through
+        env = bare_env(tmp_path, TRAILSETUP_OPENSEARCH_USER="dash-user", TRAILSETUP_OPENSEARCH_PASSWORD="dash-pw", TMPDIR=str(tmp_path / "missing"))
+        p = Proxy(trailsetup_bin, env, ["dashboards", "--opensearch-url", f.url, "--opensearch-auth", "basic", "--index-prefix", "ct-basic-up"])
+        try:
+            s = p.session()
+            r = upload(p, s, big)
+            assert r.status_code == 200, r.text
+            assert r.json() == {"len": len(big), "sha256": hashlib.sha256(big).hexdigest()}
+            rec = f.requests[-1]
+            assert rec["sig_error"] is None and rec["headers"]["content-length"] == str(len(big))
+        finally:
+            rc, err = p.stop()
+        assert rc == 0, err
+    finally:
+        f.close()
+
+
+def test_a_slow_upload_is_waited_for(fake, trailsetup_bin, tmp_path):
+    # --timeout 2 bounds the wait for the upstream's answer, not the browser's upload: five pieces, 0.8 s apart
+    # (under the idle timeout each, over --timeout in all), then the answer
+    p = Proxy(trailsetup_bin, signing_env(tmp_path), [*dash_args(fake.url, "ct-slow-up"), "--timeout", "2", "--idle-timeout", "10"])
+    try:
+        s = p.session()
+        pieces = [bytes([65 + i]) * 1000 for i in range(5)]
+        with socket.create_connection(("127.0.0.1", p.port), timeout=60) as c:
+            c.sendall(f"POST /_dashboards/upload HTTP/1.1\r\nHost: 127.0.0.1:{p.port}\r\nCookie: {cookie_of(p, s)}\r\n"
+                      f"Content-Type: application/octet-stream\r\nosd-xsrf: true\r\nContent-Length: 5000\r\n\r\n".encode())
+            for piece in pieces:
+                time.sleep(0.8)
+                c.sendall(piece)
+            resp = b""
+            while b"\r\n\r\n" not in resp or not resp.rstrip().endswith(b"}"):
+                more = c.recv(65536)
+                assert more, resp
+                resp += more
+        assert resp.startswith(b"HTTP/1.1 200 "), resp[:300]
+        assert json.loads(resp.split(b"\r\n\r\n", 1)[1]) == {"len": 5000, "sha256": hashlib.sha256(b"".join(pieces)).hexdigest()}
+        assert fake.requests[-1]["sig_error"] is None
+    finally:
+        rc, err = p.stop()
+    assert rc == 0, err
+
+
+@pytest.mark.parametrize("auth", ["sigv4", "basic"])
+def test_a_stalled_request_body_is_dropped(auth, trailsetup_bin, tmp_path):
+    f = Fake(basic=("dash-user", "dash-pw")) if auth == "basic" else Fake()
+    try:
+        if auth == "basic":
+            env = bare_env(tmp_path, TRAILSETUP_OPENSEARCH_USER="dash-user", TRAILSETUP_OPENSEARCH_PASSWORD="dash-pw")
+            args = ["dashboards", "--opensearch-url", f.url, "--opensearch-auth", "basic", "--index-prefix", "ct-stall-up"]
+        else:
+            env, args = signing_env(tmp_path), dash_args(f.url, "ct-stall-up")
+        p = Proxy(trailsetup_bin, env, [*args, "--idle-timeout", "2"])
+        try:
+            s = p.session()
+            n = len(f.requests)
+            # a million bytes announced, a thousand sent, then nothing
+            with socket.create_connection(("127.0.0.1", p.port), timeout=60) as c:
+                c.sendall(f"POST /_dashboards/upload HTTP/1.1\r\nHost: 127.0.0.1:{p.port}\r\nCookie: {cookie_of(p, s)}\r\n"
+                          f"Content-Type: application/octet-stream\r\nosd-xsrf: true\r\nContent-Length: 1000000\r\n\r\n".encode() + b"x" * 1000)
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    more = c.recv(65536)
+                    assert more, head
+                    head += more
+            assert head.startswith(b"HTTP/1.1 408 "), head[:200]
+            # the upstream never got a whole request: SigV4 sends nothing before the body is whole; basic auth
+            # streamed the part that came, then the proxy gave up on it
+            after = f.requests[n:]
+            if auth == "sigv4":
+                assert after == []
+            else:
+                assert [(r["path"], r.get("incomplete")) for r in after] in ([], [("/_dashboards/upload", True)]), after
+        finally:
+            rc, err = p.stop()
+        assert rc == 0, err
+        assert "POST /_dashboards/upload: the request body stopped arriving (nothing for 2 s)" in err, err
+    finally:
+        f.close()
+
+
+# --- destroy: the saved objects go, by id ----------------------------------------------------------------------------
+
+
+def dash_change(doc: dict) -> dict:
+    return next(c for c in doc["plan"]["changes"] if c["kind"] == "opensearch-dashboards-objects")
+
+
+def init_through(run_cli, f: Fake, prefix: str) -> dict:
+    """init against moto and the fake (Dashboards there, every other path relayed to the real node)."""
+    rc, out, err = run_cli(["init", "--yes", "--no-backfill", "--regions", "us-east-1", "--opensearch-url", f.url,
+                            "--index-prefix", prefix, "--output", "json"], timeout=600)
+    assert rc == 0, err[-3000:]
+    c = dash_change(json.loads(out))
+    assert c["action"] == "create", c
+    assert len(f.imports) == 1 and len(f.objects) >= 10
+    return dict(f.objects)
+
+
+def test_destroy_deletes_the_saved_objects_and_says_what_was_absent(run_cli, moto_reset, opensearch_url, os_clean):
+    f = Fake(auth="none", passthrough=opensearch_url)
+    try:
+        installed = init_through(run_cli, f, os_clean)
+        # one removed in Dashboards by hand, one Dashboards fails to delete this time
+        gone = ("visualization", f"trailsetup-{os_clean}-vis-top-event-names")
+        stuck = ("search", f"trailsetup-{os_clean}-search-root-activity")
+        assert gone in installed and stuck in installed
+        del f.objects[gone]
+        f.fail_delete.add(stuck[1])
+        path = lambda t, i: f"/_dashboards/api/saved_objects/{t}/{i}"  # noqa: E731
+
+        # the plan: every object still there, referrers first, the index pattern last; the absent one said
+        rc, out, err = run_cli(["destroy", "--dry-run", "--output", "json"], timeout=300)
+        assert rc == 0, err
+        c = dash_change(json.loads(out))
+        assert c["action"] == "delete" and c["name"] == f"trailsetup-{os_clean}" and c["region"] == "-"
+        objs = [(o["type"], o["id"]) for o in c["details"]["objects"]]
+        assert sorted(objs) == sorted(k for k in installed if k != gone)
+        assert objs[0][0] == "dashboard" and objs[-1] == ("index-pattern", f"trailsetup-{os_clean}")
+        assert c["details"]["absent"] == [gone[1]]
+        assert not [r for r in f.requests if r["method"] == "DELETE"]
+
+        # destroy: one DELETE per object there, with osd-xsrf; the absent one not asked for, the failing one said
+        rc, out, err = run_cli(["destroy", "--yes"], timeout=600)
+        assert rc == 0, err[-3000:]
+        deletes = [r for r in f.requests if r["method"] == "DELETE"]
+        assert [r["path"] for r in deletes] == [path(t, i) for t, i in objs]
+        assert all(r["headers"].get("osd-xsrf") == "true" and r["sig_error"] is None for r in deletes)
+        assert set(f.objects) == {stuck}
+        line = (f"deleted opensearch-dashboards-objects trailsetup-{os_clean} [-]: {len(installed) - 2} saved object(s); "
+                f"1 already absent ({gone[1]}); 1 not deleted ({stuck[1]})")
+        assert line in err and "1 not (fully) deleted" in err, err[-3000:]
+
+        # the next run deletes what is left; then there is nothing, and nothing is asked for
+        f.fail_delete.clear()
+        rc, out, err = run_cli(["destroy", "--yes", "--output", "json"], timeout=600)
+        assert rc == 0, err
+        c = dash_change(json.loads(out))
+        assert c["action"] == "delete" and c["details"]["result"]["deleted"] == [stuck[1]], c
+        assert sorted(c["details"]["result"]["absent"]) == sorted(i for _, i in installed if i != stuck[1])
+        assert c["details"]["result"]["not_deleted"] == []
+        assert f.objects == {}
+        n = len(f.requests)
+        rc, out, err = run_cli(["destroy", "--yes", "--output", "json"], timeout=600)
+        assert rc == 0, err
+        doc = json.loads(out)
+        c = dash_change(doc)
+        assert c["action"] == "no-op" and "nothing to delete" in c["details"]["reason"] and "retained" not in c["details"], c
+        assert doc["plan"]["summary"]["delete"] == 0
+        assert not [r for r in f.requests[n:] if r["method"] == "DELETE"]
+    finally:
+        f.close()
+
+
+def test_destroy_with_dashboards_unreachable_says_so_and_deletes_the_rest(run_cli, moto_reset, opensearch_url, os_clean):
+    f = Fake(auth="none", passthrough=opensearch_url)
+    installed = init_through(run_cli, f, os_clean)
+    f.close()  # the endpoint (and its Dashboards) no longer answers
+    rc, out, err = run_cli(["destroy", "--yes", "--output", "json"], timeout=600)
+    assert rc == 0, err[-3000:]
+    doc = json.loads(out)
+    c = dash_change(doc)
+    assert c["action"] == "no-op" and c["details"]["unreachable"] is True and c["details"]["not_deleted"] is True, c
+    assert "retained" not in c["details"] and "result" not in c["details"]
+    assert any(w.startswith("Dashboards saved objects: ") for w in doc["warnings"]), doc.get("warnings")
+    assert doc["plan"]["summary"]["delete"] > 5  # the rest of the stack went
+    assert f.objects == installed and not [r for r in f.requests if r["method"] == "DELETE"]
 
 
 # --- (c) headless Chromium through the proxy ------------------------------------------------------------------------

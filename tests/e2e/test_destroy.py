@@ -61,6 +61,11 @@ def test_destroy_removes_what_init_made_and_keeps_the_bucket(mode, moto_reset, r
     retained = [c for c in doc["plan"]["changes"] if c["details"].get("retained")]
     # (the index template stays with the indices it shapes: the endpoint is not ours)
     assert sorted((c["kind"], c["action"]) for c in retained) == [("opensearch-index-template", "no-op"), ("s3-bucket", "no-op")]
+    # the endpoint is plain OpenSearch: no Dashboards, so no saved objects were deleted, and the plan says why
+    dash = [c for c in doc["plan"]["changes"] if c["kind"] == "opensearch-dashboards-objects"]
+    assert [c["action"] for c in dash] == ["no-op"] and "result" not in dash[0]["details"], dash
+    assert dash[0]["details"]["reason"].startswith(f"OpenSearch Dashboards was not found at {opensearch_url}/_dashboards: there are no saved objects to delete"), dash
+    assert any(w.startswith("Dashboards saved objects: OpenSearch Dashboards was not found") for w in doc["warnings"]), doc["warnings"]
     assert bucket_sids(boto) == {"TrailsetupDenyInsecureTransportTrailsetup"}
     # idempotent
     again = run_json(run_cli, ["destroy", "--yes"])
