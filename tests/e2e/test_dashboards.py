@@ -117,23 +117,14 @@ def test_export_is_complete_stable_and_offline(trailsetup_bin, tmp_path):
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory, trailsetup_bin, opensearch_url):
     """The fixtures (and test_search's near misses) loaded once under a module prefix."""
-    import gzip
-
     from conftest import _os_delete_prefixed
-    from test_search import ACCT, NOW, near_misses
+    from test_search import load_fixtures_and_near_misses
 
     prefix = "ts-dash-" + hashlib.sha256(__file__.encode()).hexdigest()[:8]
     _os_delete_prefixed(opensearch_url, prefix)
     tmp = tmp_path_factory.mktemp("dash")
-    extra = tmp / "extra" / "AWSLogs" / ACCT / "CloudTrail" / "eu-west-1" / NOW.strftime("%Y/%m/%d")
-    extra.mkdir(parents=True)
-    (extra / f"{ACCT}_CloudTrail_eu-west-1_nearmiss.json.gz").write_bytes(gzip.compress(json.dumps({"Records": near_misses()}).encode()))
     env = bare_env(tmp)
-    for src in (FIXTURES, tmp / "extra"):
-        rc, _, err = run_cli_with(trailsetup_bin, ["backfill", "--output", "json", "--source-dir", src, "--opensearch-url", opensearch_url,
-                                                   "--index-prefix", prefix], env=env, timeout=600)
-        assert rc == 0, err[-3000:]
-    requests.post(f"{opensearch_url}/{prefix}/_refresh", timeout=60)
+    load_fixtures_and_near_misses(trailsetup_bin, opensearch_url, prefix, tmp, env)
     yield prefix, env, export(trailsetup_bin, tmp, prefix)
     _os_delete_prefixed(opensearch_url, prefix)
 

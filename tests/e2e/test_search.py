@@ -251,6 +251,20 @@ def as_stored(r: dict) -> dict:
     return r
 
 
+def load_fixtures_and_near_misses(trailsetup_bin, opensearch_url, prefix: str, tmp, env) -> None:
+    """Backfill the fixtures and the near misses (a log file written under `tmp`) into `prefix`, then refresh."""
+    from conftest import run_cli_with
+
+    extra = tmp / "extra" / "AWSLogs" / ACCT / "CloudTrail" / "eu-west-1" / NOW.strftime("%Y/%m/%d")
+    extra.mkdir(parents=True)
+    (extra / f"{ACCT}_CloudTrail_eu-west-1_nearmiss.json.gz").write_bytes(gzip.compress(json.dumps({"Records": near_misses()}).encode()))
+    for src in (FIXTURES, tmp / "extra"):
+        rc, out, err = run_cli_with(trailsetup_bin, ["backfill", "--output", "json", "--source-dir", src, "--opensearch-url", opensearch_url,
+                                                     "--index-prefix", prefix], env=env, timeout=600)
+        assert rc == 0, err[-3000:]
+    requests.post(f"{opensearch_url}/{prefix}/_refresh", timeout=60)
+
+
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory, trailsetup_bin, opensearch_url):
     """The fixtures and the near misses loaded once under a module prefix; yields (prefix, records by id, state env)."""
@@ -259,15 +273,8 @@ def loaded(tmp_path_factory, trailsetup_bin, opensearch_url):
     prefix = "ts-search-" + hashlib.sha256(__file__.encode()).hexdigest()[:8]
     _os_delete_prefixed(opensearch_url, prefix)
     tmp = tmp_path_factory.mktemp("search")
-    extra = tmp / "extra" / "AWSLogs" / ACCT / "CloudTrail" / "eu-west-1" / NOW.strftime("%Y/%m/%d")
-    extra.mkdir(parents=True)
-    (extra / f"{ACCT}_CloudTrail_eu-west-1_nearmiss.json.gz").write_bytes(gzip.compress(json.dumps({"Records": near_misses()}).encode()))
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp), "TRAILSETUP_STATE_DIR": str(tmp / "state"), "AWS_EC2_METADATA_DISABLED": "true"}
-    for src in (FIXTURES, tmp / "extra"):
-        rc, out, err = run_cli_with(trailsetup_bin, ["backfill", "--output", "json", "--source-dir", src, "--opensearch-url", opensearch_url,
-                                                     "--index-prefix", prefix], env=env, timeout=600)
-        assert rc == 0, err[-3000:]
-    requests.post(f"{opensearch_url}/{prefix}/_refresh", timeout=60)
+    load_fixtures_and_near_misses(trailsetup_bin, opensearch_url, prefix, tmp, env)
     keys = vector_keys()
     candidates = {}
     for r in list(records_of(FIXTURES)) + near_misses():
