@@ -292,3 +292,17 @@ mod status_tests {
         assert!(error_is_current(None, None, now));
     }
 }
+
+use crate::permissions as perm;
+/// "Actions, resources, and condition keys for AWS CloudTrail" (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscloudtrail.html): trail actions on
+/// the trail (`<name>`, or `<name>-<region>` per region).
+pub const PERMISSIONS: &[perm::Permission] = &[
+    perm::p("cloudtrail:GetTrail", perm::Res::Trail, perm::OBSERVE),
+    perm::p("cloudtrail:GetTrailStatus", perm::Res::Trail, perm::OBSERVE),
+    perm::p("cloudtrail:ListTags", perm::Res::Trail, perm::OBSERVE),
+    perm::p("cloudtrail:CreateTrail", perm::Res::Trail, perm::INIT),
+    perm::p("cloudtrail:UpdateTrail", perm::Res::Trail, perm::INIT),
+    perm::p("cloudtrail:AddTags", perm::Res::Trail, perm::INIT),
+    perm::p("cloudtrail:StartLogging", perm::Res::Trail, perm::INIT),
+    perm::p("cloudtrail:DeleteTrail", perm::Res::Trail, perm::DESTROY),
+];

@@ -708,6 +708,22 @@ pub async fn delete(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
     rewrite_notifications(ctx, aws, &c.region, bucket, None).await
 }
 
+
+use crate::permissions as perm;
+/// With `--use-trail`: the account's trails are listed (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscloudtrail.html: DescribeTrails and
+/// ListTrails have no resource type), the other trail's bucket, log group and trail are not ours (`*`);
+/// organizations:DescribeOrganization has no resource type (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsorganizations.html).
+pub const PERMISSIONS: &[perm::Permission] = &[
+    perm::with(&[perm::Feature::UseTrail], "cloudtrail:DescribeTrails", perm::Res::Any, perm::OBSERVE),
+    perm::with(&[perm::Feature::UseTrail], "cloudtrail:ListTrails", perm::Res::Any, perm::OBSERVE),
+    perm::with(&[perm::Feature::UseTrail], "cloudtrail:GetEventSelectors", perm::Res::OtherTrail, perm::OBSERVE),
+    perm::with(&[perm::Feature::UseTrail], "s3:ListAllMyBuckets", perm::Res::Any, perm::OBSERVE),
+    perm::with(&[perm::Feature::UseTrail], "s3:GetBucketNotification", perm::Res::OtherTrail, perm::OBSERVE),
+    perm::with(&[perm::Feature::UseTrail], "s3:PutBucketNotification", perm::Res::OtherTrail, perm::INIT_DESTROY),
+    perm::with(&[perm::Feature::UseTrail], "logs:DescribeSubscriptionFilters", perm::Res::OtherTrail, perm::OBSERVE),
+    perm::with(&[perm::Feature::UseTrail], "organizations:DescribeOrganization", perm::Res::Any, perm::OBSERVE),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
