@@ -496,7 +496,7 @@ mod tests {
         let i = doc.find(begin).expect("docs/init.md has no permissions:begin marker") + begin.len();
         let j = doc[i..].find(end).expect("docs/init.md has no permissions:end marker") + i;
         let want = docs_text();
-        if &doc[i..j] != want {
+        if doc[i..j] != want {
             if std::env::var_os("TRAILSETUP_BLESS_DOCS").is_some() {
                 std::fs::write(&path, format!("{}{}{}", &doc[..i], want, &doc[j..])).unwrap();
             } else {
