@@ -269,14 +269,14 @@ pub fn docs_text() -> String {
     let base: BTreeSet<(String, String)> = pairs(&policy(Cmd::Init, &[], false, &names));
     out.push_str(&indent(&text(&policy(Cmd::Init, &[], false, &names))));
     for (f, flag) in [
-        (Feature::Domain, "without --opensearch-url (a domain)"),
+        (Feature::Domain, "an OpenSearch Service domain (no --opensearch-url)"),
         (Feature::Kms, "--kms-key"),
         (Feature::BasicAuth, "--opensearch-auth basic"),
         (Feature::UseTrail, "--use-trail"),
     ] {
         let more = policy(Cmd::Init, &[f], false, &names);
         let extra: Vec<String> = pairs(&more).difference(&base).map(|(a, r)| format!("{a} on {r}")).collect();
-        out.push_str(&format!("init, also with {flag} (`--with {}`):\n", clap::ValueEnum::to_possible_value(&f).map(|v| v.get_name().to_string()).unwrap_or_default()));
+        out.push_str(&format!("init with {flag}, in addition (`--with {}`):\n", clap::ValueEnum::to_possible_value(&f).map(|v| v.get_name().to_string()).unwrap_or_default()));
         for e in extra {
             out.push_str(&format!("  {e}\n"));
         }
@@ -453,7 +453,7 @@ mod tests {
         let any = sts.iter().find(|s| s["Sid"] == "Any").unwrap();
         for a in any["Action"].as_array().unwrap() {
             assert!(
-                ["sts:GetCallerIdentity", "ec2:DescribeRegions", "s3:ListAllMyBuckets", "sns:ListSubscriptions"].contains(&a.as_str().unwrap()),
+                ["sts:GetCallerIdentity", "ec2:DescribeRegions", "s3:ListAllMyBuckets", "sns:ListSubscriptions", "cloudtrail:DescribeTrails", "cloudtrail:ListTrails"].contains(&a.as_str().unwrap()),
                 "{a} on *"
             );
         }
