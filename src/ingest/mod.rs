@@ -434,7 +434,11 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
                             let bytes_permit = budget.acquire_many_owned(kib).await.expect("semaphore never closed");
                             let res = match s3.get(&f.key).await {
                                 Ok(bytes) => p.load(f.key.clone().into(), move || Ok(std::io::Cursor::new(bytes)), (permit, bytes_permit)).await,
-                                Err(e) => FileResult::Damaged { records: 0, reason: format!("{e:#}") },
+                                // an unreadable file (a refused GetObject) counts as damaged: the run ends 3, not 0
+                                Err(e) => {
+                                    p.stats.damaged_files.fetch_add(1, Relaxed);
+                                    FileResult::Damaged { records: 0, reason: format!("{e:#}") }
+                                }
                             };
                             let _ = tx.send((f.key, res));
                         });

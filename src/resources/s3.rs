@@ -320,6 +320,7 @@ pub const PERMISSIONS: &[perm::Permission] = &[
     perm::p("s3:DeleteBucket", perm::Res::Bucket, perm::DESTROY),
     perm::p("s3:ListBucketVersions", perm::Res::Bucket, perm::DESTROY),
     perm::p("s3:DeleteObjectVersion", perm::Res::BucketObjects, perm::DESTROY),
+    perm::p("s3:DeleteObject", perm::Res::BucketObjects, perm::DESTROY),
 ];
 
 #[cfg(test)]

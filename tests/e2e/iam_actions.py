@@ -20,10 +20,36 @@ import urllib.parse
 # signing name → IAM service prefix, where they differ
 _PREFIX = {"monitoring": "cloudwatch"}
 
+# SQS batch operations have no IAM action of their own: each is authorised as its single-message action ("Amazon
+# SQS API permissions: Actions and resource reference",
+# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-api-permissions-reference.html;
+# the Service Authorization Reference for SQS lists no *Batch action). moto checks them under their own name.
+BATCH = {
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+
 
 def signing_service(auth: str) -> str:
     m = re.search(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request", auth or "")
     return m.group(1) if m else ""
+
+
+def actions_of_call(call: dict) -> set[str]:
+    """The IAM actions one recorded call needs: one, except S3's DeleteObjects (`_s3_delete_objects`)."""
+    body = call.get("body") or b""
+    if signing_service(call.get("auth", "")) == "s3" and call["method"] == "POST" and "delete" in \
+            urllib.parse.parse_qs(urllib.parse.urlsplit(call["path"]).query, keep_blank_values=True):
+        return _s3_delete_objects(body.decode("utf-8", "replace") if isinstance(body, bytes) else body)
+    return {action_of(call)}
+
+
+def _s3_delete_objects(body: str) -> set[str]:
+    """DeleteObjects (POST ?delete): "you must always specify the s3:DeleteObject permission", and
+    s3:DeleteObjectVersion "to delete a specific version of an object from a versioning-enabled bucket" (Amazon S3
+    API reference, DeleteObjects, Permissions: https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObjects.html)."""
+    return {"s3:DeleteObject", "s3:DeleteObjectVersion"} if "<VersionId>" in body else {"s3:DeleteObject"}
 
 
 def action_of(call: dict) -> str:
@@ -33,12 +59,14 @@ def action_of(call: dict) -> str:
     body = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     target = call.get("target") or ""
     if target:
-        return f"{_PREFIX.get(svc, svc)}:{target.rsplit('.', 1)[1]}"
+        a = f"{_PREFIX.get(svc, svc)}:{target.rsplit('.', 1)[1]}"
+        return BATCH.get(a, a)
     m = re.match(r"/service/[^/]+/operation/([A-Za-z]+)$", call["path"])
     if m:
         return f"{_PREFIX.get(svc, svc)}:{m.group(1)}"
     if call["method"] == "POST" and "Action=" in body:
-        return f"{svc}:{urllib.parse.parse_qs(body)['Action'][0]}"
+        a = f"{svc}:{urllib.parse.parse_qs(body)['Action'][0]}"
+        return BATCH.get(a, a)
     if svc == "s3":
         return _s3(call["method"], call["path"])
     if svc == "lambda":
@@ -53,7 +81,7 @@ def action_of(call: dict) -> str:
 # whose permission has another name, "Required permissions for Amazon S3 API operations"
 # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-with-s3-policy-actions.html):
 # HeadBucket → s3:ListBucket, ListObjectsV2 → s3:ListBucket, HeadObject → s3:GetObject,
-# ListObjectVersions → s3:ListBucketVersions, DeleteObjects → s3:DeleteObject for each key,
+# ListObjectVersions → s3:ListBucketVersions, DeleteObjects → actions_of_call,
 # Get/PutBucketEncryption → s3:Get/PutEncryptionConfiguration,
 # Get/PutBucketNotificationConfiguration → s3:Get/PutBucketNotification,
 # Get/PutBucketLifecycleConfiguration → s3:Get/PutLifecycleConfiguration, ListBuckets → s3:ListAllMyBuckets.
@@ -87,8 +115,6 @@ def _s3(method: str, path: str) -> str:
                 a = {"GET": get, "PUT": put, "DELETE": delete}.get(method)
                 if a:
                     return a
-        if "delete" in q and method == "POST":
-            return "s3:DeleteObject"
         return {"HEAD": "s3:ListBucket", "GET": "s3:ListBucket", "PUT": "s3:CreateBucket", "DELETE": "s3:DeleteBucket"}[method]
     # an object
     if "versionId" in q and method == "DELETE":

@@ -24,7 +24,7 @@ def _recording(self, resource):
     finally:
         with _lock, open(_LOG, "a") as f:
             f.write(json.dumps({"action": self._action, "resource": resource, "allowed": allowed,
-                                "key": getattr(self._access_key, "access_key_id", "")}) + "\n")
+                                "key": getattr(getattr(self, "_access_key", None), "_access_key_id", "")}) + "\n")
 
 
 access_control.IAMRequestBase.check_action_permitted = _recording
