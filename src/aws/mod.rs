@@ -104,11 +104,19 @@ fn xml_text(body: &str, tag: &str) -> Option<String> {
     Some(body[start..end].trim().to_string()).filter(|t| !t.is_empty())
 }
 
+/// The words of [`hint_for`]'s answer to a refusal, by which [`is_refusal`] knows one.
+const REFUSAL_HINT: &str = "the caller needs the IAM permission";
+
+/// Is this error (from [`explain`]) a refusal: a permission the caller lacks, which retrying will not change?
+pub fn is_refusal(e: &anyhow::Error) -> bool {
+    format!("{e:#}").contains(REFUSAL_HINT)
+}
+
 /// What to do about an AWS error code.
 pub fn hint_for(code: &str, permission: &str) -> String {
     match code {
         "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AuthorizationError" | "Forbidden" => {
-            format!("\n  → the caller needs the IAM permission {permission} (`trailsetup permissions --for COMMAND` prints the policy; docs/init.md, \"IAM permissions\")")
+            format!("\n  → {REFUSAL_HINT} {permission} (`trailsetup permissions --for COMMAND` prints the policy; docs/init.md, \"IAM permissions\")")
         }
         "ExpiredToken" | "ExpiredTokenException" | "InvalidClientTokenId" | "UnrecognizedClientException" | "SignatureDoesNotMatch" => {
             "\n  → the AWS credentials are invalid or expired; refresh them (aws sso login, or --profile)".into()

@@ -243,7 +243,7 @@ pub async fn check(ctx: &Ctx, aws: &Aws) -> Vec<Check> {
 use crate::permissions as perm;
 /// "... for Amazon SQS" (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsqs.html): every action used here is on a queue.
 pub const PERMISSIONS: &[perm::Permission] = &[
-    perm::p("sqs:GetQueueUrl", perm::Res::Queues, &[perm::Cmd::Init, perm::Cmd::Status, perm::Cmd::Destroy, perm::Cmd::Ingest]),
+    perm::p("sqs:GetQueueUrl", perm::Res::Queues, perm::OBSERVE),
     perm::p("sqs:GetQueueAttributes", perm::Res::Queues, perm::OBSERVE),
     perm::p("sqs:ListQueueTags", perm::Res::Queues, perm::OBSERVE),
     perm::p("sqs:CreateQueue", perm::Res::Queues, perm::INIT),

@@ -98,6 +98,17 @@ NOT_EXERCISED = {
         "s3:PutBucketPolicy": "the bucket is deleted with --delete-bucket, its policy with it",
         "s3:DeleteBucketPolicy": "the bucket is deleted with --delete-bucket, its policy with it",
     },
+    # part 2: actions of the policy that moto did not check in the exact-policy run
+    "backfill": {
+        "sts:GetCallerIdentity": "moto allows it unchecked (ALWAYS_ALLOWED)",
+    },
+    "ingest": {
+        "sts:GetCallerIdentity": "moto allows it unchecked (ALWAYS_ALLOWED)",
+        "sqs:ChangeMessageVisibility": "extends a message's visibility after a third of its timeout with files still "
+                                       "in flight, or returns a message that is no notification at once; five small "
+                                       "files are done first, and every message here is a notification",
+        "sqs:SendMessage": "moves a message naming a bucket the stack does not read to the dead-letter queue",
+    },
 }
 
 
@@ -396,7 +407,10 @@ def test_c_each_enforced_action_is_needed(trailsetup_bin, iam_moto, tmp_path, op
     if cmd not in ENFORCED:
         pytest.fail(f"test_a_exactly_the_generated_policy_is_enough[{cmd}] did not run first")
     policy = generated(trailsetup_bin, cmd)
-    assert ENFORCED[cmd], "moto checked nothing"
+    assert ENFORCED[cmd] - ALWAYS_ALLOWED, "moto checked nothing"
+    print(cmd, "each needed:", sorted(ENFORCED[cmd] - ALWAYS_ALLOWED))
+    unchecked = actions_of(policy) - ENFORCED[cmd]
+    assert unchecked <= set(NOT_EXERCISED[cmd]), f"{cmd}: not checked and not excused: {sorted(unchecked - set(NOT_EXERCISED[cmd]))}"
     failures = []
     for i, action in enumerate(sorted(ENFORCED[cmd] - ALWAYS_ALLOWED)):
         keys = user_with(iam_moto, moto_view(without(policy, action)))
