@@ -43,6 +43,9 @@ pub enum Command {
     Dashboards(DashboardsArgs),
     /// Remove exactly what the stack made (the bucket and the domain are kept unless --delete-bucket/--delete-domain)
     Destroy(DestroyArgs),
+    /// Print the IAM policy (JSON) a caller needs for one command: least privilege, generated from the code that
+    /// makes the calls
+    Permissions(PermissionsArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default, serde::Deserialize)]
@@ -661,6 +664,54 @@ pub struct StatusArgs {
     /// Newest event older than this many minutes is a warning [default: 60]
     #[arg(long, value_name = "MINUTES")]
     pub stale_minutes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PermissionsArgs {
+    /// The command the policy is for
+    #[arg(long = "for", value_enum, default_value = "init", value_name = "COMMAND")]
+    pub for_cmd: crate::permissions::Cmd,
+
+    /// Only the actions on the stack's own resources (its bucket, queues, topic, log groups, trail, function, roles,
+    /// policies, domain, secret, lock): no `*` and no account-wide reads (sts:GetCallerIdentity,
+    /// ec2:DescribeRegions, s3:ListAllMyBuckets, logs:DescribeLogGroups, ...), for a caller that holds those elsewhere
+    #[arg(long)]
+    pub stack_only: bool,
+
+    /// Also what these `init` choices need (repeatable): domain (no --opensearch-url), kms (--kms-key),
+    /// basic-auth (--opensearch-auth basic), use-trail (--use-trail)
+    #[arg(long = "with", value_enum, value_name = "FEATURE")]
+    pub with: Vec<crate::permissions::Feature>,
+
+    /// Stack name, from which every resource name is derived [default: trailsetup]
+    #[arg(long, env = "TRAILSETUP_NAME")]
+    pub name: Option<String>,
+
+    /// Account id in the ARNs [default: the caller's, from sts:GetCallerIdentity; `*` with --offline]
+    #[arg(long, value_name = "ID")]
+    pub account: Option<String>,
+
+    /// Partition in the ARNs [default: the home region's, else the caller's]
+    #[arg(long)]
+    pub partition: Option<String>,
+
+    /// The stack's bucket, when not the default <name>-<account>-<home region>
+    #[arg(long)]
+    pub bucket: Option<String>,
+
+    /// The OpenSearch domain, when not the default <name> (with --with domain)
+    #[arg(long)]
+    pub opensearch_domain: Option<String>,
+
+    /// json: the policy document; text: one line per statement (actions on resources)
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: PolicyFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyFormat {
+    Json,
+    Text,
 }
 
 // `trailsetup completions` is handled in `main.rs` before anything else runs (no AWS credentials, no state file, no

@@ -10,6 +10,7 @@ pub mod error;
 pub mod fsutil;
 pub mod ingest;
 pub mod lock;
+pub mod permissions;
 pub mod opensearch;
 pub mod output;
 pub mod settings;
@@ -52,6 +53,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Some(Command::Init(a)) => after_init(init::run(&common, &a.or(cli.init), &out).await?, &common, &out).await,
         Some(Command::Destroy(a)) => destroy::run(&common, &a, &out).await,
         Some(Command::Status(a)) => status::run(&common, &a, &out).await,
+        Some(Command::Permissions(a)) => permissions::run(&common, &a).await,
         None => after_init(init::run(&common, &cli.init, &out).await?, &common, &out).await,
     }
 }

@@ -337,6 +337,16 @@ pub fn release_on_signal(
     })
 }
 
+
+use crate::permissions as perm;
+/// [`ACTIONS`] on [`parameter_arn`] ("... for AWS Systems Manager", https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssystemsmanager.html: parameter):
+/// init and destroy take and release the lock, status reads it.
+pub const PERMISSIONS: &[perm::Permission] = &[
+    perm::p(ACTIONS[0], perm::Res::LockParameter, perm::INIT_DESTROY),
+    perm::p(ACTIONS[1], perm::Res::LockParameter, &[perm::Cmd::Init, perm::Cmd::Status, perm::Cmd::Destroy]),
+    perm::p(ACTIONS[2], perm::Res::LockParameter, perm::INIT_DESTROY),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -245,6 +245,16 @@ pub fn context(common: &Common, a: &Lookup, state: Option<&State>, who: &Caller,
 }
 
 
+
+use crate::permissions as perm;
+/// The record on the ingest-worker policy: every command reads it, init writes it ("... for AWS Identity and
+/// Access Management", https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html: policy).
+pub const PERMISSIONS: &[perm::Permission] = &[
+    perm::p("iam:ListPolicyTags", perm::Res::RecordPolicy, perm::ALL),
+    perm::p("iam:TagPolicy", perm::Res::RecordPolicy, perm::INIT),
+    perm::p("iam:UntagPolicy", perm::Res::RecordPolicy, perm::INIT),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

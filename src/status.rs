@@ -205,6 +205,11 @@ pub async fn run(common: &Common, a: &StatusArgs, out: &Output) -> anyhow::Resul
     }
 }
 
+
+use crate::permissions as perm;
+/// The canary reads the trail (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscloudtrail.html: trail).
+pub const PERMISSIONS: &[perm::Permission] = &[perm::p("cloudtrail:GetTrail", perm::Res::Trail, &[perm::Cmd::Status])];
+
 #[cfg(test)]
 mod tests {
     use super::*;

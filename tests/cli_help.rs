@@ -200,3 +200,22 @@ fn man_and_a_shell_together_are_refused() {
     assert_eq!(r.code, 2, "{}", r.err);
     assert!(r.out.is_empty(), "{}", r.out);
 }
+
+#[test]
+fn permissions_help_lists_its_options_and_prints_a_policy_without_credentials() {
+    let r = run(&["--help"]);
+    assert!(r.out.lines().any(|l| l.trim_start().starts_with("permissions ")), "no `permissions` subcommand in:\n{}", r.out);
+    let r = run(&["permissions", "--help"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    let opts = section(&r.out, "Options");
+    for flag in ["--for", "--with", "--stack-only", "--name", "--account", "--partition"] {
+        assert!(lists(&opts, flag), "{flag} not under Options:\n{opts}");
+    }
+    // --account given: no AWS call, nothing written
+    let r = run(&["permissions", "--for", "ingest", "--account", "123456789012", "--region", "us-east-1"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    let p: serde_json::Value = serde_json::from_str(&r.out).unwrap();
+    assert_eq!(p["Version"], "2012-10-17");
+    assert!(r.out.contains("\"s3:GetObject\"") && !r.out.contains("s3:PutObject"), "{}", r.out);
+    assert_eq!(std::fs::read_dir(r.home.path()).unwrap().count(), 0, "permissions wrote to HOME");
+}

@@ -5,6 +5,7 @@ pub mod eventual;
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 
 use crate::settings::Common;
@@ -56,16 +57,31 @@ pub fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<String> {
 }
 
 /// Turn an SDK error into a message that says what failed, AWS's code and message, and what to do.
-pub fn explain<E, R>(e: SdkError<E, R>, what: &str, permission: &str) -> anyhow::Error
+///
+/// `permission` is the IAM action the call needs; [`crate::permissions`] checks that every one named here is
+/// declared. A refusal is recognised by its code or by HTTP 403 alone: some endpoints (moto, for one) answer a
+/// JSON-protocol call with a Query-style XML error the SDK cannot parse, whose code and message are then read
+/// from the body.
+pub fn explain<E>(e: SdkError<E, HttpResponse>, what: &str, permission: &str) -> anyhow::Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let (code, msg) = match &e {
-        SdkError::ServiceError(s) => (
-            s.err().code().unwrap_or("Unknown").to_string(),
-            s.err().message().unwrap_or_default().to_string(),
-        ),
+    let (code, msg, status) = match &e {
+        SdkError::ServiceError(s) => {
+            let status = s.raw().status().as_u16();
+            let mut code = s.err().code().unwrap_or("Unknown").to_string();
+            let mut msg = s.err().message().unwrap_or_default().to_string();
+            if code == "Unknown" {
+                let body = s.raw().body().bytes().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+                if let Some(c) = xml_text(&body, "Code") {
+                    code = c;
+                }
+                if msg.is_empty() {
+                    msg = xml_text(&body, "Message").unwrap_or_default();
+                }
+            }
+            (code, msg, status)
+        }
         SdkError::DispatchFailure(d) => {
             return anyhow::anyhow!(
                 "{what}: could not reach AWS ({d:?}); check the network, --region and --endpoint-url/AWS_ENDPOINT_URL"
@@ -74,15 +90,33 @@ where
         SdkError::TimeoutError(_) => return anyhow::anyhow!("{what}: timed out talking to AWS; check the network and retry"),
         other => return anyhow::anyhow!("{what}: {}", aws_smithy_types::error::display::DisplayErrorContext(other)),
     };
-    let hint = hint_for(&code, permission);
+    let mut hint = hint_for(&code, permission);
+    if hint.is_empty() && status == 403 {
+        hint = hint_for("AccessDenied", permission);
+    }
     anyhow::anyhow!("{what}: {code}: {msg}{hint}")
+}
+
+/// The text of the first `<tag>…</tag>` of an XML error body.
+fn xml_text(body: &str, tag: &str) -> Option<String> {
+    let start = body.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = body[start..].find(&format!("</{tag}>"))? + start;
+    Some(body[start..end].trim().to_string()).filter(|t| !t.is_empty())
+}
+
+/// The words of [`hint_for`]'s answer to a refusal, by which [`is_refusal`] knows one.
+const REFUSAL_HINT: &str = "the caller needs the IAM permission";
+
+/// Is this error (from [`explain`]) a refusal: a permission the caller lacks, which retrying will not change?
+pub fn is_refusal(e: &anyhow::Error) -> bool {
+    format!("{e:#}").contains(REFUSAL_HINT)
 }
 
 /// What to do about an AWS error code.
 pub fn hint_for(code: &str, permission: &str) -> String {
     match code {
         "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AuthorizationError" | "Forbidden" => {
-            format!("\n  → the caller needs the IAM permission {permission} (see docs/init.md, \"IAM permissions\")")
+            format!("\n  → {REFUSAL_HINT} {permission} (`trailsetup permissions --for COMMAND` prints the policy; docs/init.md, \"IAM permissions\")")
         }
         "ExpiredToken" | "ExpiredTokenException" | "InvalidClientTokenId" | "UnrecognizedClientException" | "SignatureDoesNotMatch" => {
             "\n  → the AWS credentials are invalid or expired; refresh them (aws sso login, or --profile)".into()
@@ -156,6 +190,17 @@ pub fn partition_of_region(r: &str) -> &'static str {
         "aws"
     }
 }
+
+
+use crate::permissions as perm;
+/// The IAM actions of this module's calls (assembled by `trailsetup permissions`). sts:GetCallerIdentity needs
+/// no permission and has no resource ("Actions, resources, and condition keys for AWS Security Token Service",
+/// https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssecuritytokenservice.html); ec2:DescribeRegions has no resource type ("... for Amazon EC2",
+/// https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html): both `*`.
+pub const PERMISSIONS: &[perm::Permission] = &[
+    perm::p("sts:GetCallerIdentity", perm::Res::Any, perm::ALL),
+    perm::p("ec2:DescribeRegions", perm::Res::Any, perm::INIT_DESTROY),
+];
 
 #[cfg(test)]
 mod tests {

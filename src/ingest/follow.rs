@@ -112,7 +112,9 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
     // every delete goes through one task, in batches of up to ten
     let (deleter, deleting) = sqs::Deleter::start(sqs_client.clone(), queue_url.clone());
 
-    while !stopping.load(Relaxed) && pipeline.fatal().is_none() && deleter.failed().is_none() {
+    // a refused read (s3:GetObject) ends the run: every later message would be refused too
+    let refused: Arc<std::sync::OnceLock<String>> = Arc::default();
+    while !stopping.load(Relaxed) && pipeline.fatal().is_none() && deleter.failed().is_none() && refused.get().is_none() {
         // Only ask for as many messages as we have room for.
         let room = sem.available_permits().clamp(1, 10) as i32;
         let wait = if a.drain { 1 } else { 20 };
@@ -186,10 +188,10 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
                 }
                 Notice::Files(files) => {
                     let permit = sem.clone().acquire_owned().await.expect("never closed");
-                    let (p, client, q, s3, tx, d) =
-                        (pipeline.clone(), sqs_client.clone(), queue_url.clone(), s3.clone(), res_tx.clone(), deleter.clone());
+                    let (p, client, q, s3, tx, d, no) =
+                        (pipeline.clone(), sqs_client.clone(), queue_url.clone(), s3.clone(), res_tx.clone(), deleter.clone(), refused.clone());
                     tasks.spawn(async move {
-                        let ok = handle(&p, Followed { client: &client, queue: &q, visibility, deleter: &d }, &s3, &m, files, &tx).await;
+                        let ok = handle(&p, Followed { client: &client, queue: &q, visibility, deleter: &d }, &s3, &m, files, &tx, &no).await;
                         drop(permit);
                         ok
                     });
@@ -223,6 +225,9 @@ pub async fn ingest(common: &Common, a: &IngestArgs, out: &Output) -> anyhow::Re
     super::summary("ingest", &stats, &report, secs, &quarantine_path, None, false, &extra, out);
     if let Some(f) = fatal {
         anyhow::bail!("{f}\nmessages whose files were not fully loaded were not deleted and will come back");
+    }
+    if let Some(f) = refused.get() {
+        anyhow::bail!("{f}\nthe messages whose files could not be read were not deleted and will come back");
     }
     if let Some(f) = delete_failed {
         anyhow::bail!("{f}\nthe messages not deleted come back after their visibility timeout; their documents are counted as duplicates");
@@ -279,6 +284,7 @@ async fn handle(
     m: &Message,
     files: Vec<(String, String)>,
     tx: &tokio::sync::mpsc::UnboundedSender<(String, FileResult)>,
+    refused: &std::sync::OnceLock<String>,
 ) -> anyhow::Result<()> {
     let Followed { client, queue, visibility, deleter } = q;
     let handle = m.receipt_handle().unwrap_or_default().to_string();
@@ -312,7 +318,11 @@ async fn handle(
             Ok(bytes) => p.load(name.clone().into(), move || Ok(std::io::Cursor::new(bytes)), ()).await,
             Err(e) => {
                 all_ok = false;
-                tracing::warn!("{e:#}");
+                if crate::aws::is_refusal(&e) {
+                    let _ = refused.set(format!("{e:#}"));
+                } else {
+                    tracing::warn!("{e:#}");
+                }
                 let _ = tx.send((name, FileResult::Interrupted { records: 0 }));
                 continue;
             }

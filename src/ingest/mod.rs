@@ -430,7 +430,11 @@ pub async fn backfill(common: &Common, a: &BackfillArgs, out: &Output) -> anyhow
                             let bytes_permit = budget.acquire_many_owned(kib).await.expect("semaphore never closed");
                             let res = match s3.get(&f.key).await {
                                 Ok(bytes) => p.load(f.key.clone().into(), move || Ok(std::io::Cursor::new(bytes)), (permit, bytes_permit)).await,
-                                Err(e) => FileResult::Damaged { records: 0, reason: format!("{e:#}") },
+                                // an unreadable file (a refused GetObject) counts as damaged: the run ends 3, not 0
+                                Err(e) => {
+                                    p.stats.damaged_files.fetch_add(1, Relaxed);
+                                    FileResult::Damaged { records: 0, reason: format!("{e:#}") }
+                                }
                             };
                             let _ = tx.send((f.key, res));
                         });
@@ -830,3 +834,18 @@ async fn replay(common: &Common, a: &BackfillArgs, file: &std::path::Path, state
     }
     Ok(exit_for(&stats))
 }
+
+use crate::permissions as perm;
+/// What `backfill` and `ingest` call (source.rs, follow.rs, sqs.rs): the log files in the bucket (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html:
+/// ListBucket on the bucket, GetObject on objects) and the notification queue (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsqs.html: queue).
+/// The ingest-worker policy `init` creates grants the same to workers (and sqs:GetQueueUrl, which ingest does not
+/// call: the queue's URL comes from the stack's record, sqs.rs).
+pub const PERMISSIONS: &[perm::Permission] = &[
+    perm::p("s3:ListBucket", perm::Res::Bucket, &[perm::Cmd::Backfill]),
+    perm::p("s3:GetObject", perm::Res::BucketObjects, &[perm::Cmd::Backfill, perm::Cmd::Ingest]),
+    perm::p("sqs:GetQueueAttributes", perm::Res::Queues, &[perm::Cmd::Ingest]),
+    perm::p("sqs:ReceiveMessage", perm::Res::Queues, &[perm::Cmd::Ingest]),
+    perm::p("sqs:ChangeMessageVisibility", perm::Res::Queues, &[perm::Cmd::Ingest]),
+    perm::p("sqs:DeleteMessage", perm::Res::Queues, &[perm::Cmd::Ingest]),
+    perm::p("sqs:SendMessage", perm::Res::Queues, &[perm::Cmd::Ingest]),
+];

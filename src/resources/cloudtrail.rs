@@ -253,7 +253,6 @@ pub async fn check(ctx: &Ctx, aws: &Aws) -> Vec<Check> {
     out
 }
 
-
 /// GetTrailStatus keeps the last error of each kind of delivery until the next error, even after later
 /// deliveries succeeded. The error is current when the latest attempt failed: said by the attempt fields where
 /// CloudTrail still fills them (`LatestDeliveryAttemptTime` differs from `LatestDeliveryAttemptSucceeded`), else
@@ -272,6 +271,20 @@ fn attempt_failed(attempt: Option<&str>, succeeded: Option<&str>) -> Option<bool
     let attempt = attempt.filter(|a| !a.trim().is_empty())?;
     Some(succeeded.is_none_or(|s| s.trim() != attempt.trim()))
 }
+
+use crate::permissions as perm;
+/// "Actions, resources, and condition keys for AWS CloudTrail" (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscloudtrail.html): trail actions on
+/// the trail (`<name>`, or `<name>-<region>` per region).
+pub const PERMISSIONS: &[perm::Permission] = &[
+    perm::p("cloudtrail:GetTrail", perm::Res::Trail, perm::OBSERVE),
+    perm::p("cloudtrail:GetTrailStatus", perm::Res::Trail, perm::OBSERVE),
+    perm::p("cloudtrail:ListTags", perm::Res::Trail, perm::OBSERVE),
+    perm::p("cloudtrail:CreateTrail", perm::Res::Trail, perm::INIT),
+    perm::p("cloudtrail:UpdateTrail", perm::Res::Trail, perm::INIT),
+    perm::p("cloudtrail:AddTags", perm::Res::Trail, perm::INIT),
+    perm::p("cloudtrail:StartLogging", perm::Res::Trail, perm::INIT),
+    perm::p("cloudtrail:DeleteTrail", perm::Res::Trail, perm::DESTROY),
+];
 
 #[cfg(test)]
 mod status_tests {

@@ -64,3 +64,6 @@ pub async fn check(ctx: &Ctx, aws: &Aws) -> Vec<Check> {
     out
 }
 
+use crate::permissions as perm;
+/// cloudwatch:GetMetricData has no resource type ("... for Amazon CloudWatch", https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html).
+pub const PERMISSIONS: &[perm::Permission] = &[perm::p("cloudwatch:GetMetricData", perm::Res::Any, &[perm::Cmd::Status])];

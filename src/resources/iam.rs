@@ -409,6 +409,40 @@ pub async fn delete(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
     }
 }
 
+
+use crate::permissions as perm;
+/// "... for AWS Identity and Access Management" (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html): role and
+/// policy actions on the role or policy; destroy detaches the ingest-worker policy from whoever holds it (users,
+/// groups, roles not known in advance). iam:PassRole: see `permissions::NOT_AT_A_CALL_SITE`.
+pub const PERMISSIONS: &[perm::Permission] = &[
+    perm::p("iam:GetRole", perm::Res::Roles, perm::OBSERVE),
+    perm::p("iam:GetRolePolicy", perm::Res::Roles, perm::OBSERVE),
+    perm::p("iam:ListRoleTags", perm::Res::Roles, perm::OBSERVE),
+    perm::p("iam:ListAttachedRolePolicies", perm::Res::Roles, perm::OBSERVE),
+    perm::p("iam:CreateRole", perm::Res::Roles, perm::INIT),
+    perm::p("iam:TagRole", perm::Res::Roles, perm::INIT),
+    perm::p("iam:UpdateAssumeRolePolicy", perm::Res::Roles, perm::INIT),
+    perm::p("iam:PutRolePolicy", perm::Res::Roles, perm::INIT),
+    perm::p("iam:AttachRolePolicy", perm::Res::Roles, perm::INIT),
+    perm::p("iam:PassRole", perm::Res::Roles, perm::INIT),
+    perm::p("iam:ListRolePolicies", perm::Res::Roles, perm::DESTROY),
+    perm::p("iam:DeleteRolePolicy", perm::Res::Roles, perm::DESTROY),
+    perm::p("iam:DetachRolePolicy", perm::Res::Roles, perm::DESTROY),
+    perm::p("iam:DeleteRole", perm::Res::Roles, perm::DESTROY),
+    perm::p("iam:GetPolicy", perm::Res::Policies, perm::OBSERVE),
+    perm::p("iam:GetPolicyVersion", perm::Res::Policies, perm::OBSERVE),
+    perm::p("iam:CreatePolicy", perm::Res::Policies, perm::INIT),
+    perm::p("iam:TagPolicy", perm::Res::Policies, perm::INIT),
+    perm::p("iam:ListPolicyVersions", perm::Res::Policies, perm::INIT_DESTROY),
+    perm::p("iam:CreatePolicyVersion", perm::Res::Policies, perm::INIT),
+    perm::p("iam:DeletePolicyVersion", perm::Res::Policies, perm::INIT_DESTROY),
+    perm::p("iam:ListEntitiesForPolicy", perm::Res::Policies, perm::DESTROY),
+    perm::p("iam:DeletePolicy", perm::Res::Policies, perm::DESTROY),
+    perm::p("iam:DetachUserPolicy", perm::Res::PolicyHolders, perm::DESTROY),
+    perm::p("iam:DetachGroupPolicy", perm::Res::PolicyHolders, perm::DESTROY),
+    perm::p("iam:DetachRolePolicy", perm::Res::PolicyHolders, perm::DESTROY),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -470,6 +470,16 @@ pub async fn apply(aws: &Aws, c: &Change) -> anyhow::Result<()> {
     Ok(())
 }
 
+
+use crate::permissions as perm;
+/// With `--kms-key` ("... for AWS Key Management Service", https://docs.aws.amazon.com/service-authorization/latest/reference/list_awskeymanagementservice.html: key). The key
+/// is the user's: any key of the account, the policy is printed before the key is chosen.
+pub const PERMISSIONS: &[perm::Permission] = &[
+    perm::with(&[perm::Feature::Kms], "kms:DescribeKey", perm::Res::Keys, perm::OBSERVE),
+    perm::with(&[perm::Feature::Kms], "kms:GetKeyPolicy", perm::Res::Keys, perm::OBSERVE),
+    perm::with(&[perm::Feature::Kms], "kms:PutKeyPolicy", perm::Res::Keys, perm::INIT_DESTROY),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

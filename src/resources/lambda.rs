@@ -459,6 +459,26 @@ pub async fn check(ctx: &Ctx, aws: &Aws) -> Vec<Check> {
 }
 
 
+
+use crate::permissions as perm;
+/// "... for AWS Lambda" (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awslambda.html): every action used here is on the function. With a domain,
+/// the forwarder's endpoint comes from es:DescribeDomain (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonopensearchservice.html: domain).
+pub const PERMISSIONS: &[perm::Permission] = &[
+    perm::p("lambda:GetFunction", perm::Res::Function, perm::OBSERVE),
+    perm::p("lambda:GetFunctionEventInvokeConfig", perm::Res::Function, perm::OBSERVE),
+    perm::p("lambda:GetPolicy", perm::Res::Function, perm::OBSERVE),
+    perm::p("lambda:GetFunctionConfiguration", perm::Res::Function, &[perm::Cmd::Init, perm::Cmd::Status]),
+    perm::p("lambda:CreateFunction", perm::Res::Function, perm::INIT),
+    perm::p("lambda:UpdateFunctionCode", perm::Res::Function, perm::INIT),
+    perm::p("lambda:UpdateFunctionConfiguration", perm::Res::Function, perm::INIT),
+    perm::p("lambda:TagResource", perm::Res::Function, perm::INIT),
+    perm::p("lambda:PutFunctionEventInvokeConfig", perm::Res::Function, perm::INIT),
+    perm::p("lambda:AddPermission", perm::Res::Function, perm::INIT),
+    perm::p("lambda:RemovePermission", perm::Res::Function, perm::INIT_DESTROY),
+    perm::p("lambda:DeleteFunction", perm::Res::Function, perm::DESTROY),
+    perm::with(&[perm::Feature::Domain], "es:DescribeDomain", perm::Res::Domain, perm::INIT),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

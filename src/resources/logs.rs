@@ -211,3 +211,25 @@ pub async fn delete(_ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
         Err((_, e)) => Err(e),
     }
 }
+
+use crate::permissions as perm;
+/// "... for Amazon CloudWatch Logs" (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatchlogs.html): log-group actions on the group
+/// (`…:log-group:NAME` and `…:log-group:NAME:*`); logs:DescribeLogGroups is authorised on `log-group:*` of the
+/// account, not on one group.
+pub const PERMISSIONS: &[perm::Permission] = &[
+    perm::p("logs:DescribeLogGroups", perm::Res::AccountLogGroups, perm::OBSERVE),
+    perm::p("logs:ListTagsForResource", perm::Res::TrailLogGroup, perm::OBSERVE),
+    perm::p("logs:DescribeSubscriptionFilters", perm::Res::TrailLogGroup, perm::OBSERVE),
+    perm::p("logs:CreateLogGroup", perm::Res::TrailLogGroup, perm::INIT),
+    perm::p("logs:PutRetentionPolicy", perm::Res::TrailLogGroup, perm::INIT),
+    perm::p("logs:TagResource", perm::Res::TrailLogGroup, perm::INIT),
+    perm::p("logs:PutSubscriptionFilter", perm::Res::TrailLogGroup, perm::INIT),
+    perm::with(&[perm::Feature::Kms], "logs:AssociateKmsKey", perm::Res::TrailLogGroup, perm::INIT),
+    perm::p("logs:DeleteSubscriptionFilter", perm::Res::TrailLogGroup, perm::DESTROY),
+    perm::p("logs:DeleteLogGroup", perm::Res::TrailLogGroup, perm::DESTROY),
+    perm::p("logs:ListTagsForResource", perm::Res::ForwarderLogGroup, perm::OBSERVE),
+    perm::p("logs:CreateLogGroup", perm::Res::ForwarderLogGroup, perm::INIT),
+    perm::p("logs:PutRetentionPolicy", perm::Res::ForwarderLogGroup, perm::INIT),
+    perm::p("logs:TagResource", perm::Res::ForwarderLogGroup, perm::INIT),
+    perm::p("logs:DeleteLogGroup", perm::Res::ForwarderLogGroup, perm::DESTROY),
+];

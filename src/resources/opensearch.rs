@@ -1023,6 +1023,24 @@ pub async fn check(ctx: &Ctx, client: Option<crate::opensearch::client::Client>,
 }
 
 
+
+use crate::permissions as perm;
+/// With a domain ("... for Amazon OpenSearch Service", https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonopensearchservice.html: domain,
+/// CreateDomain included; the es:ESHttp* actions on `domain/<d>/*`).
+pub const PERMISSIONS: &[perm::Permission] = &[
+    perm::with(&[perm::Feature::Domain], "es:DescribeDomain", perm::Res::Domain, &[perm::Cmd::Init, perm::Cmd::Status, perm::Cmd::Destroy, perm::Cmd::Search, perm::Cmd::Dashboards, perm::Cmd::Backfill, perm::Cmd::Ingest]),
+    perm::with(&[perm::Feature::Domain], "es:ListTags", perm::Res::Domain, perm::OBSERVE),
+    perm::with(&[perm::Feature::Domain], "es:CreateDomain", perm::Res::Domain, perm::INIT),
+    perm::with(&[perm::Feature::Domain], "es:AddTags", perm::Res::Domain, perm::INIT),
+    perm::with(&[perm::Feature::Domain], "es:UpdateDomainConfig", perm::Res::Domain, perm::INIT_DESTROY),
+    perm::with(&[perm::Feature::Domain], "es:DeleteDomain", perm::Res::Domain, perm::DESTROY),
+    perm::with(&[perm::Feature::Domain], "es:ESHttpGet", perm::Res::Domain, perm::ALL),
+    perm::with(&[perm::Feature::Domain], "es:ESHttpHead", perm::Res::Domain, perm::ALL),
+    perm::with(&[perm::Feature::Domain], "es:ESHttpPut", perm::Res::Domain, &[perm::Cmd::Init, perm::Cmd::Backfill, perm::Cmd::Ingest, perm::Cmd::Dashboards]),
+    perm::with(&[perm::Feature::Domain], "es:ESHttpPost", perm::Res::Domain, &[perm::Cmd::Init, perm::Cmd::Backfill, perm::Cmd::Ingest, perm::Cmd::Search, perm::Cmd::Dashboards, perm::Cmd::Status]),
+    perm::with(&[perm::Feature::Domain], "es:ESHttpDelete", perm::Res::Domain, perm::DESTROY),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -296,6 +296,33 @@ pub async fn delete(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
     }
 }
 
+
+use crate::permissions as perm;
+/// "Actions, resources, and condition keys for Amazon S3" (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html): bucket actions on the
+/// bucket, object actions on `bucket/*`; s3:ListAllMyBuckets has no resource type (`*`).
+pub const PERMISSIONS: &[perm::Permission] = &[
+    perm::p("s3:ListAllMyBuckets", perm::Res::Any, perm::OBSERVE),
+    perm::p("s3:ListBucket", perm::Res::Bucket, perm::OBSERVE),
+    perm::p("s3:GetBucketPolicy", perm::Res::Bucket, perm::OBSERVE),
+    perm::p("s3:GetBucketPublicAccessBlock", perm::Res::Bucket, perm::OBSERVE),
+    perm::p("s3:GetEncryptionConfiguration", perm::Res::Bucket, perm::OBSERVE),
+    perm::p("s3:GetBucketOwnershipControls", perm::Res::Bucket, perm::OBSERVE),
+    perm::p("s3:GetBucketVersioning", perm::Res::Bucket, perm::OBSERVE),
+    perm::p("s3:GetBucketTagging", perm::Res::Bucket, perm::OBSERVE),
+    perm::p("s3:CreateBucket", perm::Res::Bucket, perm::INIT),
+    perm::p("s3:PutBucketPolicy", perm::Res::Bucket, perm::INIT_DESTROY),
+    perm::p("s3:PutBucketPublicAccessBlock", perm::Res::Bucket, perm::INIT),
+    perm::p("s3:PutEncryptionConfiguration", perm::Res::Bucket, perm::INIT),
+    perm::p("s3:PutBucketOwnershipControls", perm::Res::Bucket, perm::INIT),
+    perm::p("s3:PutBucketVersioning", perm::Res::Bucket, perm::INIT),
+    perm::p("s3:PutBucketTagging", perm::Res::Bucket, perm::INIT),
+    perm::p("s3:DeleteBucketPolicy", perm::Res::Bucket, perm::DESTROY),
+    perm::p("s3:DeleteBucket", perm::Res::Bucket, perm::DESTROY),
+    perm::p("s3:ListBucketVersions", perm::Res::Bucket, perm::DESTROY),
+    perm::p("s3:DeleteObjectVersion", perm::Res::BucketObjects, perm::DESTROY),
+    perm::p("s3:DeleteObject", perm::Res::BucketObjects, perm::DESTROY),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

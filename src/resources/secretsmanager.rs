@@ -313,6 +313,23 @@ pub async fn delete(_ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
     }
 }
 
+
+use crate::permissions as perm;
+/// With `--opensearch-auth basic` ("... for AWS Secrets Manager", https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssecretsmanager.html: secret,
+/// CreateSecret included); with `--kms-key` too, kms:GenerateDataKey/Decrypt on the key.
+pub const PERMISSIONS: &[perm::Permission] = &[
+    perm::with(&[perm::Feature::BasicAuth], "secretsmanager:DescribeSecret", perm::Res::Secret, perm::OBSERVE),
+    perm::with(&[perm::Feature::BasicAuth], "secretsmanager:GetSecretValue", perm::Res::Secret, perm::INIT),
+    perm::with(&[perm::Feature::BasicAuth], "secretsmanager:CreateSecret", perm::Res::Secret, perm::INIT),
+    perm::with(&[perm::Feature::BasicAuth], "secretsmanager:PutSecretValue", perm::Res::Secret, perm::INIT),
+    perm::with(&[perm::Feature::BasicAuth], "secretsmanager:UpdateSecret", perm::Res::Secret, perm::INIT),
+    perm::with(&[perm::Feature::BasicAuth], "secretsmanager:TagResource", perm::Res::Secret, perm::INIT),
+    perm::with(&[perm::Feature::BasicAuth], "secretsmanager:RestoreSecret", perm::Res::Secret, perm::INIT),
+    perm::with(&[perm::Feature::BasicAuth], "secretsmanager:DeleteSecret", perm::Res::Secret, perm::DESTROY),
+    perm::with(&[perm::Feature::BasicAuth, perm::Feature::Kms], "kms:GenerateDataKey", perm::Res::Keys, perm::INIT),
+    perm::with(&[perm::Feature::BasicAuth, perm::Feature::Kms], "kms:Decrypt", perm::Res::Keys, perm::INIT),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -220,3 +220,19 @@ async fn subscription_of(aws: &Aws, region: &str, topic: &str, queue: &str) -> a
     }
     Ok(None)
 }
+
+use crate::permissions as perm;
+/// "... for Amazon SNS" (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsns.html): topic actions on the topic (a subscription's actions are
+/// authorised on its topic); sns:ListSubscriptions has no resource type (`*`).
+pub const PERMISSIONS: &[perm::Permission] = &[
+    perm::p("sns:GetTopicAttributes", perm::Res::Topic, perm::OBSERVE),
+    perm::p("sns:ListTagsForResource", perm::Res::Topic, perm::OBSERVE),
+    perm::p("sns:ListSubscriptionsByTopic", perm::Res::Topic, perm::OBSERVE),
+    perm::p("sns:ListSubscriptions", perm::Res::Any, perm::OBSERVE),
+    perm::p("sns:CreateTopic", perm::Res::Topic, perm::INIT),
+    perm::p("sns:SetTopicAttributes", perm::Res::Topic, perm::INIT),
+    perm::p("sns:TagResource", perm::Res::Topic, perm::INIT),
+    perm::p("sns:Subscribe", perm::Res::Topic, perm::INIT),
+    perm::p("sns:Unsubscribe", perm::Res::Topic, perm::DESTROY),
+    perm::p("sns:DeleteTopic", perm::Res::Topic, perm::DESTROY),
+];

@@ -240,3 +240,21 @@ pub async fn check(ctx: &Ctx, aws: &Aws) -> Vec<Check> {
     out
 }
 
+use crate::permissions as perm;
+/// "... for Amazon SQS" (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsqs.html): every action used here is on a queue.
+pub const PERMISSIONS: &[perm::Permission] = &[
+    perm::p("sqs:GetQueueUrl", perm::Res::Queues, perm::OBSERVE),
+    perm::p("sqs:GetQueueAttributes", perm::Res::Queues, perm::OBSERVE),
+    perm::p("sqs:ListQueueTags", perm::Res::Queues, perm::OBSERVE),
+    perm::p("sqs:CreateQueue", perm::Res::Queues, perm::INIT),
+    perm::p("sqs:SetQueueAttributes", perm::Res::Queues, perm::INIT),
+    perm::p("sqs:TagQueue", perm::Res::Queues, perm::INIT),
+    perm::p("sqs:DeleteQueue", perm::Res::Queues, perm::DESTROY),
+    perm::p("sqs:GetQueueUrl", perm::Res::ForwarderDlq, perm::OBSERVE),
+    perm::p("sqs:GetQueueAttributes", perm::Res::ForwarderDlq, perm::OBSERVE),
+    perm::p("sqs:ListQueueTags", perm::Res::ForwarderDlq, perm::OBSERVE),
+    perm::p("sqs:CreateQueue", perm::Res::ForwarderDlq, perm::INIT),
+    perm::p("sqs:SetQueueAttributes", perm::Res::ForwarderDlq, perm::INIT),
+    perm::p("sqs:TagQueue", perm::Res::ForwarderDlq, perm::INIT),
+    perm::p("sqs:DeleteQueue", perm::Res::ForwarderDlq, perm::DESTROY),
+];
