@@ -659,3 +659,30 @@ fn basic_auth_secret_plan() {
     let text = third.render_human(&Default::default(), false);
     assert!(text.contains("~ update") && text.contains("\"changed\"") && !text.contains(PASSWORD), "{text}");
 }
+
+/// The stack's lock parameter (src/lock.rs) against Systems Manager's naming rules for every shape of stack name
+/// `init` accepts. AWS Systems Manager API Reference, "PutParameter", Name: case sensitive; not prefixed with
+/// "aws" or "ssm" (case-insensitive); only `a-zA-Z0-9_.-` plus `/` between hierarchy levels, no spaces; at most
+/// fifteen levels; at most 1011 characters. Service Authorization Reference, "Actions, resources, and condition
+/// keys for AWS Systems Manager", parameter: `arn:${Partition}:ssm:${Region}:${Account}:parameter/${ParameterNameWithoutLeadingSlash}`.
+#[test]
+fn lock_parameter_follows_ssm_naming_and_arn_rules() {
+    let longest = format!("a{}", "b".repeat(31));
+    for stack in ["trailsetup", "aws-audit", "ssm1", "x9-y", longest.as_str()] {
+        trailsetup::init::validate_name(stack).unwrap();
+        let name = trailsetup::lock::parameter_name(stack);
+        assert!(name.starts_with('/'), "{name}: a hierarchy needs its leading slash");
+        let bare = &name[1..];
+        let lower = bare.to_ascii_lowercase();
+        assert!(!lower.starts_with("aws") && !lower.starts_with("ssm"), "{name}: prefixed with aws/ssm");
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c)), "{name}: a character SSM refuses");
+        assert!(name.split('/').skip(1).all(|level| !level.is_empty()), "{name}: an empty level");
+        assert!(name.split('/').skip(1).count() <= 15, "{name}: more than fifteen levels");
+        assert!(name.len() <= 1011, "{name}: longer than 1011 characters");
+        for (partition, region) in [("aws", "us-east-1"), ("aws-cn", "cn-north-1"), ("aws-us-gov", "us-gov-west-1")] {
+            let arn = trailsetup::lock::parameter_arn(partition, region, ACCOUNT, stack);
+            assert_eq!(arn, format!("arn:{partition}:ssm:{region}:{ACCOUNT}:parameter/{bare}"));
+            assert!(!arn.contains("parameter//"), "{arn}: the leading slash is dropped in the ARN");
+        }
+    }
+}
