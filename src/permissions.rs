@@ -37,6 +37,8 @@ pub enum Feature {
     BasicAuth,
     /// `--use-trail`: an existing trail, its bucket's notifications, its organization
     UseTrail,
+    /// `backfill --enqueue`: the files are sent to the stack's queue for `ingest` workers instead of loaded here
+    Enqueue,
 }
 
 /// What a permission applies to; rendered by [`Names::arns`].

@@ -848,4 +848,7 @@ pub const PERMISSIONS: &[perm::Permission] = &[
     perm::p("sqs:ChangeMessageVisibility", perm::Res::Queues, &[perm::Cmd::Ingest]),
     perm::p("sqs:DeleteMessage", perm::Res::Queues, &[perm::Cmd::Ingest]),
     perm::p("sqs:SendMessage", perm::Res::Queues, &[perm::Cmd::Ingest]),
+    // `backfill --enqueue` (sqs.rs): SendMessageBatch, which sqs:SendMessage covers (SQS Developer Guide, "Amazon
+    // SQS batch actions")
+    perm::with(&[perm::Feature::Enqueue], "sqs:SendMessage", perm::Res::Queues, &[perm::Cmd::Backfill]),
 ];
