@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
@@ -68,6 +69,17 @@ def start_proxy(upstream: str, answer=None, rewrite=None):
     srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv, f"http://127.0.0.1:{srv.server_address[1]}", handler.calls
+
+
+def delay(target_suffix: str, seconds: float):
+    """An `answer` hook: the JSON-protocol call whose X-Amz-Target ends so waits `seconds`, then goes to moto."""
+
+    def answer(method, path, headers, body):
+        if (headers.get("X-Amz-Target") or "").endswith(target_suffix):
+            time.sleep(seconds)
+        return None
+
+    return answer
 
 
 def deny(target_suffix: str, action: str):

@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import shlex
+import socket
 import subprocess
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -293,3 +294,10 @@ def proxy(moto_reset):
     yield start
     for s in servers:
         s.shutdown()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

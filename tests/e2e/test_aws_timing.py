@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 import pytest
 import requests
 from awsproxy import json_error, rest_json_error, s3_error
+from conftest import free_port
 
 ACCOUNT = "123456789012"
 HOME = "us-east-1"
@@ -54,9 +54,7 @@ def moto_url():
             pytest.fail("TS_MOTO_URL is not set: `source .cache/run/env` (or set TS_OWN_MOTO=1)", pytrace=False)
         yield url
         return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log = open(os.environ.get("TMPDIR", "/tmp") + f"/moto-timing-{port}.log", "wb")
     proc = subprocess.Popen([str(REPO_ROOT / ".cache" / "venv" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

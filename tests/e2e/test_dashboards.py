@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl
 import pytest
 import requests
 
-from conftest import run_cli_with
+from conftest import free_port, run_cli_with
 
 REPO = Path(__file__).resolve().parents[2]
 PRESETS = json.loads((REPO / "templates" / "search-presets.json").read_text())["presets"]
@@ -673,14 +673,6 @@ def test_basic_auth_install_and_proxy(trailsetup_bin, tmp_path):
         assert "dash-pw" not in err
     finally:
         f.close()
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_basic_auth_password_never_goes_to_a_plain_http_dashboards_url(trailsetup_bin, tmp_path):

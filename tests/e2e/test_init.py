@@ -6,12 +6,12 @@ Assertions use boto3 and plain HTTP — independent clients — never trailsetup
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 import requests
 from awsproxy import deny, start_proxy
+from conftest import free_port
 
 ACCOUNT = "123456789012"  # moto's default account for the test credentials
 HOME = "us-east-1"
@@ -215,9 +215,7 @@ def test_offline_makes_no_call(moto_reset, run_cli, boto, aws_env):
     before = moto_snapshot(boto)
     env = dict(aws_env)
     # a closed port: any AWS call would fail
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
     rc, out, err = run_cli(["--dry-run", "--offline", "--yes", "--trail-mode", "per-region", "--regions", ",".join(REGIONS),
                             "--output", "json"], env=env)

@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from awsproxy import deny
+from awsproxy import delay, deny
 from test_init import ACCOUNT, HOME, init_args, statements
 
 LOCK = "/trailsetup/trailsetup/lock"
@@ -42,12 +42,7 @@ def ssm_calls(calls, op: str) -> list:
 
 def test_two_concurrent_inits_create_everything_exactly_once(proxy, boto, aws_env, trailsetup_bin, opensearch_url, os_clean, tmp_path):
     # every CreateTrail waits 4 s in the proxy: whichever run holds the lock is still applying when the other asks
-    def slow_create_trail(method, path, headers, body):
-        if (headers.get("X-Amz-Target") or "").endswith("CreateTrail"):
-            time.sleep(4)
-        return None
-
-    url, calls = proxy(answer=slow_create_trail)
+    url, calls = proxy(answer=delay("CreateTrail", 4))
     procs = []
     try:
         for runner in ("a", "b"):
@@ -177,12 +172,7 @@ def test_a_failed_apply_releases_the_lock(proxy, run_cli, boto, aws_env, opensea
 
 
 def test_sigterm_during_apply_releases_the_lock(proxy, boto, aws_env, trailsetup_bin, opensearch_url, os_clean, tmp_path):
-    def stall(method, path, headers, body):
-        if (headers.get("X-Amz-Target") or "").endswith("CreateTrail"):
-            time.sleep(20)
-        return None
-
-    url, calls = proxy(answer=stall)
+    url, calls = proxy(answer=delay("CreateTrail", 20))
     try:
         env = dict(aws_env, AWS_ENDPOINT_URL=url)
         p = subprocess.Popen([str(trailsetup_bin), *init_args("multi-region", os_clean, opensearch_url)], env=env, cwd=tmp_path,

@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -48,7 +47,7 @@ import pytest
 import requests
 
 from awsproxy import start_proxy
-from conftest import _os_delete_prefixed, run_cli_with
+from conftest import _os_delete_prefixed, free_port, run_cli_with
 from iam_actions import BATCH, actions_of_call
 
 ACCOUNT = "123456789012"
@@ -112,14 +111,8 @@ NOT_EXERCISED = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_moto(argv, env, log):
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(argv + ["-H", "127.0.0.1", "-p", str(port)], env=env, stdout=open(log, "w"),
                             stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
