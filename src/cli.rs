@@ -678,8 +678,8 @@ pub struct PermissionsArgs {
     #[arg(long)]
     pub stack_only: bool,
 
-    /// Also what these `init` choices need (repeatable): domain (no --opensearch-url), kms (--kms-key),
-    /// basic-auth (--opensearch-auth basic), use-trail (--use-trail)
+    /// Also what these choices need (repeatable): domain (no --opensearch-url), kms (--kms-key), basic-auth
+    /// (--opensearch-auth basic), use-trail (--use-trail), enqueue (backfill --enqueue)
     #[arg(long = "with", value_enum, value_name = "FEATURE")]
     pub with: Vec<crate::permissions::Feature>,
 
