@@ -363,11 +363,11 @@ mod tests {
         }
     }
 
-    /// Every `"svc:Action"` literal inside the calls `explain(..)`, `hint_for(..)` and `kms_permission(..)` of a
-    /// Rust source.
+    /// Every `"svc:Action"` literal inside the calls `explain(..)`, `explain_code(..)`, `hint_for(..)` and
+    /// `kms_permission(..)` of a Rust source.
     fn named_at_call_sites(src: &str) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
-        for call in ["explain(", "hint_for(", "kms_permission("] {
+        for call in ["explain(", "explain_code(", "hint_for(", "kms_permission("] {
             let mut from = 0;
             while let Some(i) = src[from..].find(call) {
                 let start = from + i + call.len();

@@ -1,6 +1,8 @@
 //! AWS client construction (profile, region, endpoint, retries) and error classification.
 
+pub mod ec2;
 pub mod eventual;
+pub mod sigv4;
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -32,6 +34,12 @@ pub async fn sdk_config(common: &Common) -> SdkConfig {
         loader = loader.endpoint_url(e);
     }
     loader.load().await
+}
+
+/// rustls's process-wide crypto provider: aws-lc-rs, the one the AWS SDK links (reqwest and the Dashboards proxy
+/// are built without a provider of their own). Idempotent: an `Err` only means one is installed already.
+pub fn ensure_tls_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 /// The same config for another region.
@@ -90,7 +98,12 @@ where
         SdkError::TimeoutError(_) => return anyhow::anyhow!("{what}: timed out talking to AWS; check the network and retry"),
         other => return anyhow::anyhow!("{what}: {}", aws_smithy_types::error::display::DisplayErrorContext(other)),
     };
-    let mut hint = hint_for(&code, permission);
+    explain_code(what, &code, &msg, status, permission)
+}
+
+/// [`explain`] for an answer read without the SDK ([`ec2`]): AWS's code and message, and what to do.
+pub fn explain_code(what: &str, code: &str, msg: &str, status: u16, permission: &str) -> anyhow::Error {
+    let mut hint = hint_for(code, permission);
     if hint.is_empty() && status == 403 {
         hint = hint_for("AccessDenied", permission);
     }
@@ -155,23 +168,12 @@ pub async fn identity(cfg: &aws_config::SdkConfig) -> anyhow::Result<(String, St
 /// Regions enabled for the account (opt-in status respected), in the caller's partition only; and which of them
 /// are opt-in regions (status `opted-in`).
 pub async fn enabled_regions(cfg: &aws_config::SdkConfig, partition: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-    let r = aws_sdk_ec2::Client::new(cfg)
-        .describe_regions()
-        .all_regions(true)
-        .send()
-        .await
-        .map_err(|e| crate::aws::explain(e, "listing the account's regions (EC2 DescribeRegions)", "ec2:DescribeRegions"))?;
-    let ours = |x: &&aws_sdk_ec2::types::Region| x.region_name().is_some_and(|n| partition_of_region(n) == partition);
-    let mut v: Vec<String> = r
-        .regions()
-        .iter()
-        .filter(ours)
-        .filter(|x| matches!(x.opt_in_status(), Some("opt-in-not-required") | Some("opted-in")))
-        .filter_map(|x| x.region_name().map(String::from))
-        .collect();
+    let all = ec2::describe_regions(cfg).await?;
+    let ours: Vec<&ec2::Region> = all.iter().filter(|r| partition_of_region(&r.name) == partition).collect();
+    let mut v: Vec<String> =
+        ours.iter().filter(|r| matches!(r.opt_in_status.as_str(), "opt-in-not-required" | "opted-in")).map(|r| r.name.clone()).collect();
     v.sort();
-    let opted: Vec<String> =
-        r.regions().iter().filter(ours).filter(|x| x.opt_in_status() == Some("opted-in")).filter_map(|x| x.region_name().map(String::from)).collect();
+    let opted: Vec<String> = ours.iter().filter(|r| r.opt_in_status == "opted-in").map(|r| r.name.clone()).collect();
     Ok((v, opted))
 }
 

@@ -111,7 +111,7 @@ fn same_secret(a: &str, b: &str) -> bool {
 
 fn upstream_client(ca_pem: Option<&[u8]>) -> anyhow::Result<Upstream> {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    crate::aws::ensure_tls_provider();
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(pem) = ca_pem {

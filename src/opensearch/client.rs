@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
@@ -184,9 +184,7 @@ impl Client {
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
-        // reqwest is built without a crypto provider of its own: use aws-lc-rs, the one the AWS SDK links
-        // (an Err only means a provider is installed already).
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        crate::aws::ensure_tls_provider();
         let mut ca_pem = None;
         if let Some(p) = ca_bundle {
             let pem = std::fs::read(p).with_context(|| format!("reading --ca-bundle {}", p.display()))?;
@@ -404,36 +402,10 @@ async fn sign_raw(
     region: &str,
     credentials: &SharedCredentialsProvider,
 ) -> anyhow::Result<()> {
-    use aws_sigv4::http_request::{sign, PayloadChecksumKind, SignableRequest, SigningSettings};
-    use aws_sigv4::sign::v4;
     let creds = credentials.provide_credentials().await.map_err(|e| {
         anyhow!("no AWS credentials to sign OpenSearch requests ({e}); set AWS_PROFILE / --profile, or pass --opensearch-auth basic|none")
     })?;
-    let identity = creds.into();
-    let mut settings = SigningSettings::default();
-    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name(service)
-        .time(SystemTime::now())
-        .settings(settings)
-        .build()?
-        .into();
-    let mut hs: Vec<(&str, &str)> = vec![("host", host)];
-    for (k, v) in headers.iter().filter(|(k, _)| *k != http::header::HOST) {
-        hs.push((k.as_str(), v.to_str().unwrap_or_default()));
-    }
-    let req = SignableRequest::new(method.as_str(), uri, hs.into_iter(), body)?;
-    let (instructions, _) = sign(req, &params)?.into_parts();
-    let (new_headers, _params) = instructions.into_parts();
-    for h in new_headers {
-        headers.insert(
-            http::HeaderName::from_bytes(h.name().as_bytes())?,
-            http::HeaderValue::from_str(h.value())?,
-        );
-    }
-    Ok(())
+    crate::aws::sigv4::sign(headers, method.as_str(), uri, host, body, service, region, creds, true)
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ body); `rewrite(headers, body, content)` may edit moto's answer. Loopback only; 
 An `answer` may also return (status, content type, body, [(header, value), ...]) to send more headers (AWS's
 REST-JSON services name the error in `x-amzn-ErrorType`, SQS's JSON protocol in `x-amzn-query-error`);
 `json_error`, `rest_json_error` and `s3_error` build AWS's error answers in each wire format. Each recorded call
-gets the HTTP `status` it was answered with, and `answered: True` when the proxy answered it itself.
+gets the HTTP `status` it was answered with, its `headers` (lower-cased names), and `answered: True` when the proxy
+answered it itself.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class _Proxy(BaseHTTPRequestHandler):
     def _handle(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         rec = {"method": self.command, "path": self.path, "body": body, "target": self.headers.get("X-Amz-Target", ""),
-               "auth": self.headers.get("Authorization", "")}
+               "auth": self.headers.get("Authorization", ""), "headers": {k.lower(): v for k, v in self.headers.items()}}
         self.calls.append(rec)
         mine = self.answer(self.command, self.path, self.headers, body)
         if mine is not None:

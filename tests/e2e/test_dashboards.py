@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import email.parser
 import hashlib
-import hmac
 import http.client
 import json
 import os
@@ -35,11 +34,11 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qsl
 
 import pytest
 import requests
 
+import sigv4check
 from conftest import free_port, run_cli_with
 
 REPO = Path(__file__).resolve().parents[2]
@@ -225,34 +224,10 @@ def test_visualizations_run_on_the_real_node(loaded, trailsetup_bin, opensearch_
 
 
 def verify_sigv4(method: str, raw_path: str, headers: dict, body: bytes) -> str | None:
-    """None when the request's SigV4 signature is the one botocore computes from what arrived, else why not."""
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    m = re.fullmatch(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, SignedHeaders=([^,]+), Signature=([0-9a-f]{64})",
-                     headers.get("authorization", ""))
-    if not m:
-        return f"no SigV4 Authorization header: {headers.get('authorization')!r}"
-    ak, day, region, service, signed, sig = m.groups()
-    if (ak, region, service) != (AK, REGION, "es"):
-        return f"credential scope {ak}/{region}/{service}"
-    if headers.get("x-amz-security-token") != TOKEN or "x-amz-security-token" not in signed.split(";"):
-        return "session token missing or unsigned"
-    if headers.get("x-amz-content-sha256") != hashlib.sha256(body).hexdigest():
-        return "x-amz-content-sha256 is not the hash of the body that arrived"
-    if "host" not in signed.split(";"):
-        return "host not signed"
-    path, _, query = raw_path.partition("?")
-    req = AWSRequest(method=method, url=f"http://{headers['host']}{path}", data=body,
-                     headers={h: headers[h] for h in signed.split(";")}, params=parse_qsl(query, keep_blank_values=True))
-    req.context["timestamp"] = headers["x-amz-date"]
-    if headers["x-amz-date"][:8] != day:
-        return "x-amz-date is not the credential's day"
-    signer = SigV4Auth(Credentials(AK, SK, TOKEN), service, region)
-    canonical = signer.canonical_request(req)
-    want = signer.signature(signer.string_to_sign(req, canonical), req)
-    return None if hmac.compare_digest(want, sig) else f"signature mismatch; botocore's canonical request:\n{canonical}"
+    """None when the request's SigV4 signature (service `es`, this file's credentials) is the one botocore computes
+    from what arrived, else why not."""
+    return sigv4check.verify_sigv4(method, raw_path, headers, body, access_key=AK, secret_key=SK, token=TOKEN,
+                                   service="es", region=REGION)
 
 
 PAGE = """<!doctype html><html><head><title>fake dashboards</title><link rel="stylesheet" href="/_dashboards/ui/app.css">

@@ -404,3 +404,77 @@ def test_opt_in_region_topic_gets_its_regional_principal(moto_reset, run_cli, bo
         assert no_changes(again), pending(again)
     finally:
         srv.shutdown()
+
+
+# --- EC2 DescribeRegions, sent without aws-sdk-ec2 (src/aws/ec2.rs) ------------------------------------------------
+# The request is the SDK's Query call, signed with SigV4 for `ec2` (checked here by botocore, not by trailsetup's
+# signer); EC2's error document is "Error codes for the Amazon EC2 API" (EC2 API Reference); throttling and 5xx
+# answers are retried as the SDKs' standard mode does ("Retry behavior", AWS SDKs and Tools Reference Guide), a
+# refusal is not; the endpoint is chosen as the generated client chooses it ("Service-specific endpoints", AWS SDKs
+# and Tools Reference Guide: AWS_ENDPOINT_URL_EC2 before AWS_ENDPOINT_URL).
+
+EC2_ERROR = ('<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{msg}</Message>'
+             "</Error></Errors><RequestID>ea966190-f9aa-478e-9ede-example</RequestID></Response>")
+
+
+def describe_regions_calls(calls):
+    return [c for c in calls if b"Action=DescribeRegions" in c["body"]]
+
+
+def test_describe_regions_is_signed_retried_explained_and_routed_like_the_sdk(moto_reset, run_cli, aws_env, opensearch_url, os_clean):
+    from sigv4check import verify_sigv4
+
+    left = {"busy": 2}
+
+    def busy_then_moto(method, path, headers, body):
+        if b"Action=DescribeRegions" in body and left["busy"]:
+            left["busy"] -= 1
+            code = "RequestLimitExceeded" if left["busy"] else "Unavailable"
+            status = 400 if code == "RequestLimitExceeded" else 503
+            return status, "text/xml;charset=UTF-8", EC2_ERROR.format(code=code, msg="try again").encode()
+        return None
+
+    def refuse(method, path, headers, body):
+        if b"Action=DescribeRegions" in body:
+            msg = "You are not authorized to perform this operation. User: arn:aws:iam::123456789012:user/ci is not authorized to perform: ec2:DescribeRegions"
+            return 403, "text/xml;charset=UTF-8", EC2_ERROR.format(code="UnauthorizedOperation", msg=msg).encode()
+        return None
+
+    args = ["init", "--yes", "--dry-run", "--output", "json", "--opensearch-url", opensearch_url, "--index-prefix", os_clean]
+
+    # throttled, then unavailable, then moto's answer: three calls, the plan made
+    srv, url, calls = start_proxy(moto_reset, answer=busy_then_moto)
+    try:
+        rc, out, err = run_cli(args, env=dict(aws_env, AWS_ENDPOINT_URL=url, TRAILSETUP_RETRY_SCALE="0.01"))
+        assert rc == 0, err
+        assert json.loads(out)["plan"]["summary"]["create"] > 0
+        dr = describe_regions_calls(calls)
+        assert [c["status"] for c in dr] == [400, 503, 200]
+        for c in dr:
+            assert (c["method"], c["path"]) == ("POST", "/")
+            assert c["body"] == b"Action=DescribeRegions&Version=2016-11-15&AllRegions=true"
+            assert c["headers"]["content-type"].startswith("application/x-www-form-urlencoded")
+            assert verify_sigv4("POST", c["path"], c["headers"], c["body"], access_key=aws_env["AWS_ACCESS_KEY_ID"],
+                                secret_key=aws_env["AWS_SECRET_ACCESS_KEY"], token=aws_env.get("AWS_SESSION_TOKEN"),
+                                service="ec2", region=HOME, content_sha256=False) is None
+    finally:
+        srv.shutdown()
+
+    # a refusal: asked once, exit 1, the message names the permission
+    srv, url, calls = start_proxy(moto_reset, answer=refuse)
+    try:
+        rc, out, err = run_cli(args, env=dict(aws_env, AWS_ENDPOINT_URL=url, TRAILSETUP_RETRY_SCALE="0.01"))
+        assert rc == 1, err
+        assert len(describe_regions_calls(calls)) == 1
+        assert "EC2 DescribeRegions" in err and "UnauthorizedOperation" in err and "ec2:DescribeRegions" in err, err
+    finally:
+        srv.shutdown()
+
+    # AWS_ENDPOINT_URL_EC2 wins over AWS_ENDPOINT_URL for EC2 only: DescribeRegions reaches the proxy, nothing else
+    srv, url, calls = start_proxy(moto_reset)
+    try:
+        rc, out, err = run_cli(args, env=dict(aws_env, AWS_ENDPOINT_URL=moto_reset, AWS_ENDPOINT_URL_EC2=url))
+        assert rc == 0, err
+        assert len(describe_regions_calls(calls)) == 1 and len(calls) == 1, [c["body"][:60] for c in calls]
+    finally:
+        srv.shutdown()
