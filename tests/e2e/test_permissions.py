@@ -1,27 +1,54 @@
 """`trailsetup permissions --for COMMAND`: the generated policy covers every call the command makes, and each of
 its actions is needed.
 
-Two private moto servers of this module's own (started here, stopped by PID):
+Every command runs under moto's real IAM enforcement, on private moto servers of this module's own (started here,
+stopped by PID): moto_iam_recorder.py, i.e. moto_server 5.2.5 started with INITIAL_NO_AUTH_ACTION_COUNT (its only
+switch for enforcing IAM), which also logs every check moto makes and every signed request it receives, and
+corrects moto's signature check: moto rebuilt the signed payload from what it had parsed instead of the bytes
+received, so it answered every bodiless REST request (every Lambda read) and every form the Rust SDK encodes
+otherwise than botocore (a space as %20) with SignatureDoesNotMatch. The correction hashes the body as received and
+changes nothing else the signature covers (see that file); test_0 shows the check still refuses a request that
+differs from what was signed (secret, path, query, body, the form's spelling).
 
-1. init, status, destroy — at the action level, without moto's IAM enforcement. moto 5.2.5 started with
-   INITIAL_NO_AUTH_ACTION_COUNT (its only switch for enforcing IAM) rejects every Lambda request as
-   SignatureDoesNotMatch once it enforces, whether the Rust SDK signed the request or botocore re-signed it in a
-   proxy; these three commands read the forwarder function, so none of them can run under that enforcement. So
-   they run against a plain moto through a recording proxy (awsproxy.start_proxy); every recorded call is mapped
-   to the IAM action it needs (iam_actions.actions_of_call: X-Amz-Target for JSON protocols, `Action=` for query
-   protocols, method and path for S3, Lambda and OpenSearch Service, each mapping naming its page of the Service
-   Authorization Reference), and for each command:
-   - sufficient: every recorded action is in the generated policy;
-   - necessary: every action of the generated policy is recorded, or listed in NOT_EXERCISED with the reason the
-     run cannot take that path (an update of something that exists, a refusal fallback, another --with choice).
+What moto checks: the action everywhere, under the API operation's name, which for SQS's batch operations and S3's
+HeadBucket is not the IAM action AWS authorises it with (MOTO_NAMES); the resource only for S3 (always; a
+DeleteObjects once, on the bucket), SQS and IAM (an existing resource), `*` otherwise, which a statement naming an
+ARN never matches. So users hold the policy as `moto_view` fits it to moto: S3 statements exact, `*` added to the
+others' resources, moto's operation names beside the IAM actions, the bucket beside its objects for
+s3:DeleteObject. Conditions of identity policies are not evaluated; sts:GetCallerIdentity is allowed whatever the
+policy, as on AWS (ALWAYS_ALLOWED).
 
-2. backfill, ingest — under moto's real enforcement (moto_iam_recorder.py, which also logs every check moto
-   makes). The stack is made by `init` as the un-authenticated root before enforcement starts; five fixture log
-   files are put in the stack's bucket; then every request is signed by an IAM user and checked against that
-   user's policies. What moto checks: the action everywhere; the resource only for S3 (always), SQS and IAM (an
-   existing resource), `*` otherwise, which a statement naming an ARN never matches; so users hold the policy with
-   its S3 statements exact and `*` added to the others' resources (`moto_view`). Conditions of identity policies
-   are not evaluated. Shown:
+1. init, status, destroy. An account is made fresh with /moto-api/reset; the root (moto checking nothing, through
+   /moto-api/reset-auth) makes the users, and the stack where a run needs one.
+   (1a) In one account, a user holding exactly `permissions --for init` runs `init`; one holding exactly the status
+        policy runs `status` (exit 0); after the root has put five log files in the bucket, attached the
+        ingest-worker policy to a user and a group and given it an older version, one holding exactly the destroy
+        policy runs `destroy --yes --delete-bucket`, and the bucket and the trail are gone. Every check moto made
+        for them was allowed, on an action of the policy. Every call each run made (moto's request log) is mapped
+        to the IAM action it needs (iam_actions.actions_of_call: X-Amz-Target for JSON protocols, `Action=` for
+        query protocols, method and path for S3, Lambda and OpenSearch Service, each mapping naming its page of the
+        Service Authorization Reference), and: every recorded action is in the policy; every action of the policy
+        is recorded, or listed in NOT_EXERCISED with the reason the run cannot take that path; every action moto
+        checked is recorded; the recorded actions moto did not check under their own name are exactly
+        NOT_CHECKED_BY_MOTO (S3 sub-resources moto checks as the bucket's default action, CloudWatch's protocol
+        moto does not speak, DeleteObjectVersion in a DeleteObjects).
+   (1b) For each action moto checked in (1a): a user holding the policy without it runs the command from a fresh
+        account (init), or from the stack (status), or from the stack and what destroy cleans up (destroy), and
+        fails (rc != 0) with a message naming the action; or, for the runs NOT_NAMED lists, does exactly what it
+        says (succeeds warning about what it could not do; succeeds leaving the stack's lock held; or fails with a
+        message that does not name the action: a gap in trailsetup's messages).
+   So an action is shown needed by a refused run (1b) when moto checks it; by the recorded call and its mapping
+   when moto does not (NOT_CHECKED_BY_MOTO); and its path not taken here is explained in NOT_EXERCISED. One action
+   differs from AWS: a run without sns:ListSubscriptionsByTopic fails here, because moto refuses it with
+   AccessDenied where SNS answers AuthorizationError, on which trailsetup falls back to sns:ListSubscriptions.
+   Runtime: the ~140 runs of (1b) are shared among WORKERS motos (two to four by the CPU count;
+   TS_PERMISSIONS_WORKERS overrides), one run at a time each; a status or destroy run starts from the stack the
+   previous run on its moto left when that run was refused before changing anything (a read refused: the plan
+   fails), else the stack is made again.
+
+2. backfill, ingest — one moto: the stack is made by `init` as the un-authenticated root before enforcement starts;
+   five fixture log files are put in the stack's bucket; then every request is signed by an IAM user and checked
+   against that user's policies. Shown:
    (a) a user holding exactly `permissions --for backfill` (resp. `ingest`) runs `backfill` from the stack's
        bucket (resp. `ingest --drain`), and the documents are counted in OpenSearch;
    (b) a user holding only the ingest-worker policy `init` created (read back from moto) runs both;
@@ -29,24 +56,30 @@ Two private moto servers of this module's own (started here, stopped by PID):
        (rc != 0) with a message naming that action.
 
 The stack's bucket policy denies every request that does not use TLS (aws:SecureTransport false); moto serves
-plain HTTP and applies that statement, so for part 2 the bucket keeps its policy without that one statement (the
-statement itself is checked by the policy-template tests, not here).
+plain HTTP and applies that statement, so before files are put in the bucket (for destroy in part 1, for part 2) the
+bucket's policy loses that one statement (the statement itself is checked by the policy-template tests, not here).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import queue
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
 import pytest
 import requests
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
-from awsproxy import start_proxy
 from conftest import _os_delete_prefixed, free_port, run_cli_with
 from iam_actions import BATCH, actions_of_call
 
@@ -111,19 +144,28 @@ NOT_EXERCISED = {
 }
 
 
-def _start_moto(argv, env, log):
+def _spawn_moto(argv, env, log):
     port = free_port()
     proc = subprocess.Popen(argv + ["-H", "127.0.0.1", "-p", str(port)], env=env, stdout=open(log, "w"),
                             stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _wait_moto(proc, url, log):
+    for _ in range(300):
         try:
             requests.get(f"{url}/moto-api/", timeout=1)
-            return proc, url
+            return
         except requests.RequestException:
             time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGTERM)
     raise RuntimeError(f"moto did not start: {Path(log).read_text()[-2000:]}")
+
+
+def _start_moto(argv, env, log):
+    proc, url = _spawn_moto(argv, env, log)
+    _wait_moto(proc, url, log)
+    return proc, url
 
 
 def _stop(proc):
@@ -191,15 +233,176 @@ def put_log_files(url, keep_tls_deny: bool):
     s3.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(policy))
 
 
-# --- 1. init, status, destroy: recorded calls against the generated policies ---------------------------------
+# moto checks an operation under its own name, which for these is not the IAM action AWS authorises it with:
+# - SQS's batch operations, each authorised as its single-message action (iam_actions.BATCH);
+# - S3's HeadBucket: "you must have permissions to perform the s3:ListBucket action" (Amazon S3 API reference,
+#   HeadBucket, https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadBucket.html); moto checks `s3:HeadBucket`
+#   (moto/s3/responses.py, ACTION_MAP["BUCKET"]["HEAD"]).
+MOTO_NAMES = {**BATCH, "s3:HeadBucket": "s3:ListBucket"}
+# checked by moto but allowed whatever the policy says, as on AWS: "No permissions are required to perform this
+# operation" (STS API reference, GetCallerIdentity, https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html)
+ALWAYS_ALLOWED = {"sts:GetCallerIdentity"}
+# 1a: the actions of each exact-policy run's calls that moto does not check under their own name, and why; their
+# need rests on the recorded call alone (each call's action per iam_actions, cited there).
+_S3_SUB_UNMAPPED = ("moto's ACTION_MAP (moto/s3/responses.py) has no entry for this sub-resource: it checks the "
+                    "bucket's default action instead (GET: s3:ListBucket, PUT: s3:CreateBucket)")
+NOT_CHECKED_BY_MOTO = {
+    "init": {
+        "s3:GetBucketOwnershipControls": _S3_SUB_UNMAPPED,
+        "s3:GetBucketPublicAccessBlock": _S3_SUB_UNMAPPED,
+        "s3:GetEncryptionConfiguration": _S3_SUB_UNMAPPED,
+        "s3:PutBucketOwnershipControls": _S3_SUB_UNMAPPED,
+        "s3:PutBucketPublicAccessBlock": _S3_SUB_UNMAPPED,
+        "s3:PutEncryptionConfiguration": _S3_SUB_UNMAPPED,
+    },
+    "status": {
+        "s3:GetBucketOwnershipControls": _S3_SUB_UNMAPPED,
+        "s3:GetBucketPublicAccessBlock": _S3_SUB_UNMAPPED,
+        "s3:GetEncryptionConfiguration": _S3_SUB_UNMAPPED,
+        "cloudwatch:GetMetricData": "moto 5.2.5 does not speak the rpc-v2-cbor protocol the Rust SDK uses for "
+                                    "CloudWatch: the call fails before any check (status warns, docs/status-destroy.md)",
+    },
+    "destroy": {
+        "s3:GetBucketOwnershipControls": _S3_SUB_UNMAPPED,
+        "s3:GetBucketPublicAccessBlock": _S3_SUB_UNMAPPED,
+        "s3:GetEncryptionConfiguration": _S3_SUB_UNMAPPED,
+        "s3:DeleteObjectVersion": "moto checks a DeleteObjects once, as s3:DeleteObject, whatever versions it names",
+    },
+}
+# 1b: runs without one action that do not fail naming it, and what each does instead (asserted exactly, so an entry
+# goes stale when trailsetup changes):
+# - warns: the command succeeds (rc 0) without what the action is for, with a warning naming it;
+# - lock: the command succeeds and warns that the stack's lock was not released; the lock is still held after it
+#   (the next run finds it taken). The warning cannot name the action: moto answers SSM's (JSON protocol) refusal
+#   with an XML body the SDK cannot parse ("malformed JSON error body");
+# - misnamed: the command fails (rc != 0) but its message does not name the action: a gap in trailsetup's message.
+LOCK = f"/trailsetup/{STACK}/lock"
+LOCK_NOT_RELEASED = f"the lock of stack {STACK} was not released"
+_LISTBUCKET = ("misnamed", "HeadBucket refused (403) is read as the bucket name being taken by another account (rc 2, "
+                           "'pass another --bucket'); s3:ListBucket is not named")
+NOT_NAMED = {
+    ("init", "iam:TagPolicy"): ("warns", "the stack's record (tags on the ingest-worker policy) is not written; a "
+                                         "machine without the state file cannot find the stack"),
+    ("init", "ssm:GetParameter"): ("lock", "releasing the lock reads it first"),
+    ("init", "ssm:DeleteParameter"): ("lock", "releasing the lock deletes it"),
+    ("init", "s3:ListBucket"): _LISTBUCKET,
+    ("status", "ssm:GetParameter"): ("warns", "status reads the lock to report a run in progress"),
+    ("status", "s3:ListBucket"): _LISTBUCKET,
+    ("destroy", "ssm:GetParameter"): ("lock", "releasing the lock reads it first"),
+    ("destroy", "ssm:DeleteParameter"): ("lock", "releasing the lock deletes it"),
+    ("destroy", "s3:ListBucket"): _LISTBUCKET,
+    ("destroy", "s3:DeleteObject"): ("misnamed", "DeleteObjects answers AccessDenied for each key; the message names "
+                                                 "the key and AccessDenied, not s3:DeleteObject"),
+}
+# the actions moto checked in each exact-policy run (its names mapped by MOTO_NAMES), for the runs without each
+ENFORCED: dict[str, set[str]] = {}
+_users = itertools.count()
+
+
+# --- 1. init, status, destroy under moto's IAM enforcement -----------------------------------------------------
+
+
+class Moto:
+    """A private moto_iam_recorder.py server enforcing IAM: its URL and its two logs (moto's checks, every call).
+    Started by `Moto(dir)`, ready after `.wait()`."""
+
+    def __init__(self, d: Path):
+        self.checks, self.calls, self.log = d / "checks.jsonl", d / "calls.jsonl", d / "moto.log"
+        self.checks.touch()
+        self.calls.touch()
+        env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="1000000000", TS_MOTO_ACTIONS_LOG=str(self.checks),
+                   TS_MOTO_CALLS_LOG=str(self.calls))
+        self.proc, self.url = _spawn_moto([str(PYTHON), str(Path(__file__).with_name("moto_iam_recorder.py"))], env,
+                                          self.log)
+
+    def wait(self):
+        _wait_moto(self.proc, self.url, self.log)
+        return self
+
+
+# one moto per worker for the runs without one action each (1b); at least two, at most four
+WORKERS = int(os.environ.get("TS_PERMISSIONS_WORKERS", "0")) or max(2, min(4, os.cpu_count() or 2))
 
 
 @pytest.fixture(scope="module")
-def plain_moto(tmp_path_factory):
-    d = tmp_path_factory.mktemp("plain-moto")
-    proc, url = _start_moto([str(MOTO_SERVER)], dict(os.environ), d / "moto.log")
-    yield url
-    _stop(proc)
+def acct_motos(tmp_path_factory, opensearch_url):
+    motos = []
+    try:
+        for i in range(WORKERS):
+            motos.append(Moto(tmp_path_factory.mktemp(f"acct-moto{i}")))
+        yield [m.wait() for m in motos]
+    finally:
+        for m in motos:
+            _stop(m.proc)
+        _os_delete_prefixed(opensearch_url, f"{PREFIX}-1")
+
+
+@contextmanager
+def as_root(url):
+    """Inside, moto checks nothing (INITIAL_NO_AUTH_ACTION_COUNT, set through /moto-api/reset-auth): the root's
+    requests, signed with the `testing` key. After, every request is checked again."""
+    requests.post(f"{url}/moto-api/reset-auth", data=b"1000000000", timeout=10).raise_for_status()
+    try:
+        yield
+    finally:
+        requests.post(f"{url}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
+
+
+def fresh_account(url):
+    """An empty account: every backend of moto reset (users and keys too)."""
+    requests.post(f"{url}/moto-api/reset", timeout=30).raise_for_status()
+
+
+def holder_of(url, policy: dict):
+    """The keys of a new IAM user whose only policy is `policy` (made by the root)."""
+    name = f"u{next(_users)}"
+    with as_root(url):
+        iam = client(url, "iam")
+        iam.create_user(UserName=name)
+        iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
+        k = iam.create_access_key(UserName=name)["AccessKey"]
+    return k["AccessKeyId"], k["SecretAccessKey"]
+
+
+def make_stack(trailsetup_bin, url, home: Path, opensearch_url):
+    """The stack, made by `init` as the root."""
+    with as_root(url):
+        rc, out, err = run(trailsetup_bin, url, ("testing", "testing"), home, part1_args("init", opensearch_url))
+    assert rc == 0, err[-3000:]
+
+
+def for_destroy(url):
+    """What destroy must clean up beyond what init made (as the root): log files in the bucket (--delete-bucket
+    empties it), the ingest-worker policy attached to a user and a group, an older version of it."""
+    with as_root(url):
+        put_log_files(url, keep_tls_deny=False)  # moto would refuse destroy emptying the bucket over HTTP
+        iam = client(url, "iam")
+        arn = f"arn:aws:iam::{ACCOUNT}:policy/{STACK}-ingest-worker"
+        iam.create_user(UserName="worker")
+        iam.attach_user_policy(UserName="worker", PolicyArn=arn)
+        iam.create_group(GroupName="workers")
+        iam.attach_group_policy(GroupName="workers", PolicyArn=arn)
+        doc = iam.get_policy_version(PolicyArn=arn, VersionId=iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"])["PolicyVersion"]["Document"]
+        iam.create_policy_version(PolicyArn=arn, PolicyDocument=doc if isinstance(doc, str) else json.dumps(doc), SetAsDefault=False)
+
+
+def lock_held(url) -> bool:
+    with as_root(url):
+        ssm = client(url, "ssm")
+        try:
+            ssm.get_parameter(Name=LOCK)
+            return True
+        except ssm.exceptions.ParameterNotFound:
+            return False
+
+
+def part1_args(cmd, opensearch_url):
+    return {"init": init_args(opensearch_url, f"{PREFIX}-1"), "status": ["status"],
+            "destroy": ["destroy", "--yes", "--delete-bucket"]}[cmd]
+
+
+def calls_of(log: Path, keys) -> list[dict]:
+    return [r for r in map(json.loads, log.read_text().splitlines()) if r["key"] == keys[0]]
 
 
 def _recorded(calls) -> set[str]:
@@ -218,38 +421,142 @@ def _check(trailsetup_bin, cmd, calls):
     return used
 
 
-def test_init_status_destroy_call_only_and_all_of_their_policies(trailsetup_bin, plain_moto, tmp_path, opensearch_url):
-    srv, purl, calls = start_proxy(plain_moto)
-    prefix = f"{PREFIX}-rec"
-    try:
-        rc, out, err = run(trailsetup_bin, purl, ("testing", "testing"), tmp_path / "a", init_args(opensearch_url, prefix))
-        assert rc == 0, err[-3000:]
-        _check(trailsetup_bin, "init", calls)
-        # what destroy must clean up beyond what init made: log files in the bucket (--delete-bucket empties it),
-        # the ingest-worker policy attached to a user and a group, an older version of it
-        put_log_files(plain_moto, keep_tls_deny=False)  # moto would refuse destroy emptying the bucket over HTTP
-        iam = client(plain_moto, "iam")
-        arn = f"arn:aws:iam::{ACCOUNT}:policy/{STACK}-ingest-worker"
-        iam.create_user(UserName="worker")
-        iam.attach_user_policy(UserName="worker", PolicyArn=arn)
-        iam.create_group(GroupName="workers")
-        iam.attach_group_policy(GroupName="workers", PolicyArn=arn)
-        doc = iam.get_policy_version(PolicyArn=arn, VersionId=iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"])["PolicyVersion"]["Document"]
-        iam.create_policy_version(PolicyArn=arn, PolicyDocument=doc if isinstance(doc, str) else json.dumps(doc), SetAsDefault=False)
-        # status and destroy each from a home of its own (a CI runner): the stack is read from the account
-        n = len(calls)
-        rc, out, err = run(trailsetup_bin, purl, ("testing", "testing"), tmp_path / "b", ["status"])
-        assert rc in (0, 1), err[-3000:]  # 1: a check fails (no event delivered in moto), never a refusal
-        _check(trailsetup_bin, "status", calls[n:])
-        n = len(calls)
-        rc, out, err = run(trailsetup_bin, purl, ("testing", "testing"), tmp_path / "c", ["destroy", "--yes", "--delete-bucket"])
-        assert rc == 0, err[-3000:]
-        _check(trailsetup_bin, "destroy", calls[n:])
-        assert BUCKET not in [b["Name"] for b in client(plain_moto, "s3").list_buckets()["Buckets"]]
-        assert not client(plain_moto, "cloudtrail").describe_trails()["trailList"]
-    finally:
-        srv.shutdown()
-        _os_delete_prefixed(opensearch_url, prefix)
+def test_0_moto_checks_the_signature_over_what_arrived(acct_motos):
+    """moto_iam_recorder.py's correction of the signed payload: a request signed as sent passes (a bodiless Lambda
+    GET, with and without a query; a form with a %20; a JSON body), and one that differs from what was signed in
+    its secret, path, query, body or the body's spelling is refused as SignatureDoesNotMatch."""
+    url = acct_motos[0].url
+    fresh_account(url)
+    keys = holder_of(url, {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+    form = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+    logs = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "Logs_20140328.DescribeLogGroups"}
+
+    def send(service, method, path, body=b"", headers=None, signed_path=None, signed_body=None, secret=None):
+        req = AWSRequest(method=method, url=url + (signed_path or path), data=body if signed_body is None else signed_body,
+                         headers=dict(headers or {}))
+        SigV4Auth(Credentials(keys[0], secret or keys[1]), service, REGION).add_auth(req)
+        r = requests.request(method, url + path, headers=dict(req.headers), data=body, timeout=30)
+        return "SignatureDoesNotMatch" if "SignatureDoesNotMatch" in r.text else r.status_code
+
+    assert send("lambda", "GET", "/2015-03-31/functions") == 200
+    assert send("lambda", "GET", "/2015-03-31/functions?MaxItems=1") == 200
+    assert send("iam", "POST", "/", b"Action=ListUsers&Version=2010-05-08&PathPrefix=%2Fa%20b%2F", form) == 200
+    assert send("logs", "POST", "/", b'{"limit":5}', logs) == 200
+    refused = {
+        "another secret": send("lambda", "GET", "/2015-03-31/functions", secret="x" * 40),
+        "another path": send("lambda", "GET", "/2015-03-31/functions/b", signed_path="/2015-03-31/functions/a"),
+        "another query": send("lambda", "GET", "/2015-03-31/functions?MaxItems=2", signed_path="/2015-03-31/functions?MaxItems=1"),
+        "a body signed, none sent": send("lambda", "GET", "/2015-03-31/functions", signed_body=b"x"),
+        "another form": send("iam", "POST", "/", b"Action=ListRoles&Version=2010-05-08", form,
+                             signed_body=b"Action=ListUsers&Version=2010-05-08"),
+        "the form spelt otherwise": send("iam", "POST", "/", b"Action=ListUsers&Version=2010-05-08&PathPrefix=%2Fa+b%2F",
+                                         form, signed_body=b"Action=ListUsers&Version=2010-05-08&PathPrefix=%2Fa%20b%2F"),
+        "another JSON body": send("logs", "POST", "/", b'{"limit":6}', logs, signed_body=b'{"limit":5}'),
+    }
+    assert all(v == "SignatureDoesNotMatch" for v in refused.values()), refused
+
+
+PART1 = ("init", "status", "destroy")
+
+
+def test_1a_init_status_destroy_run_with_exactly_their_policies(trailsetup_bin, acct_motos, tmp_path, opensearch_url):
+    """In one account: init, then status, then destroy --delete-bucket, each by a user holding exactly its policy."""
+    m = acct_motos[0]
+    fresh_account(m.url)
+    for cmd in PART1:
+        if cmd == "destroy":
+            for_destroy(m.url)
+        policy = generated(trailsetup_bin, cmd)
+        keys = holder_of(m.url, moto_view(policy))
+        rc, out, err = run(trailsetup_bin, m.url, keys, tmp_path / cmd, part1_args(cmd, opensearch_url))
+        assert rc == 0, f"{cmd}: rc={rc}\n{out[-3000:]}\n{err[-3000:]}"
+        seen = checks(m.checks, keys)
+        assert seen and all(r["allowed"] for r in seen), (cmd, [r for r in seen if not r["allowed"]])
+        ENFORCED[cmd] = {MOTO_NAMES.get(r["action"], r["action"]) for r in seen}
+        assert ENFORCED[cmd] <= actions_of(policy), (cmd, sorted(ENFORCED[cmd] - actions_of(policy)))
+        # every call the run made, checked or not, maps to an action of the policy; every action of the policy is
+        # called or excused (NOT_EXERCISED)
+        recorded = _check(trailsetup_bin, cmd, calls_of(m.calls, keys))
+        # iam_actions names each call as moto names what it checks: nothing moto checked is missing from the calls
+        assert ENFORCED[cmd] <= recorded, (cmd, sorted(ENFORCED[cmd] - recorded))
+        # the calls whose action moto does not check (or checks under another): exactly those listed
+        assert recorded - ENFORCED[cmd] == set(NOT_CHECKED_BY_MOTO[cmd]), (cmd, sorted(recorded - ENFORCED[cmd]))
+    with as_root(m.url):
+        assert BUCKET not in [b["Name"] for b in client(m.url, "s3").list_buckets()["Buckets"]]
+        assert not client(m.url, "cloudtrail").describe_trails()["trailList"]
+
+
+def _changes(action: str) -> bool:
+    """Whether an action may change the account (anything but a read; the lock is judged by `lock_held`)."""
+    return not action.split(":")[1].startswith(("Get", "List", "Describe", "Head")) and \
+        action not in ("ssm:PutParameter", "ssm:DeleteParameter")
+
+
+def _run_without(trailsetup_bin, m, cmd, policy, action, home: Path, opensearch_url, ready: set):
+    """One run of `cmd` by a user holding `policy` without `action`, on moto `m`: (rc, stdout + stderr, whether
+    the stack's lock is still held after it). init starts from a fresh account; status and destroy from a fresh
+    account with the stack (and what destroy cleans up), unless the last run on this moto left that unchanged
+    (`ready`: it was refused before any change, e.g. reading the stack, and released the lock)."""
+    if cmd == "init" or m.url not in ready:
+        fresh_account(m.url)
+        if cmd != "init":
+            make_stack(trailsetup_bin, m.url, home.with_name(home.name + "-stack"), opensearch_url)
+        if cmd == "destroy":
+            for_destroy(m.url)
+    ready.discard(m.url)
+    keys = holder_of(m.url, moto_view(without(policy, action)))
+    rc, out, err = run(trailsetup_bin, m.url, keys, home, part1_args(cmd, opensearch_url))
+    held = lock_held(m.url)
+    # every call that may change the account is checked by moto (only reads go unchecked: NOT_CHECKED_BY_MOTO)
+    if cmd != "init" and not held and not any(r["allowed"] and _changes(r["action"]) for r in checks(m.checks, keys)):
+        ready.add(m.url)
+    return rc, out + err, held
+
+
+def _verdict(cmd, action, rc, text, held) -> str | None:
+    """None when the run without `action` did what 1b expects of it, else what it did."""
+    kind, _ = NOT_NAMED.get((cmd, action), ("fails", ""))
+    named = action in text
+    if kind == "fails" and rc != 0 and named:
+        return None
+    if kind == "warns" and rc == 0 and named:
+        return None
+    if kind == "lock" and rc == 0 and LOCK_NOT_RELEASED in text and held:
+        return None
+    if kind == "misnamed" and rc != 0 and not named:
+        return None
+    return f"{action} removed (expected: {kind}): rc={rc}, named={named}, lock held={held}\n{text[-2500:]}"
+
+
+@pytest.mark.parametrize("cmd", PART1)
+def test_1b_each_enforced_action_is_needed(trailsetup_bin, acct_motos, tmp_path, opensearch_url, cmd):
+    """For each action moto checked in 1a: a user holding the policy without it fails, naming it (or does what
+    NOT_NAMED says). The runs are shared out among the motos (one run at a time each; see _run_without)."""
+    if cmd not in ENFORCED:
+        pytest.fail("test_1a_init_status_destroy_run_with_exactly_their_policies did not run first")
+    policy = generated(trailsetup_bin, cmd)
+    needed = sorted(ENFORCED[cmd] - ALWAYS_ALLOWED)
+    assert needed, "moto checked nothing"
+    print(cmd, "each needed:", needed)
+    stale = {a for (c, a) in NOT_NAMED if c == cmd} - set(needed)
+    assert not stale, f"NOT_NAMED entries for actions moto did not check: {sorted(stale)}"
+    free: queue.Queue = queue.Queue()
+    for m in acct_motos:
+        free.put(m)
+    ready: set = set()
+
+    def one(i, action):
+        m = free.get()
+        try:
+            rc, text, held = _run_without(trailsetup_bin, m, cmd, policy, action, tmp_path / str(i), opensearch_url,
+                                          ready)
+        finally:
+            free.put(m)
+        return _verdict(cmd, action, rc, text, held)
+
+    with ThreadPoolExecutor(max_workers=len(acct_motos)) as pool:
+        failures = [f for f in pool.map(lambda ia: one(*ia), enumerate(needed)) if f]
+    assert not failures, "\n\n".join(failures)
 
 
 # --- 2. backfill, ingest under moto's IAM enforcement --------------------------------------------------------
@@ -279,9 +586,6 @@ def iam_moto(tmp_path_factory, trailsetup_bin, opensearch_url):
         _os_delete_prefixed(opensearch_url, PREFIX)
 
 
-_users = iter(range(1000))
-
-
 def user_with(iam_moto, policy: dict):
     url, _, admin = iam_moto
     iam = client(url, "iam", admin)
@@ -294,16 +598,22 @@ def user_with(iam_moto, policy: dict):
 
 def moto_view(policy: dict) -> dict:
     """The policy as moto can evaluate it: S3 statements exact, `*` added to the others' resources (moto checks
-    those requests against `*`; see the module docstring), and moto's name for each SQS batch operation beside the
-    single-message action AWS authorises it with (iam_actions.BATCH)."""
-    alias = {single: batch for batch, single in BATCH.items()}
+    those requests against `*`; see the module docstring), beside each action moto's name for the operations AWS
+    authorises with it (MOTO_NAMES), and the bucket beside its objects where s3:DeleteObject is granted: AWS checks
+    DeleteObjects (POST ?delete) as s3:DeleteObject on each object it deletes, moto checks it once, as
+    s3:DeleteObject on the bucket (moto/s3/responses.py, S3Response._bucket_response_post)."""
+    alias: dict[str, list[str]] = {}
+    for moto_name, action in MOTO_NAMES.items():
+        alias.setdefault(action, []).append(moto_name)
     sts = []
     for st in policy["Statement"]:
         res = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+        acts = [st["Action"]] if isinstance(st["Action"], str) else list(st["Action"])
         if not all(r.startswith("arn:aws:s3:::") for r in res) and "*" not in res:
             res = res + ["*"]
-        acts = [st["Action"]] if isinstance(st["Action"], str) else list(st["Action"])
-        acts += [alias[a] for a in acts if a in alias]
+        if "s3:DeleteObject" in acts:
+            res = res + [r[:-2] for r in res if r.startswith("arn:aws:s3:::") and r.endswith("/*")]
+        acts += [m for a in acts for m in alias.get(a, [])]
         sts.append(dict(st, Action=acts, Resource=res))
     return dict(policy, Statement=sts)
 
@@ -359,11 +669,6 @@ def ingest(trailsetup_bin, iam_moto, keys, home, opensearch_url, prefix):
 
 
 COMMANDS = {"backfill": backfill, "ingest": ingest}
-# checked by moto but allowed whatever the policy says, as on AWS: "No permissions are required to perform this
-# operation" (STS API reference, GetCallerIdentity, https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html)
-ALWAYS_ALLOWED = {"sts:GetCallerIdentity"}
-# the actions moto checked in each exact-policy run, for (c)
-ENFORCED: dict[str, set[str]] = {}
 
 
 @pytest.mark.parametrize("cmd", ["backfill", "ingest"])
@@ -376,7 +681,7 @@ def test_a_exactly_the_generated_policy_is_enough(trailsetup_bin, iam_moto, tmp_
     assert count(opensearch_url, prefix) > 0, out
     seen = checks(iam_moto[1], keys)
     assert seen and all(r["allowed"] for r in seen), seen
-    ENFORCED[cmd] = {BATCH.get(r["action"], r["action"]) for r in seen}
+    ENFORCED[cmd] = {MOTO_NAMES.get(r["action"], r["action"]) for r in seen}
     assert ENFORCED[cmd] <= actions_of(policy), sorted(ENFORCED[cmd] - actions_of(policy))
 
 
