@@ -26,7 +26,7 @@ use aws_config::SdkConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::aws::eventual::{until, Polled};
-use crate::aws::{code, explain};
+use crate::aws::rpc::{self, Params};
 use crate::output::Output;
 
 /// `--lock-timeout` when not given: how long a run waits for another to finish.
@@ -136,7 +136,9 @@ fn hostname() -> String {
 /// The lock this run holds. Release it with [`Lock::release`]; it is not released on drop.
 #[derive(Debug)]
 pub struct Lock {
-    ssm: aws_sdk_ssm::Client,
+    /// the stack's home region's config: SSM is called through [`rpc`] (the SSM SDK crate cost a cold build 184 s
+    /// for these three calls)
+    ssm: SdkConfig,
     stack: String,
     name: String,
     value: String,
@@ -168,56 +170,60 @@ impl Held {
     }
 }
 
-/// Read the lock: `None` when nobody holds it.
-async fn read(ssm: &aws_sdk_ssm::Client, name: &str) -> anyhow::Result<Option<(Holder, String)>> {
-    match ssm.get_parameter().name(name).send().await {
-        Ok(r) => {
-            let Some(p) = r.parameter else { return Ok(None) };
-            let value = p.value.clone().unwrap_or_default();
+/// Read the lock: `None` when nobody holds it. (Systems Manager API Reference, "GetParameter": the answer's
+/// `Parameter` with `Value` and `LastModifiedDate`, epoch seconds in the JSON protocol.)
+async fn read(ssm: &SdkConfig, name: &str) -> anyhow::Result<Option<(Holder, String)>> {
+    match rpc::call(ssm, &rpc::SSM, "GetParameter", Params::Json(serde_json::json!({"Name": name}))).await {
+        Ok(body) => {
+            let r: serde_json::Value = serde_json::from_str(&body).map_err(|e| anyhow::anyhow!("reading the stack's lock (SSM parameter {name}): SSM's answer could not be read: {e}"))?;
+            let Some(p) = r.get("Parameter") else { return Ok(None) };
+            let value = p.get("Value").and_then(|v| v.as_str()).unwrap_or_default().to_string();
             let holder = serde_json::from_str::<Holder>(&value).unwrap_or_else(|_| {
-                let modified = p.last_modified_date.and_then(|d| d.fmt(aws_smithy_types::date_time::Format::DateTime).ok());
+                let modified = p
+                    .get("LastModifiedDate")
+                    .and_then(|d| d.as_f64())
+                    .and_then(|secs| chrono::DateTime::from_timestamp(secs as i64, 0))
+                    .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
                 Holder::foreign(&value, modified)
             });
             Ok(Some((holder, value)))
         }
-        Err(e) if code(&e).as_deref() == Some("ParameterNotFound") => Ok(None),
-        Err(e) => Err(explain(e, &format!("reading the stack's lock (SSM parameter {name})"), "ssm:GetParameter")),
+        Err(e) if e.code() == Some("ParameterNotFound") => Ok(None),
+        Err(e) => Err(e.explain(&format!("reading the stack's lock (SSM parameter {name})"), "ssm:GetParameter")),
     }
 }
 
 /// Who holds the lock of `stack` (in the home region `cfg` is for), if anyone: for `status`.
 pub async fn holder(cfg: &SdkConfig, stack: &str) -> anyhow::Result<Option<Holder>> {
-    Ok(read(&aws_sdk_ssm::Client::new(cfg), &parameter_name(stack)).await?.map(|(h, _)| h))
+    Ok(read(cfg, &parameter_name(stack)).await?.map(|(h, _)| h))
 }
 
 /// One attempt: `None` when the lock is now ours, else who holds it.
-async fn try_take(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) -> anyhow::Result<Option<Holder>> {
+async fn try_take(ssm: &SdkConfig, name: &str, value: &str) -> anyhow::Result<Option<Holder>> {
     // a lock released between our create and our read is taken again at once (at most a few times)
     for _ in 0..3 {
-        let put = ssm
-            .put_parameter()
-            .name(name)
-            .value(value)
-            .r#type(aws_sdk_ssm::types::ParameterType::String)
-            .overwrite(false)
-            .description("trailsetup: the run changing this stack holds it (deleted when the run ends)")
-            .send()
-            .await;
-        match put {
+        let params = serde_json::json!({
+            "Name": name,
+            "Value": value,
+            "Type": "String",
+            "Overwrite": false,
+            "Description": "trailsetup: the run changing this stack holds it (deleted when the run ends)",
+        });
+        match rpc::call(ssm, &rpc::SSM, "PutParameter", Params::Json(params)).await {
             Ok(_) => return Ok(None),
-            Err(e) if code(&e).as_deref() == Some("ParameterAlreadyExists") => {
+            Err(e) if e.code() == Some("ParameterAlreadyExists") => {
                 if let Some((h, _)) = read(ssm, name).await? {
                     return Ok(Some(h));
                 }
             }
-            Err(e) => return Err(explain(e, &format!("taking the stack's lock (SSM PutParameter {name})"), "ssm:PutParameter")),
+            Err(e) => return Err(e.explain(&format!("taking the stack's lock (SSM PutParameter {name})"), "ssm:PutParameter")),
         }
     }
     Ok(Some(Holder::foreign("(a lock taken and released repeatedly)", None)))
 }
 
 /// Remove the lock of `stack`, whoever holds it (`--force-unlock`), saying whose it was.
-async fn force_unlock(ssm: &aws_sdk_ssm::Client, stack: &str, out: &Output) -> anyhow::Result<()> {
+async fn force_unlock(ssm: &SdkConfig, stack: &str, out: &Output) -> anyhow::Result<()> {
     let name = parameter_name(stack);
     match read(ssm, &name).await? {
         None => out.note(format!("--force-unlock: stack {stack} was not locked.")),
@@ -229,18 +235,18 @@ async fn force_unlock(ssm: &aws_sdk_ssm::Client, stack: &str, out: &Output) -> a
     Ok(())
 }
 
-async fn delete(ssm: &aws_sdk_ssm::Client, name: &str) -> anyhow::Result<()> {
-    match ssm.delete_parameter().name(name).send().await {
+async fn delete(ssm: &SdkConfig, name: &str) -> anyhow::Result<()> {
+    match rpc::call(ssm, &rpc::SSM, "DeleteParameter", Params::Json(serde_json::json!({"Name": name}))).await {
         Ok(_) => Ok(()),
-        Err(e) if code(&e).as_deref() == Some("ParameterNotFound") => Ok(()),
-        Err(e) => Err(explain(e, &format!("releasing the stack's lock (SSM DeleteParameter {name})"), "ssm:DeleteParameter")),
+        Err(e) if e.code() == Some("ParameterNotFound") => Ok(()),
+        Err(e) => Err(e.explain(&format!("releasing the stack's lock (SSM DeleteParameter {name})"), "ssm:DeleteParameter")),
     }
 }
 
 /// Take the lock of `stack` for `command`, run by `caller`; `cfg` is for the stack's home region. Waits while
 /// another run holds it (saying so once on stderr), up to `opts.timeout`; then fails naming the holder.
 pub async fn acquire(cfg: &SdkConfig, stack: &str, caller: &str, command: &str, opts: &Options, out: &Output) -> anyhow::Result<Lock> {
-    let ssm = aws_sdk_ssm::Client::new(cfg);
+    let ssm = cfg.clone();
     let name = parameter_name(stack);
     if opts.force_unlock {
         force_unlock(&ssm, stack, out).await?;

@@ -145,9 +145,6 @@ pub const NOT_AT_A_CALL_SITE: &[(&str, &str)] = &[
     ("secretsmanager:GetSecretValue", "secretsmanager::observe names it in a computed string (with kms:Decrypt on a key)"),
     ("kms:Decrypt", "secretsmanager: reading and writing a secret encrypted with --kms-key (computed string)"),
     ("kms:GenerateDataKey", "secretsmanager: writing a secret encrypted with --kms-key (computed string)"),
-    ("s3:DeleteObject", "destroy --delete-bucket: DeleteObjects \"must always\" be allowed s3:DeleteObject, and also \
-      s3:DeleteObjectVersion for the versions it names (Amazon S3 API reference, DeleteObjects, \
-      https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObjects.html); the call site names the latter"),
     ("es:ESHttpGet", "the OpenSearch client signs HTTP calls to a domain (opensearch::client names es:ESHttp* on 403)"),
     ("es:ESHttpHead", "the OpenSearch client signs HTTP calls to a domain"),
     ("es:ESHttpPut", "the OpenSearch client signs HTTP calls to a domain"),

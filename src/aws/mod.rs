@@ -2,6 +2,7 @@
 
 pub mod ec2;
 pub mod eventual;
+pub mod rpc;
 pub mod sigv4;
 
 use aws_config::retry::RetryConfig;
@@ -96,6 +97,14 @@ where
             )
         }
         SdkError::TimeoutError(_) => return anyhow::anyhow!("{what}: timed out talking to AWS; check the network and retry"),
+        // an error answer the SDK could not parse (an endpoint answering a JSON-protocol call in XML): read its
+        // code and message from the body, and know a refusal by its status
+        SdkError::ResponseError(r) if r.raw().status().as_u16() >= 400 => {
+            let body = r.raw().body().bytes().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+            let code = xml_text(&body, "Code").unwrap_or_else(|| "Unknown".into());
+            let msg = xml_text(&body, "Message").unwrap_or_else(|| body.chars().take(200).collect());
+            (code, msg, r.raw().status().as_u16())
+        }
         other => return anyhow::anyhow!("{what}: {}", aws_smithy_types::error::display::DisplayErrorContext(other)),
     };
     explain_code(what, &code, &msg, status, permission)

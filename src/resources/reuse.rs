@@ -209,11 +209,15 @@ pub async fn discover(aws: &Aws, home: &str) -> anyhow::Result<Vec<Reuse>> {
 /// The caller's organization (`organizations:DescribeOrganization`, allowed to member accounts); `None` when
 /// the account is in none or may not ask.
 pub async fn organization_id(aws: &Aws, home: &str) -> Option<String> {
-    let r = aws_sdk_organizations::Client::new(&aws.at(home)).describe_organization().send().await;
+    // through [`crate::aws::rpc`] (JSON 1.1; the answer's `Organization.Id`: Organizations API Reference,
+    // "DescribeOrganization")
+    let r = crate::aws::rpc::call(&aws.at(home), &crate::aws::rpc::ORGANIZATIONS, "DescribeOrganization", crate::aws::rpc::Params::Json(serde_json::json!({}))).await;
     match r {
-        Ok(o) => o.organization().and_then(|o| o.id()).map(String::from),
+        Ok(body) => serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.pointer("/Organization/Id").and_then(|i| i.as_str()).map(String::from)),
         Err(e) => {
-            tracing::info!("organizations:DescribeOrganization: {:?} (the organization id is unknown)", code(&e));
+            tracing::info!("organizations:DescribeOrganization: {:?} (the organization id is unknown)", e.code());
             None
         }
     }

@@ -76,14 +76,21 @@ pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
             let status = e.raw_response().map(|r| r.status().as_u16());
             match (code(&e).as_deref(), status) {
                 (Some("NotFound") | Some("NoSuchBucket"), _) | (_, Some(404)) => return Ok(Observed::default()),
-                (_, Some(403)) => return Err(taken(b)),
+                // HeadBucket answers 403 both for a bucket of another account and for a caller without
+                // s3:ListBucket (S3 API Reference, HeadBucket): the caller's own bucket list tells them apart
+                (_, Some(403)) => {
+                    return Err(if owned(&s3, b).await? {
+                        explain(e, &format!("checking bucket {b}"), "s3:ListBucket")
+                    } else {
+                        taken(b)
+                    })
+                }
                 _ => return Err(explain(e, &format!("checking bucket {b}"), "s3:ListBucket")),
             }
         }
     }
     // It exists: is it ours? (A bucket of another account is not in our ListBuckets.)
-    let mine = s3.list_buckets().send().await.map_err(|e| explain(e, "listing buckets", "s3:ListAllMyBuckets"))?;
-    if !mine.buckets().iter().any(|x| x.name() == Some(b.as_str())) {
+    if !owned(&s3, b).await? {
         return Err(taken(b));
     }
     let pab = match s3.get_public_access_block().bucket(b).send().await {
@@ -147,10 +154,17 @@ pub async fn observe(ctx: &Ctx, aws: &Aws) -> anyhow::Result<Observed> {
     Ok(Observed { bucket: Some(current), policy: Some(policy) })
 }
 
+/// Is `b` among the caller's buckets (ListBuckets lists only the buckets the caller's account owns)?
+async fn owned(s3: &aws_sdk_s3::Client, b: &str) -> anyhow::Result<bool> {
+    let mine = s3.list_buckets().send().await.map_err(|e| explain(e, "listing buckets", "s3:ListAllMyBuckets"))?;
+    Ok(mine.buckets().iter().any(|x| x.name() == Some(b)))
+}
+
 fn taken(b: &str) -> anyhow::Error {
     crate::error::usage(format!(
-        "the bucket name {b:?} is taken by another account (S3 bucket names are global); pass another --bucket \
-         (env TRAILSETUP_BUCKET, config key bucket)"
+        "the bucket {b:?} exists but is not this account's: the name is taken by another account (S3 bucket names are \
+         global), or S3 refused HeadBucket because the caller lacks s3:ListBucket on it\n  → pass another --bucket \
+         (env TRAILSETUP_BUCKET, config key bucket), or grant s3:ListBucket"
     ))
 }
 
@@ -284,8 +298,15 @@ pub async fn delete(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
             let del = aws_sdk_s3::types::Delete::builder().set_objects(Some(chunk.to_vec())).quiet(true).build()?;
             let r = s3.delete_objects().bucket(b).delete(del).send().await
                 .map_err(|e| explain(e, &format!("emptying {b}"), "s3:DeleteObjectVersion"))?;
+            // a 200 answer may still refuse some keys, each with its own code (S3 API Reference, DeleteObjects);
+            // deleting an object needs s3:DeleteObject, a version of it also s3:DeleteObjectVersion
             if let Some(err) = r.errors().first() {
-                anyhow::bail!("emptying {b}: {} {}: {}", err.key().unwrap_or_default(), err.code().unwrap_or_default(), err.message().unwrap_or_default());
+                let versions = match err.version_id().filter(|v| !v.is_empty() && *v != "null") {
+                    Some(_) => " (an object version: s3:DeleteObjectVersion is needed too)",
+                    None => "",
+                };
+                let what = format!("emptying {b}: {} of {} deletions refused, the first {:?}{versions}", r.errors().len(), chunk.len(), err.key().unwrap_or_default());
+                return Err(crate::aws::explain_code(&what, err.code().unwrap_or("Unknown"), err.message().unwrap_or_default(), 200, "s3:DeleteObject"));
             }
         }
     }

@@ -1,13 +1,13 @@
 """`trailsetup status` against moto and the loopback OpenSearch node: healthy after init and a backfill; then
 three faults made out of band with boto3 (logging stopped, subscription deleted, a message in the dead-letter
-queue) each named with its fix, exit 1."""
+queue) each named with its fix, exit 1; the forwarder's errors in CloudWatch (put with boto3) a warning."""
 
 from __future__ import annotations
 
 import gzip
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -47,12 +47,11 @@ def test_status_healthy_then_names_each_fault(mode, moto_reset, run_cli, boto, o
 
     rc, st = status(run_cli)
     assert rc == 0 and st["healthy"] is True
-    # moto 5.2.5 does not speak CloudWatch's rpc-v2-cbor protocol, which the Rust SDK uses for GetMetricData: the two
-    # metric checks can only say they could not read the metrics (a warning, never a failure); every other is ok
-    metrics = {"forwarder errors", "queue oldest message"}
-    assert all(c["level"] == "warn" and "reading metrics" in c["detail"] for c in st["checks"] if c["name"] in metrics)
-    not_ok = [c for c in st["checks"] if c["level"] != "ok" and c["name"] not in metrics]
+    # every check is ok, the two CloudWatch metric checks too (GetMetricData in the Query protocol, which moto
+    # answers: a quiet hour has no errors and no old message)
+    not_ok = [c for c in st["checks"] if c["level"] != "ok"]
     assert not_ok == [], not_ok
+    assert [c["detail"] for c in st["checks"] if c["name"] == "queue oldest message"] == ["0 s"]
     names = {c["name"] for c in st["checks"]}
     assert {"trail logging", "trail last delivery", "subscription", "queue depth", "queue oldest message", "dead-letter queue",
             "forwarder", "forwarder errors", "opensearch health", "freshness", "events in the last hour"} <= names
@@ -60,8 +59,20 @@ def test_status_healthy_then_names_each_fault(mode, moto_reset, run_cli, boto, o
     assert [c["detail"] for c in st["checks"] if c["name"] == "events in the last hour"] == ["3"]
     # the human table says the same
     rc, out, _ = run_cli(["status"])
-    warnings = sum(1 for c in st["checks"] if c["name"] in metrics)
-    assert rc == 0 and "checks:" in out and f"{warnings} warning(s), 0 failure(s)" in out
+    assert rc == 0 and "checks:" in out and "0 warning(s), 0 failure(s)" in out
+
+    # the forwarder's errors and throttles of the last hour, as CloudWatch has them (put here with boto3): a warning
+    # naming the counts (the largest hourly sum), never a failure
+    fwd = next(c for c in st["checks"] if c["name"] == "forwarder errors")
+    now = datetime.now(timezone.utc) - timedelta(minutes=1)
+    boto("cloudwatch", fwd["region"]).put_metric_data(Namespace="AWS/Lambda", MetricData=[
+        {"MetricName": name, "Dimensions": [{"Name": "FunctionName", "Value": fwd["resource"]}], "Value": value, "Timestamp": now}
+        for name, value in (("Errors", 4.0), ("Throttles", 1.0))])
+    rc, st = status(run_cli)
+    assert rc == 0 and st["healthy"] is True
+    warned = [c for c in st["checks"] if c["level"] != "ok"]
+    assert [(c["name"], c["region"], c["detail"]) for c in warned] == [("forwarder errors", fwd["region"], "4 error(s), 1 throttle(s) in the last hour")], warned
+    assert f"/aws/lambda/{fwd['resource']}" in warned[0]["fix"]
 
     # out of band: stop logging, delete the subscription, leave a message in the dead-letter queue
     region, trail = (HOME, "trailsetup") if mode == "multi-region" else ("eu-west-1", "trailsetup-eu-west-1")
@@ -81,8 +92,10 @@ def test_status_healthy_then_names_each_fault(mode, moto_reset, run_cli, boto, o
     assert "start-logging" in fails[("trail logging", region)]["fix"]
     assert "trailsetup init" in fails[("subscription", region)]["fix"]
     assert "1 message" in fails[("dead-letter queue", HOME)]["detail"] and "receive-message" in fails[("dead-letter queue", HOME)]["fix"]
+    warns = sum(1 for c in st["checks"] if c["level"] == "warn")
+    assert ("forwarder errors", fwd["region"]) in {(c["name"], c["region"]) for c in st["checks"] if c["level"] == "warn"}
     rc, out, _ = run_cli(["status"])
-    assert rc == 1 and "FAIL" in out and "3 failure(s)" in out
+    assert rc == 1 and "FAIL" in out and f"{warns} warning(s), 3 failure(s)" in out
 
 
 def test_status_without_state_is_a_usage_error(moto_reset, run_cli):
