@@ -46,10 +46,13 @@ pub enum Feature {
 pub enum Res {
     /// `*`: the action has no resource-level permissions (the declaration names the AWS page)
     Any,
-    /// every log group of the account (`logs:DescribeLogGroups` is authorised on `log-group:*`)
-    AccountLogGroups,
-    /// the buckets, log groups and trails of another trail (`--use-trail`), not known before discovery
+    /// another trail (`--use-trail`), not known before discovery: any trail (an organization trail's ARN names
+    /// the management account)
     OtherTrail,
+    /// the bucket of another trail (`--use-trail`): any bucket
+    OtherBucket,
+    /// the log group of another trail (`--use-trail`): any log group of the account
+    OtherLogGroup,
     /// users, groups and roles other than the stack's that hold the ingest-worker policy (`destroy` detaches it)
     PolicyHolders,
     /// every KMS key of the account in any region (`--kms-key` names one; the policy is printed before)
@@ -79,7 +82,7 @@ pub enum Res {
 impl Res {
     /// A resource of the stack itself (`--stack-only` keeps only these).
     pub fn stack_own(self) -> bool {
-        !matches!(self, Res::Any | Res::AccountLogGroups | Res::OtherTrail | Res::PolicyHolders | Res::Keys)
+        !matches!(self, Res::Any | Res::OtherTrail | Res::OtherBucket | Res::OtherLogGroup | Res::PolicyHolders | Res::Keys)
     }
     /// The statement id for this resource group.
     fn sid(self) -> String {
@@ -180,8 +183,9 @@ impl Names {
         let (n, p, h) = (&self.stack, &self.partition, &self.home);
         let mut v = match res {
             Res::Any => vec!["*".to_string()],
-            Res::AccountLogGroups => vec![self.arn("logs", "*", "log-group:*")],
-            Res::OtherTrail => vec!["*".to_string()],
+            Res::OtherTrail => vec![format!("arn:{p}:cloudtrail:*:*:trail/*")],
+            Res::OtherBucket => vec![format!("arn:{p}:s3:::*")],
+            Res::OtherLogGroup => vec![self.arn("logs", "*", "log-group:*")],
             Res::PolicyHolders => vec![self.arn("iam", "", "user/*"), self.arn("iam", "", "group/*"), self.arn("iam", "", "role/*")],
             Res::Keys => vec![self.arn("kms", "*", "key/*")],
             Res::Bucket => vec![format!("arn:{p}:s3:::{}", self.bucket())],
@@ -458,7 +462,8 @@ mod tests {
         let any = sts.iter().find(|s| s["Sid"] == "Any").unwrap();
         for a in any["Action"].as_array().unwrap() {
             assert!(
-                ["sts:GetCallerIdentity", "ec2:DescribeRegions", "s3:ListAllMyBuckets", "sns:ListSubscriptions", "cloudtrail:DescribeTrails", "cloudtrail:ListTrails"].contains(&a.as_str().unwrap()),
+                ["sts:GetCallerIdentity", "ec2:DescribeRegions", "s3:ListAllMyBuckets", "sns:ListSubscriptions", "cloudtrail:DescribeTrails", "cloudtrail:ListTrails", "logs:DescribeLogGroups"]
+                    .contains(&a.as_str().unwrap()),
                 "{a} on *"
             );
         }
