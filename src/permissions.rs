@@ -46,10 +46,13 @@ pub enum Feature {
 pub enum Res {
     /// `*`: the action has no resource-level permissions (the declaration names the AWS page)
     Any,
-    /// every log group of the account (`logs:DescribeLogGroups` is authorised on `log-group:*`)
-    AccountLogGroups,
-    /// the buckets, log groups and trails of another trail (`--use-trail`), not known before discovery
+    /// another trail (`--use-trail`), not known before discovery: any trail (an organization trail's ARN names
+    /// the management account)
     OtherTrail,
+    /// the bucket of another trail (`--use-trail`): any bucket
+    OtherBucket,
+    /// the log group of another trail (`--use-trail`): any log group of the account
+    OtherLogGroup,
     /// users, groups and roles other than the stack's that hold the ingest-worker policy (`destroy` detaches it)
     PolicyHolders,
     /// every KMS key of the account in any region (`--kms-key` names one; the policy is printed before)
@@ -79,7 +82,7 @@ pub enum Res {
 impl Res {
     /// A resource of the stack itself (`--stack-only` keeps only these).
     pub fn stack_own(self) -> bool {
-        !matches!(self, Res::Any | Res::AccountLogGroups | Res::OtherTrail | Res::PolicyHolders | Res::Keys)
+        !matches!(self, Res::Any | Res::OtherTrail | Res::OtherBucket | Res::OtherLogGroup | Res::PolicyHolders | Res::Keys)
     }
     /// The statement id for this resource group.
     fn sid(self) -> String {
@@ -177,8 +180,9 @@ impl Names {
         let (n, p, h) = (&self.stack, &self.partition, &self.home);
         let mut v = match res {
             Res::Any => vec!["*".to_string()],
-            Res::AccountLogGroups => vec![self.arn("logs", "*", "log-group:*")],
-            Res::OtherTrail => vec!["*".to_string()],
+            Res::OtherTrail => vec![format!("arn:{p}:cloudtrail:*:*:trail/*")],
+            Res::OtherBucket => vec![format!("arn:{p}:s3:::*")],
+            Res::OtherLogGroup => vec![self.arn("logs", "*", "log-group:*")],
             Res::PolicyHolders => vec![self.arn("iam", "", "user/*"), self.arn("iam", "", "group/*"), self.arn("iam", "", "role/*")],
             Res::Keys => vec![self.arn("kms", "*", "key/*")],
             Res::Bucket => vec![format!("arn:{p}:s3:::{}", self.bucket())],
@@ -455,7 +459,8 @@ mod tests {
         let any = sts.iter().find(|s| s["Sid"] == "Any").unwrap();
         for a in any["Action"].as_array().unwrap() {
             assert!(
-                ["sts:GetCallerIdentity", "ec2:DescribeRegions", "s3:ListAllMyBuckets", "sns:ListSubscriptions", "cloudtrail:DescribeTrails", "cloudtrail:ListTrails"].contains(&a.as_str().unwrap()),
+                ["sts:GetCallerIdentity", "ec2:DescribeRegions", "s3:ListAllMyBuckets", "sns:ListSubscriptions", "cloudtrail:DescribeTrails", "cloudtrail:ListTrails", "logs:DescribeLogGroups"]
+                    .contains(&a.as_str().unwrap()),
                 "{a} on *"
             );
         }
@@ -464,6 +469,129 @@ mod tests {
         assert!(!p.to_string().contains("es:CreateDomain"), "no domain without --with domain");
         let lock = sts.iter().find(|s| s["Sid"] == "LockParameter").unwrap();
         assert_eq!(lock["Resource"], "arn:aws:ssm:us-east-1:123456789012:parameter/trailsetup/trailsetup/lock");
+    }
+
+    /// An ARN pattern of the Service Authorization Reference (`arn:${Partition}:s3:::${BucketName}`) as tokens:
+    /// literal text, and `${Variable}`s.
+    fn arn_tokens(pattern: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut rest = pattern;
+        while let Some(i) = rest.find("${") {
+            let j = rest[i..].find('}').map(|j| i + j).expect("unclosed ${ in an ARN pattern");
+            if i > 0 {
+                out.push((false, &rest[..i]));
+            }
+            out.push((true, &rest[i + 2..j]));
+            rest = &rest[j + 1..];
+        }
+        if !rest.is_empty() {
+            out.push((false, rest));
+        }
+        out
+    }
+
+    /// Does `arn` (which may hold IAM wildcards) have the form of `pattern`? A variable stands for one or more
+    /// characters other than `:` (and, for a bucket name, `/`, which would make it an object's ARN).
+    fn arn_has_form(tokens: &[(bool, &str)], arn: &str) -> bool {
+        match tokens.split_first() {
+            None => arn.is_empty(),
+            Some(((false, lit), rest)) => arn.strip_prefix(lit).is_some_and(|r| arn_has_form(rest, r)),
+            Some(((true, var), rest)) => {
+                for (i, c) in arn.char_indices() {
+                    if c == ':' || (*var == "BucketName" && c == '/') {
+                        return false;
+                    }
+                    if arn_has_form(rest, &arn[i + c.len_utf8()..]) {
+                        return true;
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    #[test]
+    fn the_arn_form_check_tells_buckets_objects_and_groups_apart() {
+        let bucket = arn_tokens("arn:${Partition}:s3:::${BucketName}");
+        let object = arn_tokens("arn:${Partition}:s3:::${BucketName}/${ObjectName}");
+        assert!(arn_has_form(&bucket, "arn:aws:s3:::b") && !arn_has_form(&bucket, "arn:aws:s3:::b/*"));
+        assert!(arn_has_form(&object, "arn:aws:s3:::b/*") && !arn_has_form(&object, "arn:aws:s3:::b"));
+        let group = arn_tokens("arn:${Partition}:logs:${Region}:${Account}:log-group:${LogGroupName}");
+        assert!(arn_has_form(&group, "arn:aws:logs:*:1:log-group:/aws/x") && !arn_has_form(&group, "arn:aws:logs:*:1:log-group:/aws/x:*"));
+        let key = arn_tokens("arn:${Partition}:kms:${Region}:${Account}:key/${KeyId}");
+        assert!(!arn_has_form(&key, "arn:aws:kms:*:1:alias/x"));
+    }
+
+    /// tests/iam_reference.json holds, for every declared action, the resource types the Service Authorization
+    /// Reference lists (and the ARN form of each), as checked when the declarations were reviewed
+    /// (scripts/iam_reference.py writes it; the file names its sources and their dates). Each declaration must
+    /// follow it: `*` (Res::Any) only for an action with no resource type; otherwise the statement's ARNs of that
+    /// action's service each have the form of one of the service's resource types, at least one has the form of
+    /// a type the action lists, and every type it requires (`*`) is covered.
+    #[test]
+    fn declarations_follow_the_service_authorization_reference() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/iam_reference.json");
+        let reference: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let types = reference["resource_types"].as_object().unwrap();
+        // "<prefix>:<type>" → (the ARN pattern's tokens, its service segment, the extra suffix allowed)
+        let forms: BTreeMap<&str, (Vec<(bool, &str)>, &str, Option<&str>)> = types
+            .iter()
+            .map(|(k, v)| {
+                let arn = v["arn"].as_str().unwrap();
+                (k.as_str(), (arn_tokens(arn), arn.split(':').nth(2).unwrap(), v["suffix"].as_str()))
+            })
+            .collect();
+        let has_form = |key: &str, arn: &str| {
+            let (tokens, _, suffix) = &forms[key];
+            arn_has_form(tokens, arn) || suffix.and_then(|s| arn.strip_suffix(s)).is_some_and(|a| arn_has_form(tokens, a))
+        };
+        let names = names();
+        let mut failures = Vec::new();
+        for (module, ps) in all() {
+            for p in ps {
+                let what = format!("{module}: {} on Res::{:?}", p.action, p.on);
+                let Some(entry) = reference["actions"].get(p.action) else {
+                    failures.push(format!("{what}: not in tests/iam_reference.json (no such action, or not looked up: add it from the Service Authorization Reference)"));
+                    continue;
+                };
+                let (prefix, _) = p.action.split_once(':').unwrap();
+                let listed: Vec<&str> = entry["resource_types"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+                if p.on == Res::Any {
+                    if !listed.is_empty() {
+                        failures.push(format!("{what}: the reference lists resource types {listed:?}: narrow it to one"));
+                    }
+                    continue;
+                }
+                if listed.is_empty() {
+                    failures.push(format!("{what}: the reference lists no resource type, so only `*` matches it (Res::Any)"));
+                    continue;
+                }
+                let key = |t: &str| format!("{prefix}:{}", t.trim_end_matches('*'));
+                let services: BTreeSet<&str> = listed.iter().map(|t| forms[key(t).as_str()].1).collect();
+                let arns: Vec<String> = names.arns(p.on).into_iter().filter(|a| a.split(':').nth(2).is_some_and(|s| services.contains(s))).collect();
+                if arns.is_empty() {
+                    failures.push(format!("{what}: no ARN of the action's service ({services:?}) in {:?}", names.arns(p.on)));
+                    continue;
+                }
+                let service_types: Vec<&str> = forms.keys().copied().filter(|k| k.starts_with(&format!("{prefix}:"))).collect();
+                for a in &arns {
+                    if !service_types.iter().any(|k| has_form(k, a)) {
+                        failures.push(format!("{what}: {a} has the form of no resource type of {prefix} ({service_types:?})"));
+                    }
+                }
+                if !listed.iter().any(|t| arns.iter().any(|a| has_form(&key(t), a))) {
+                    failures.push(format!("{what}: none of {arns:?} has the form of {listed:?}"));
+                }
+                if entry.get("one_of").is_none() {
+                    for t in listed.iter().filter(|t| t.ends_with('*')) {
+                        if !arns.iter().any(|a| has_form(&key(t), a)) {
+                            failures.push(format!("{what}: the required resource type {t} is not covered by {arns:?}"));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(failures.is_empty(), "declarations against tests/iam_reference.json:\n{}", failures.join("\n"));
     }
 
     #[test]

@@ -213,11 +213,12 @@ pub async fn delete(_ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
 }
 
 use crate::permissions as perm;
-/// "... for Amazon CloudWatch Logs" (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatchlogs.html): log-group actions on the group
-/// (`…:log-group:NAME` and `…:log-group:NAME:*`); logs:DescribeLogGroups is authorised on `log-group:*` of the
-/// account, not on one group.
+/// "Actions, resources, and condition keys for Amazon CloudWatch Logs" (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatchlogs.html): log-group actions on the group
+/// (`…:log-group:NAME` and `…:log-group:NAME:*`); logs:DescribeLogGroups has no resource type there (`*`: it
+/// lists the account's groups, and is not authorised on one group). With `--use-trail` the subscription filter
+/// is put on (and removed from) the other trail's log group, which is not known before discovery.
 pub const PERMISSIONS: &[perm::Permission] = &[
-    perm::p("logs:DescribeLogGroups", perm::Res::AccountLogGroups, perm::OBSERVE),
+    perm::p("logs:DescribeLogGroups", perm::Res::Any, perm::OBSERVE),
     perm::p("logs:ListTagsForResource", perm::Res::TrailLogGroup, perm::OBSERVE),
     perm::p("logs:DescribeSubscriptionFilters", perm::Res::TrailLogGroup, perm::OBSERVE),
     perm::p("logs:CreateLogGroup", perm::Res::TrailLogGroup, perm::INIT),
@@ -232,4 +233,6 @@ pub const PERMISSIONS: &[perm::Permission] = &[
     perm::p("logs:PutRetentionPolicy", perm::Res::ForwarderLogGroup, perm::INIT),
     perm::p("logs:TagResource", perm::Res::ForwarderLogGroup, perm::INIT),
     perm::p("logs:DeleteLogGroup", perm::Res::ForwarderLogGroup, perm::DESTROY),
+    perm::with(&[perm::Feature::UseTrail], "logs:PutSubscriptionFilter", perm::Res::OtherLogGroup, perm::INIT),
+    perm::with(&[perm::Feature::UseTrail], "logs:DeleteSubscriptionFilter", perm::Res::OtherLogGroup, perm::DESTROY),
 ];

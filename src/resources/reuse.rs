@@ -716,10 +716,15 @@ pub async fn delete(ctx: &Ctx, aws: &Aws, c: &Change) -> anyhow::Result<()> {
 use crate::permissions as perm;
 /// `init` always lists the account's trails ([`discover`]: the plan names the trails that already record the
 /// account, and `--use-trail` picks one of them), with or without `--use-trail`; status and destroy never do
-/// (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscloudtrail.html: DescribeTrails and
+/// ("Actions, resources, and condition keys for AWS CloudTrail",
+/// https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscloudtrail.html: DescribeTrails and
 /// ListTrails have no resource type). With `--use-trail`, the other trail's bucket, log group and trail are not
-/// ours (`*`); organizations:DescribeOrganization has no resource type
-/// (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsorganizations.html).
+/// ours and not known before discovery: any trail, bucket, log group of the account, each action on its own
+/// resource type (GetEventSelectors on `trail`, Get/PutBucketNotification on `bucket`, DescribeSubscriptionFilters
+/// on `log-group`); s3:ListAllMyBuckets has no resource type ("Actions, resources,
+/// and condition keys for Amazon S3", https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html),
+/// nor has organizations:DescribeOrganization ("Actions, resources, and condition keys for AWS Organizations",
+/// https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsorganizations.html).
 /// GetEventSelectors and DescribeOrganization are also tried on the trails `init` finds without `--use-trail`,
 /// where a refusal only leaves a fact of the "existing trails" note unknown; they are declared for `--use-trail`,
 /// which relies on them.
@@ -728,9 +733,9 @@ pub const PERMISSIONS: &[perm::Permission] = &[
     perm::p("cloudtrail:ListTrails", perm::Res::Any, perm::INIT),
     perm::with(&[perm::Feature::UseTrail], "cloudtrail:GetEventSelectors", perm::Res::OtherTrail, perm::OBSERVE),
     perm::with(&[perm::Feature::UseTrail], "s3:ListAllMyBuckets", perm::Res::Any, perm::OBSERVE),
-    perm::with(&[perm::Feature::UseTrail], "s3:GetBucketNotification", perm::Res::OtherTrail, perm::OBSERVE),
-    perm::with(&[perm::Feature::UseTrail], "s3:PutBucketNotification", perm::Res::OtherTrail, perm::INIT_DESTROY),
-    perm::with(&[perm::Feature::UseTrail], "logs:DescribeSubscriptionFilters", perm::Res::OtherTrail, perm::OBSERVE),
+    perm::with(&[perm::Feature::UseTrail], "s3:GetBucketNotification", perm::Res::OtherBucket, perm::OBSERVE),
+    perm::with(&[perm::Feature::UseTrail], "s3:PutBucketNotification", perm::Res::OtherBucket, perm::INIT_DESTROY),
+    perm::with(&[perm::Feature::UseTrail], "logs:DescribeSubscriptionFilters", perm::Res::OtherLogGroup, perm::OBSERVE),
     perm::with(&[perm::Feature::UseTrail], "organizations:DescribeOrganization", perm::Res::Any, perm::OBSERVE),
 ];
 

@@ -223,7 +223,8 @@ async fn subscription_of(aws: &Aws, region: &str, topic: &str, queue: &str) -> a
 
 use crate::permissions as perm;
 /// "... for Amazon SNS" (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsns.html): topic actions on the topic (a subscription's actions are
-/// authorised on its topic); sns:ListSubscriptions has no resource type (`*`).
+/// authorised on its topic: sns:Unsubscribe lists the `topic` resource type, which older versions of the page
+/// left out); sns:ListSubscriptions has no resource type (`*`).
 pub const PERMISSIONS: &[perm::Permission] = &[
     perm::p("sns:GetTopicAttributes", perm::Res::Topic, perm::OBSERVE),
     perm::p("sns:ListTagsForResource", perm::Res::Topic, perm::OBSERVE),
