@@ -2,11 +2,12 @@
 
 - JSON protocol (CloudTrail, CloudWatch Logs, SQS, SSM, ...): `X-Amz-Target: <Prefix>_<Version>.<Operation>` →
   `<signing service>:<Operation>`.
-- Query protocol (IAM, STS, EC2, SNS): `Action=<Operation>` in the form body → `<signing service>:<Operation>`.
-- CloudWatch's Smithy RPC v2 CBOR protocol: `POST /service/<Service>/operation/<Operation>` →
-  `cloudwatch:<Operation>` (the SDK signs it as `monitoring`; the IAM prefix is `cloudwatch`, Service
+- Query protocol (IAM, STS, EC2, SNS, CloudWatch): `Action=<Operation>` in the form body → `<signing
+  service>:<Operation>` (CloudWatch is signed as `monitoring`; its IAM prefix is `cloudwatch`, Service
   Authorization Reference, "Actions, resources, and condition keys for Amazon CloudWatch",
   https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html).
+- Smithy RPC v2 CBOR protocol (what the SDK's CloudWatch client sent): `POST /service/<Service>/operation/<Operation>`
+  → `<prefix>:<Operation>`.
 - REST (S3, Lambda, OpenSearch Service `es`): method and path, mapped below (`_s3`, `_lambda`, `_es`).
 
 The signing service is read from the SigV4 `Credential=<key>/<date>/<region>/<service>/aws4_request` scope.
@@ -65,7 +66,7 @@ def action_of(call: dict) -> str:
     if m:
         return f"{_PREFIX.get(svc, svc)}:{m.group(1)}"
     if call["method"] == "POST" and "Action=" in body:
-        a = f"{svc}:{urllib.parse.parse_qs(body)['Action'][0]}"
+        a = f"{_PREFIX.get(svc, svc)}:{urllib.parse.parse_qs(body)['Action'][0]}"
         return BATCH.get(a, a)
     if svc == "s3":
         return _s3(call["method"], call["path"])
