@@ -534,7 +534,8 @@ mod tests {
         let reference: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let types = reference["resource_types"].as_object().unwrap();
         // "<prefix>:<type>" → (the ARN pattern's tokens, its service segment, the extra suffix allowed)
-        let forms: BTreeMap<&str, (Vec<(bool, &str)>, &str, Option<&str>)> = types
+        type Form<'a> = (Vec<(bool, &'a str)>, &'a str, Option<&'a str>);
+        let forms: BTreeMap<&str, Form> = types
             .iter()
             .map(|(k, v)| {
                 let arn = v["arn"].as_str().unwrap();

@@ -105,7 +105,7 @@ impl Service {
         };
         let gov = region.starts_with("us-gov-");
         let fips_host = match self.rules {
-            Rules::Regional => fips && !(gov && !dual_stack),
+            Rules::Regional => fips && (!gov || dual_stack),
             Rules::RegionalGovNeverFips | Rules::Global => fips && !gov,
         };
         let host = if fips_host { format!("{}-fips", self.prefix) } else { self.prefix.to_string() };

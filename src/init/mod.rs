@@ -174,7 +174,7 @@ pub enum Outcome {
     Done(Exit),
     /// Load the logs already in the stack's bucket with `args`; `doc` is the plan document (with `--output json`)
     /// that the backfill's summary goes into, under `"backfill"`, before it is printed.
-    Backfill { args: BackfillArgs, doc: Option<serde_json::Value> },
+    Backfill { args: Box<BackfillArgs>, doc: Option<serde_json::Value> },
 }
 
 pub async fn run(common: &Common, a: &InitArgs, out: &Output) -> anyhow::Result<Outcome> {
@@ -814,7 +814,7 @@ async fn run_holding(common: &Common, a: &InitArgs, out: &Output, held: &crate::
             doc["backfill"] = json!({"deferred": true, "reason": why});
         }
         if backfill {
-            return Ok(Outcome::Backfill { args, doc: Some(doc) });
+            return Ok(Outcome::Backfill { args: Box::new(args), doc: Some(doc) });
         }
         out.json_doc(&doc);
         return Ok(Outcome::Done(Exit::Success));
@@ -824,7 +824,7 @@ async fn run_holding(common: &Common, a: &InitArgs, out: &Output, held: &crate::
     }
     if backfill {
         out.note("Loading the logs already in the bucket (trailsetup backfill)…");
-        return Ok(Outcome::Backfill { args, doc: None });
+        return Ok(Outcome::Backfill { args: Box::new(args), doc: None });
     }
     Ok(Outcome::Done(Exit::Success))
 }
