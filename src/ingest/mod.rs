@@ -838,8 +838,8 @@ async fn replay(common: &Common, a: &BackfillArgs, file: &std::path::Path, state
 use crate::permissions as perm;
 /// What `backfill` and `ingest` call (source.rs, follow.rs, sqs.rs): the log files in the bucket (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html:
 /// ListBucket on the bucket, GetObject on objects) and the notification queue (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsqs.html: queue).
-/// The ingest-worker policy `init` creates grants the same to workers (and sqs:GetQueueUrl, which ingest does not
-/// call: the queue's URL comes from the stack's record, sqs.rs).
+/// The ingest-worker policy `init` creates grants the same to workers, and nothing else (sqs:GetQueueUrl is not
+/// needed: the queue's URL comes from the stack's record, sqs.rs).
 pub const PERMISSIONS: &[perm::Permission] = &[
     perm::p("s3:ListBucket", perm::Res::Bucket, &[perm::Cmd::Backfill]),
     perm::p("s3:GetObject", perm::Res::BucketObjects, &[perm::Cmd::Backfill, perm::Cmd::Ingest]),

@@ -684,6 +684,10 @@ def test_b_the_ingest_worker_policy_runs_backfill_and_ingest(trailsetup_bin, iam
     iam = client(url, "iam", admin)
     doc = iam.get_policy_version(PolicyArn=arn, VersionId=iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"])["PolicyVersion"]["Document"]
     doc = json.loads(doc) if isinstance(doc, str) else doc
+    # nothing beyond what backfill and ingest need: its actions are those of their generated policies (reading the
+    # stack's record, iam:ListPolicyTags, included), but those that need no permission (ALWAYS_ALLOWED)
+    needed = (actions_of(generated(trailsetup_bin, "backfill")) | actions_of(generated(trailsetup_bin, "ingest"))) - ALWAYS_ALLOWED
+    assert actions_of(doc) == needed, sorted(actions_of(doc) ^ needed)
     keys = user_with(iam_moto, moto_view(doc))
     for cmd in ("backfill", "ingest"):
         prefix = f"{PREFIX}-worker-{cmd}"
