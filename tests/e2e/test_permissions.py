@@ -55,6 +55,11 @@ policy, as on AWS (ALWAYS_ALLOWED).
    (c) for each action of those policies that moto checked in (a), a user holding the policy without it fails
        (rc != 0) with a message naming that action.
 
+3. the forwarder's policy — same moto as 2: the test plays Lambda, as a user holding exactly the forwarder policy
+   `init` created (read back from moto): the function's log calls Lambda makes with its role, then the handler
+   (templates/forwarder/forwarder.py) in-process on a record it must dead-letter; all allowed, the message arrives,
+   and without each action moto checked, that call is refused naming it.
+
 The stack's bucket policy denies every request that does not use TLS (aws:SecureTransport false); moto serves
 plain HTTP and applies that statement, so before files are put in the bucket (for destroy in part 1, for part 2) the
 bucket's policy loses that one statement (the statement itself is checked by the policy-template tests, not here).
@@ -713,3 +718,91 @@ def test_c_each_enforced_action_is_needed(trailsetup_bin, iam_moto, tmp_path, op
         if rc == 0 or action not in err:
             failures.append(f"{action} removed: rc={rc}\n{err[-1500:]}")
     assert not failures, "\n\n".join(failures)
+
+
+# --- the forwarder's policy ----------------------------------------------------------------------------------------
+# The forwarder runs in Lambda, which moto does not run. The test plays Lambda: with the credentials of a user
+# holding exactly the forwarder policy `init` created (read back from moto), it makes the calls Lambda makes with the
+# function's execution role for the function's own logs (logs:CreateLogGroup, logs:CreateLogStream,
+# logs:PutLogEvents on /aws/lambda/<function>: Lambda Developer Guide, "Defining Lambda function permissions with an
+# execution role", the AWSLambdaBasicExecutionRole permissions), and runs the function's handler in-process
+# (templates/forwarder/forwarder.py) on a record OpenSearch cannot take, which the handler sends to its dead-letter
+# queue (sqs:SendMessage). Under moto's enforcement: all allowed, the message arrives; then, for each action moto
+# checked, a user without it is refused that call.
+
+FORWARDER_LOG_GROUP = f"/aws/lambda/{STACK}-forwarder"
+
+
+def _play_forwarder(url, keys, opensearch_url, prefix, monkeypatch):
+    """The function's calls as `keys`: its logs (as Lambda writes them), then one invocation whose only record is
+    not a JSON object (straight to the dead-letter queue DLQ_URL names, OpenSearch never asked). Raises on a
+    refusal."""
+    import base64
+    import gzip
+    import sys
+    import uuid
+    from datetime import datetime, timezone
+
+    from botocore.exceptions import ClientError
+
+    logs = client(url, "logs", keys)
+    try:
+        logs.create_log_group(logGroupName=FORWARDER_LOG_GROUP)
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "ResourceAlreadyExistsException":
+            raise
+    stream = f"{datetime.now(timezone.utc):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
+    logs.create_log_stream(logGroupName=FORWARDER_LOG_GROUP, logStreamName=stream)
+    logs.put_log_events(logGroupName=FORWARDER_LOG_GROUP, logStreamName=stream,
+                        logEvents=[{"timestamp": int(datetime.now(timezone.utc).timestamp() * 1000), "message": "START"}])
+    sys.path.insert(0, str(REPO / "templates" / "forwarder"))
+    import forwarder
+
+    for k, v in {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": keys[0], "AWS_SECRET_ACCESS_KEY": keys[1],
+                 "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "OPENSEARCH_URL": opensearch_url,
+                 "OPENSEARCH_AUTH": "none", "INDEX_PREFIX": prefix}.items():
+        monkeypatch.setenv(k, v)
+    for k in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "OPENSEARCH_SECRET_ARN"):
+        monkeypatch.delenv(k, raising=False)
+    import boto3
+
+    # the handler's boto3.client() resolves these credentials afresh (a container each); restored after the test
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    payload = {"messageType": "DATA_MESSAGE", "owner": ACCOUNT, "logGroup": f"aws-cloudtrail-logs-{STACK}",
+               "logStream": f"{ACCOUNT}_CloudTrail_{REGION}", "subscriptionFilters": [f"{STACK}-forwarder"],
+               "logEvents": [{"id": "1", "timestamp": 0, "message": '["not", "an", "object"]'}]}
+    event = {"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(payload).encode())).decode()}}
+    return forwarder.handler(event, None)
+
+
+def test_d_the_forwarder_policy_covers_what_its_function_does(iam_moto, opensearch_url, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    url, log, admin = iam_moto
+    arn = f"arn:aws:iam::{ACCOUNT}:policy/{STACK}-forwarder"
+    iam = client(url, "iam", admin)
+    doc = iam.get_policy_version(PolicyArn=arn, VersionId=iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"])["PolicyVersion"]["Document"]
+    doc = json.loads(doc) if isinstance(doc, str) else doc
+    prefix = f"{PREFIX}-forwarder"
+    keys = user_with(iam_moto, moto_view(doc))
+    with as_root(url):
+        dlq = client(url, "sqs").get_queue_url(QueueName=f"{STACK}-forwarder-dlq")["QueueUrl"]
+    monkeypatch.setenv("DLQ_URL", dlq)
+    summary = _play_forwarder(url, keys, opensearch_url, prefix, monkeypatch)
+    assert summary["rejected"] == 1, summary
+    seen = checks(log, keys)
+    assert seen and all(r["allowed"] for r in seen), [r for r in seen if not r["allowed"]]
+    enforced = {MOTO_NAMES.get(r["action"], r["action"]) for r in seen}
+    assert enforced == {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"}, enforced
+    assert enforced <= actions_of(doc)
+    with as_root(url):
+        msgs = client(url, "sqs").receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages", [])
+    assert [json.loads(m["Body"])["document"] for m in msgs] == ['["not", "an", "object"]']
+    # each action moto checked is needed: without it, that call is refused
+    for action in sorted(enforced):
+        keys = user_with(iam_moto, moto_view(without(doc, action)))
+        with pytest.raises(ClientError) as refused:
+            _play_forwarder(url, keys, opensearch_url, prefix, monkeypatch)
+        # moto answers a JSON-protocol refusal in XML, which botocore reads as the bare status ("403")
+        assert refused.value.response["Error"]["Code"] in ("AccessDenied", "AccessDeniedException", "403"), (action, refused.value)
+        assert f"not authorized to perform: {action}" in str(refused.value), (action, str(refused.value))
