@@ -470,6 +470,29 @@ mod tests {
         assert!(EC2.endpoint("us-iso-east-1", false, true).unwrap_err().to_string().contains("dual-stack"));
     }
 
+    /// Every test case of the four rule sets (tests/endpoint_cases.tsv, extracted from the crates by
+    /// scripts/endpoint_cases.sh): service, region, FIPS, dual-stack → URL.
+    #[test]
+    fn endpoints_match_every_case_of_the_rule_sets() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/endpoint_cases.tsv");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut n = 0;
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+            let f: Vec<&str> = line.split('\t').collect();
+            let svc = match f[0] {
+                "ec2" => &EC2,
+                "ssm" => &SSM,
+                "cloudwatch" => &CLOUDWATCH,
+                "organizations" => &ORGANIZATIONS,
+                other => panic!("unknown service {other}"),
+            };
+            let (fips, dual) = (f[2] == "True", f[3] == "True");
+            assert_eq!(svc.endpoint(f[1], fips, dual).unwrap().0, f[4], "{line}");
+            n += 1;
+        }
+        assert!(n >= 137, "{n} cases");
+    }
+
     /// The error bodies of each protocol: EC2 API Reference, "Error codes for the Amazon EC2 API"; the Query
     /// protocol's `ErrorResponse` (CloudWatch API Reference, "Common Errors"); AWS JSON 1.1 (`__type`, possibly
     /// qualified, or the `x-amzn-ErrorType` header); an XML answer to a JSON call (moto does this); a proxy page.
