@@ -137,7 +137,7 @@ pub fn not_yet(op: &str, code: Option<&str>, message: Option<&str>) -> Option<&'
 
 /// Delays and waits are multiplied by `TRAILSETUP_RETRY_SCALE` (a test switch: `0.01` makes a 90-second wait
 /// a one-second one); 1 when unset.
-fn scale() -> f64 {
+pub(crate) fn scale() -> f64 {
     std::env::var("TRAILSETUP_RETRY_SCALE").ok().and_then(|v| v.parse::<f64>().ok()).filter(|s| *s >= 0.0).unwrap_or(1.0)
 }
 

@@ -82,11 +82,11 @@ where
             let mut msg = s.err().message().unwrap_or_default().to_string();
             if code == "Unknown" {
                 let body = s.raw().body().bytes().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-                if let Some(c) = xml_text(&body, "Code") {
+                if let (Some(c), m) = rpc::parse_error(&body, None) {
                     code = c;
-                }
-                if msg.is_empty() {
-                    msg = xml_text(&body, "Message").unwrap_or_default();
+                    if msg.is_empty() {
+                        msg = m;
+                    }
                 }
             }
             (code, msg, status)
@@ -101,9 +101,8 @@ where
         // code and message from the body, and know a refusal by its status
         SdkError::ResponseError(r) if r.raw().status().as_u16() >= 400 => {
             let body = r.raw().body().bytes().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-            let code = xml_text(&body, "Code").unwrap_or_else(|| "Unknown".into());
-            let msg = xml_text(&body, "Message").unwrap_or_else(|| body.chars().take(200).collect());
-            (code, msg, r.raw().status().as_u16())
+            let (code, msg) = rpc::parse_error(&body, None);
+            (code.unwrap_or_else(|| "Unknown".into()), msg, r.raw().status().as_u16())
         }
         other => return anyhow::anyhow!("{what}: {}", aws_smithy_types::error::display::DisplayErrorContext(other)),
     };
@@ -119,12 +118,6 @@ pub fn explain_code(what: &str, code: &str, msg: &str, status: u16, permission: 
     anyhow::anyhow!("{what}: {code}: {msg}{hint}")
 }
 
-/// The text of the first `<tag>…</tag>` of an XML error body.
-fn xml_text(body: &str, tag: &str) -> Option<String> {
-    let start = body.find(&format!("<{tag}>"))? + tag.len() + 2;
-    let end = body[start..].find(&format!("</{tag}>"))? + start;
-    Some(body[start..end].trim().to_string()).filter(|t| !t.is_empty())
-}
 
 /// The words of [`hint_for`]'s answer to a refusal, by which [`is_refusal`] knows one.
 const REFUSAL_HINT: &str = "the caller needs the IAM permission";

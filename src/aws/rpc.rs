@@ -192,18 +192,12 @@ pub async fn call(cfg: &SdkConfig, svc: &Service, operation: &str, params: Param
         }
         _ => return Err(Error::Other(anyhow!("{} {operation}: parameters of the wrong protocol", svc.id))),
     };
-    crate::aws::ensure_tls_provider();
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
-        .user_agent(concat!("trailsetup/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| Error::Other(e.into()))?;
+    let client = http_client().map_err(|e| Error::Other(anyhow!("{e}")))?;
     let attempts = cfg.retry_config().map(|r| r.max_attempts()).unwrap_or(3).max(1);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let outcome = send(&client, cfg, svc, &url, &signing_region, headers.clone(), &body).await;
+        let outcome = send(client, cfg, svc, &url, &signing_region, headers.clone(), &body).await;
         let retry = match &outcome {
             Ok(_) => false,
             Err(Sent::Answer(Error::Service { status, code, .. })) => is_retryable(*status, code.as_deref()),
@@ -220,6 +214,23 @@ pub async fn call(cfg: &SdkConfig, svc: &Service, operation: &str, params: Param
         }
         tokio::time::sleep(backoff(attempt)).await;
     }
+}
+
+/// One HTTP client for every call of the process (its connection pool and roots are built once: the lock polls).
+fn http_client() -> Result<&'static reqwest::Client, &'static str> {
+    static CLIENT: std::sync::OnceLock<Result<reqwest::Client, String>> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            crate::aws::ensure_tls_provider();
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .timeout(Duration::from_secs(60))
+                .user_agent(concat!("trailsetup/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| e.as_str())
 }
 
 enum Sent {
@@ -284,7 +295,7 @@ fn is_retryable(status: u16, code: Option<&str>) -> bool {
 /// Exponential backoff with full jitter, `rand(0..1) × 2^attempt` seconds capped at 20 s (the standard retry
 /// mode's formula), scaled by `TRAILSETUP_RETRY_SCALE` like every other wait (a test switch).
 fn backoff(attempt: u32) -> Duration {
-    let scale = std::env::var("TRAILSETUP_RETRY_SCALE").ok().and_then(|v| v.parse::<f64>().ok()).filter(|s| *s >= 0.0).unwrap_or(1.0);
+    let scale = super::eventual::scale();
     let base = 2f64.powi(attempt.min(10) as i32).min(20.0);
     Duration::from_secs_f64(fastrand::f64() * base * scale)
 }
@@ -292,7 +303,7 @@ fn backoff(attempt: u32) -> Duration {
 /// AWS's error code and message, from any of its error bodies: JSON (`__type`, or the `x-amzn-ErrorType` header;
 /// `message` or `Message`), EC2's `<Response><Errors><Error>`, the Query protocol's `<ErrorResponse><Error>`.
 /// A body that is none of these (a proxy's page) gives no code and its first 200 characters.
-fn parse_error(body: &str, error_type: Option<&str>) -> (Option<String>, String) {
+pub(crate) fn parse_error(body: &str, error_type: Option<&str>) -> (Option<String>, String) {
     // `aws.protocoltests#Code:http://…` and `com.amazonaws.ssm#ParameterNotFound` both mean the part after `#`,
     // before `:` (the AWS JSON protocols' error type rule)
     let clean = |t: &str| t.rsplit('#').next().unwrap_or(t).split(':').next().unwrap_or(t).trim().to_string();
@@ -303,18 +314,14 @@ fn parse_error(body: &str, error_type: Option<&str>) -> (Option<String>, String)
             return (code, message);
         }
     }
+    fn code_and_message(error: &mut ScopedDecoder) -> Option<(Option<String>, String)> {
+        let [code, message] = xml_fields(error, ["Code", "Message"]).ok()?;
+        Some((code, message.unwrap_or_default()))
+    }
     fn find_error(el: &mut ScopedDecoder) -> Option<(Option<String>, String)> {
         while let Some(mut child) = el.next_tag() {
             if child.start_el().matches("Error") {
-                let (mut code, mut message) = (None, String::new());
-                while let Some(mut field) = child.next_tag() {
-                    if field.start_el().matches("Code") {
-                        code = try_data(&mut field).ok().map(|c| c.into_owned());
-                    } else if field.start_el().matches("Message") {
-                        message = try_data(&mut field).map(|m| m.into_owned()).unwrap_or_default();
-                    }
-                }
-                return Some((code, message));
+                return code_and_message(&mut child);
             }
             if child.start_el().matches("Errors") {
                 if let Some(found) = find_error(&mut child) {
@@ -328,15 +335,7 @@ fn parse_error(body: &str, error_type: Option<&str>) -> (Option<String>, String)
     let from_xml = doc.root_element().ok().and_then(|mut root| {
         if root.start_el().matches("Error") {
             // S3's shape, a root <Error>
-            let (mut code, mut message) = (None, String::new());
-            while let Some(mut field) = root.next_tag() {
-                if field.start_el().matches("Code") {
-                    code = try_data(&mut field).ok().map(|c| c.into_owned());
-                } else if field.start_el().matches("Message") {
-                    message = try_data(&mut field).map(|m| m.into_owned()).unwrap_or_default();
-                }
-            }
-            Some((code, message))
+            code_and_message(&mut root)
         } else {
             find_error(&mut root)
         }
